@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class InstancePrice(models.Model):
+    """On-demand price of one SageMaker instance type in one region."""
+
+    instance_type = models.CharField(max_length=40)
+    region = models.CharField(max_length=20)
+    price_per_hour = models.DecimalField(max_digits=10, decimal_places=4)
+
+    class Meta:
+        ordering = ["region", "instance_type"]
+        constraints = [models.UniqueConstraint(fields=["instance_type", "region"], name="uniq_instance_price")]
+
+    def __str__(self) -> str:
+        return f"{self.instance_type} ({self.region}) ${self.price_per_hour}/h"
+
+
+class CostLine(models.Model):
+    """Metered cost of one finished build step: billable seconds x count x price."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="cost_lines")
+    plan = models.ForeignKey("tenants.Plan", on_delete=models.PROTECT, related_name="+")
+    build = models.ForeignKey("builds.Build", on_delete=models.CASCADE, related_name="cost_lines")
+    step = models.OneToOneField("builds.BuildStep", on_delete=models.CASCADE, related_name="cost_line")
+    instance_type = models.CharField(max_length=40)
+    instance_count = models.PositiveIntegerField()
+    billable_seconds = models.PositiveIntegerField()
+    price_per_hour = models.DecimalField(max_digits=10, decimal_places=4)
+    amount = models.DecimalField(max_digits=12, decimal_places=6)
+    day = models.DateField(db_index=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-day", "id"]
+        indexes = [models.Index(fields=["tenant", "day"])]
+
+
+class DailyCost(models.Model):
+    """Actual cost per day from Cost Explorer, grouped by tenant tag and service."""
+
+    UNTAGGED = ""
+
+    day = models.DateField()
+    tenant_slug = models.CharField(max_length=40, blank=True, help_text="'' = untagged")
+    service = models.CharField(max_length=120)
+    amount = models.DecimalField(max_digits=14, decimal_places=6)
+    estimated = models.BooleanField(default=True)
+    synced_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-day", "tenant_slug", "service"]
+        constraints = [
+            models.UniqueConstraint(fields=["day", "tenant_slug", "service"], name="uniq_daily_cost")
+        ]
+
+
+class CostSyncRun(models.Model):
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    start_day = models.DateField()
+    end_day = models.DateField()
+    requests = models.PositiveIntegerField(default=0)
+    rows = models.PositiveIntegerField(default=0)
+    last_final_day = models.DateField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    triggered_by = models.CharField(max_length=40, default="schedule")
+
+    class Meta:
+        ordering = ["-started_at"]
+
+
+class BudgetAlert(models.Model):
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="budget_alerts")
+    month = models.DateField(help_text="First day of the month")
+    threshold_amount = models.DecimalField(max_digits=10, decimal_places=2)
+    spend_at_crossing = models.DecimalField(max_digits=12, decimal_places=4)
+    crossed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-crossed_at"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "month"], name="uniq_budget_alert_month")]

@@ -1,0 +1,287 @@
+"""The SageMaker engine: one execution of the shared pipeline per build.
+
+Talks to AWS only through `SageMakerGateway` (never the sagemaker SDK). The
+pipeline, its parameters and step names are described in
+`mlaas_portal.aws.pipeline_definition`.
+
+Billable seconds are the step's wall time (end - start) for the compute steps
+(preprocess, train/tune, evaluate), available at once from the step listing.
+The exact figure AWS bills is `BillableTimeInSeconds` of DescribeTrainingJob /
+the processing job's start/end; a tuning step's figure is the sum over its
+training jobs. The daily Cost Explorer sync corrects the difference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from builds.engines.base import (
+    ENGINE_FAILED,
+    ENGINE_RUNNING,
+    ENGINE_STOPPED,
+    ENGINE_SUCCEEDED,
+    STEP_NAMES,
+    BuildLaunch,
+    EngineStatus,
+    StepStatus,
+)
+from mlaas_portal.aws import pipeline_definition as pd
+from mlaas_portal.aws.errors import AwsNotFound, AwsValidationError
+
+if TYPE_CHECKING:
+    from mlaas_portal.aws.sagemaker import SageMakerGateway
+
+# Metrics where lower is better: the pipeline compares a score (higher is
+# better), so their minimum is passed negated.
+LOWER_IS_BETTER_METRICS = frozenset({"rmse", "mse", "mae", "mape", "rmsle", "log_loss", "logloss"})
+MAX_PARAMETER_LENGTH = 1024  # StartPipelineExecution limit per value
+
+_EXECUTION_STATES = {
+    "Executing": ENGINE_RUNNING,
+    "Succeeded": ENGINE_SUCCEEDED,
+    "Failed": ENGINE_FAILED,
+    "Stopping": ENGINE_STOPPED,
+    "Stopped": ENGINE_STOPPED,
+}
+_STEP_STATES = {
+    "Starting": "running",
+    "Executing": "running",
+    "Stopping": "cancelled",
+    "Stopped": "cancelled",
+    "Failed": "failed",
+    "Succeeded": "succeeded",
+}
+_OUR_STEP = {
+    pd.STEP_PREPROCESS: "preprocess",
+    pd.STEP_TRAIN: "train",
+    pd.STEP_TUNE: "train",
+    pd.STEP_EVALUATE: "evaluate",
+    pd.STEP_CHECK_METRIC: "condition",
+    pd.STEP_FAIL: "condition",
+    pd.STEP_REGISTER: "register",
+}
+_STEP_LABELS = {"preprocess": "data preparation", "train": "training", "evaluate": "evaluation",
+                "condition": "quality check", "register": "model registration"}
+_KNOWN_FAILURES = (
+    ("capacity", "AWS had no free capacity for the plan's instance type; the build can be retried later."),
+    ("resourcelimitexceeded", "the account's instance quota was reached; the build can be retried later."),
+    ("maxruntimeinseconds", "it ran longer than the time limit and was stopped."),
+    ("accessdenied", "access to the build's data was refused."),
+    ("not authorized", "access to the build's data was refused."),
+)
+_ARN = re.compile(r"arn:aws[\w-]*:[^\s,;'\"()]+")
+_ACCOUNT_ID = re.compile(r"\b\d{12}\b")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def client_token(pipeline_name: str, build_code: str) -> str:
+    """Same build, same token: a retried start never runs the pipeline twice."""
+    return hashlib.sha256(f"{pipeline_name}/{build_code}".encode()).hexdigest()
+
+
+def display_name(launch: BuildLaunch) -> str:
+    name = re.sub(r"[^A-Za-z0-9]+", "-", f"{launch.tenant_slug}-{launch.build_code}").strip("-")
+    return name[:82].rstrip("-") or "build"
+
+
+def pipeline_parameters(launch: BuildLaunch, *, tenant_tag_key: str = "mlaas:tenant",
+                        plan_tag_key: str = "mlaas:plan") -> dict[str, str]:
+    """Every tenant-specific value of a build, as pipeline parameters."""
+    higher_is_better = launch.objective_metric.lower() not in LOWER_IS_BETTER_METRICS
+    min_score = launch.min_metric if higher_is_better else -launch.min_metric
+    # Tuning without ranges would train the same model N times.
+    tuning = launch.tuning_enabled and launch.max_tuning_jobs > 0 and bool(launch.tuning_ranges)
+    if tuning and len(launch.tuning_ranges) > len(pd.TUNED_HYPERPARAMETERS):
+        raise ValueError(f"at most {len(pd.TUNED_HYPERPARAMETERS)} hyperparameters can be tuned, "
+                         f"algorithm {launch.algorithm_slug!r} has {len(launch.tuning_ranges)}")
+    params = {
+        "BuildCode": launch.build_code,
+        "InputDataUri": launch.data_uri,
+        "OutputUri": launch.output_uri,
+        "TenantRoleArn": launch.role_arn,
+        "TenantTag": launch.tags.get(tenant_tag_key, launch.tenant_slug),
+        "PlanTag": launch.tags.get(plan_tag_key, launch.plan_slug),
+        "ModelPackageGroupName": launch.model_package_group,
+        "TrainingImageUri": launch.training_image_uri,
+        "TargetColumn": launch.target,
+        "ProblemType": launch.problem_type,
+        "Algorithm": launch.entry_point,
+        "ObjectiveMetric": launch.objective_metric,
+        "MinMetric": repr(float(min_score)),
+        "Hyperparameters": json.dumps(launch.hyperparameters, sort_keys=True, separators=(",", ":")),
+        "TuningRanges": json.dumps(launch.tuning_ranges, sort_keys=True, separators=(",", ":")),
+        "TuningEnabled": "true" if tuning else "false",
+        "MaxTuningJobs": str(max(1, launch.max_tuning_jobs)),
+        "ProcessingInstanceType": launch.processing_instance_type,
+        "ProcessingInstanceCount": str(launch.processing_instance_count),
+        "TrainingInstanceType": launch.training_instance_type,
+        "TrainingInstanceCount": str(launch.training_instance_count),
+    }
+    too_long = sorted(name for name, value in params.items() if len(value) > MAX_PARAMETER_LENGTH)
+    if too_long:
+        raise ValueError(f"pipeline parameters longer than {MAX_PARAMETER_LENGTH} characters: {too_long}")
+    return params
+
+
+def readable_failure(reason: str) -> str:
+    """A sentence fit for a tenant: no ARNs or account ids, known causes in words."""
+    lowered = reason.lower()
+    for needle, sentence in _KNOWN_FAILURES:
+        if needle in lowered:
+            return sentence
+    text = _ACCOUNT_ID.sub("<account>", _ARN.sub("<resource>", reason)).strip().splitlines()
+    first = text[0].strip() if text else ""
+    if not first:
+        return "no reason was given."
+    first = first[:300]
+    return first if first.endswith(".") else f"{first}."
+
+
+class SageMakerEngine:
+    name = "sagemaker"
+
+    def __init__(
+        self,
+        gateway_factory: Callable[[], SageMakerGateway],
+        pipeline_name: str = pd.DEFAULT_PIPELINE_NAME,
+        *,
+        tenant_tag_key: str = "mlaas:tenant",
+        plan_tag_key: str = "mlaas:plan",
+        report_reader: Callable[[str], dict] | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        """`report_reader(s3_uri) -> dict`, if given, reads the evaluation and
+        data reports the steps write under the build's output prefix."""
+        self._gateway_factory = gateway_factory
+        self.pipeline_name = pipeline_name
+        self._tenant_tag_key = tenant_tag_key
+        self._plan_tag_key = plan_tag_key
+        self._report_reader = report_reader
+        self._clock = clock
+
+    def start(self, launch: BuildLaunch) -> str:
+        parameters = pipeline_parameters(launch, tenant_tag_key=self._tenant_tag_key,
+                                         plan_tag_key=self._plan_tag_key)
+        return self._gateway_factory().start_execution(
+            self.pipeline_name, parameters, display_name(launch), client_token(self.pipeline_name, launch.build_code)
+        )
+
+    def status(self, execution_ref: str, launch: BuildLaunch) -> EngineStatus:
+        gateway = self._gateway_factory()
+        execution = gateway.describe_execution(execution_ref)
+        state = _EXECUTION_STATES.get(execution.get("PipelineExecutionStatus", ""), ENGINE_RUNNING)
+        remote_steps = gateway.list_execution_steps(execution_ref)
+        steps = self._steps(remote_steps, state, launch)
+        result = EngineStatus(state=state, steps=[steps[name] for name in STEP_NAMES])
+        result.model_package_arn = next(
+            (s.get("Metadata", {}).get("RegisterModel", {}).get("Arn", "") for s in remote_steps
+             if _base_name(s.get("StepName", "")) == pd.STEP_REGISTER), "")
+        if state == ENGINE_FAILED:
+            result.failure_reason = self._failure_reason(execution, steps, launch)
+        if state in (ENGINE_SUCCEEDED, ENGINE_FAILED):
+            self._collect_outputs(result, steps, gateway, launch)
+        return result
+
+    def stop(self, execution_ref: str, launch: BuildLaunch) -> None:
+        gateway = self._gateway_factory()
+        if gateway.describe_execution(execution_ref).get("PipelineExecutionStatus") != "Executing":
+            return
+        try:
+            gateway.stop_execution(execution_ref, client_token=client_token("stop", execution_ref))
+        except (AwsValidationError, AwsNotFound):
+            # It finished or was stopped between the two calls: that is fine.
+            if gateway.describe_execution(execution_ref).get("PipelineExecutionStatus") == "Executing":
+                raise
+
+    def _steps(self, remote_steps: list[dict], state: str, launch: BuildLaunch) -> dict[str, StepStatus]:
+        not_run = "pending" if state == ENGINE_RUNNING else ("cancelled" if state == ENGINE_STOPPED else "skipped")
+        steps = {name: StepStatus(name=name, status=not_run) for name in STEP_NAMES}
+        # The Fail step overrides the condition step it follows, whatever the listing order.
+        for remote in sorted(remote_steps, key=lambda s: _base_name(s.get("StepName", "")) == pd.STEP_FAIL):
+            base = _base_name(remote.get("StepName", ""))
+            ours = _OUR_STEP.get(base)
+            if ours is None:  # UseTuning: routing, not work a tenant sees
+                continue
+            step = steps[ours]
+            if base == pd.STEP_FAIL:
+                step.status = "failed"
+                step.failure_reason = _below_minimum(launch)
+                step.ended_at = remote.get("EndTime") or step.ended_at
+                continue
+            step.status = _STEP_STATES.get(remote.get("StepStatus", ""), "running")
+            step.started_at = remote.get("StartTime")
+            step.ended_at = remote.get("EndTime")
+            step.failure_reason = readable_failure(remote["FailureReason"]) if remote.get("FailureReason") else ""
+            step.instance_type, step.instance_count = _instances(ours, launch)
+            if step.instance_count and step.started_at:
+                elapsed = (step.ended_at or self._clock()) - step.started_at
+                step.billable_seconds = max(0, int(elapsed.total_seconds()))
+            step.log = _job_name(remote.get("Metadata", {}))
+        return steps
+
+    def _failure_reason(self, execution: dict, steps: dict[str, StepStatus], launch: BuildLaunch) -> str:
+        failed = [steps[name] for name in STEP_NAMES if steps[name].status == "failed"]
+        if failed and failed[0].name == "condition":
+            return failed[0].failure_reason
+        if failed:
+            detail = failed[0].failure_reason or "no reason was given."
+            return f"The {_STEP_LABELS[failed[0].name]} step failed: {detail}"
+        reason = execution.get("FailureReason") or ""
+        return f"The build failed: {readable_failure(reason)}" if reason else "The build failed for an unknown reason."
+
+    def _collect_outputs(self, result: EngineStatus, steps: dict[str, StepStatus],
+                         gateway: SageMakerGateway, launch: BuildLaunch) -> None:
+        if result.model_package_arn:
+            package = gateway.describe_model_package(result.model_package_arn)
+            containers = package.get("InferenceSpecification", {}).get("Containers", [])
+            result.artifact_uri = containers[0].get("ModelDataUrl", "") if containers else ""
+        if self._report_reader is None:
+            return
+        if steps["evaluate"].status == "succeeded":
+            report = self._report_reader(evaluation_report_uri(launch))
+            result.metrics = report.get("metrics", report)
+        if steps["preprocess"].status == "succeeded":
+            result.data_report = self._report_reader(data_report_uri(launch))
+
+
+def evaluation_report_uri(launch: BuildLaunch) -> str:
+    return f"{launch.output_uri}{pd.EVALUATION_REPORT_PATH}"
+
+
+def data_report_uri(launch: BuildLaunch) -> str:
+    return f"{launch.output_uri}{pd.DATA_REPORT_PATH}"
+
+
+def _base_name(step_name: str) -> str:
+    return step_name.removesuffix(pd.TUNED_SUFFIX)
+
+
+def _instances(step: str, launch: BuildLaunch) -> tuple[str, int]:
+    if step in ("preprocess", "evaluate"):
+        return launch.processing_instance_type, launch.processing_instance_count
+    if step == "train":
+        return launch.training_instance_type, launch.training_instance_count
+    return "", 0
+
+
+def _job_name(metadata: dict[str, Any]) -> str:
+    """"TrainingJob <name>": enough to find the job and its logs, no account id."""
+    for kind in ("ProcessingJob", "TrainingJob", "TuningJob"):
+        arn = metadata.get(kind, {}).get("Arn")
+        if arn:
+            return f"{kind} {arn.rsplit('/', 1)[-1]}"
+    return ""
+
+
+def _below_minimum(launch: BuildLaunch) -> str:
+    bound = "at most" if launch.objective_metric.lower() in LOWER_IS_BETTER_METRICS else "at least"
+    return (f"The model's {launch.objective_metric} did not meet the plan's minimum "
+            f"({bound} {launch.min_metric:g}), so it was not registered.")

@@ -1,0 +1,180 @@
+"""Running builds: claim, execute on the engine, poll, finish, recover.
+
+The database row is the truth. A Redis job only says "look at build N"; it
+may be lost (the reconciler re-enqueues) or run twice (the claim is a filtered
+update that succeeds once).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from builds import services
+from builds.engines import get_engine
+from builds.engines.base import ENGINE_FAILED, ENGINE_RUNNING, ENGINE_STOPPED, ENGINE_SUCCEEDED, EngineStatus
+from builds.launch import launch_for
+from builds.models import Build
+from mlaas_portal.aws.errors import AwsError
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 2
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def build_execute(build_id: int) -> str:
+    """Claim a `starting` build and run it on the configured engine."""
+    build = Build.objects.select_related("tenant", "plan", "algorithm").get(pk=build_id)
+    try:
+        services.build_transition(build, Build.Status.RUNNING, expect=Build.Status.STARTING,
+                                  reason=f"started on the {settings.MLAAS_ENGINE} engine",
+                                  engine=settings.MLAAS_ENGINE, worker_id=worker_identity(),
+                                  attempts=build.attempts + 1, cancel_requested=False)
+    except services.TransitionRefused:
+        return "not-claimed"
+    engine = get_engine(build.engine)
+    launch = launch_for(build)
+    try:
+        if build.engine == "local":
+            status = engine.run(launch, build_id=build.pk)
+            build_finish(build, status)
+            return build.status
+        ref = engine.start(launch)
+        Build.objects.filter(pk=build.pk).update(execution_ref=ref, poll_after=timezone.now())
+        return "started"
+    except AwsError as exc:
+        if exc.retryable:
+            _requeue(build, f"AWS was busy ({exc.code or 'transient error'}); the build will retry")
+            return "requeued"
+        _fail(build, f"the build could not start: {exc}")
+        return "failed"
+    except Exception as exc:  # noqa: BLE001 - the worker must go on with other builds
+        logger.exception("build %s crashed", build.code)
+        _fail(build, f"internal error while running the build ({type(exc).__name__}); the vendor was notified")
+        return "failed"
+
+
+def _requeue(build: Build, reason: str) -> None:
+    try:
+        services.build_transition(build, Build.Status.QUEUED, expect=(Build.Status.RUNNING, Build.Status.STARTING),
+                                  reason=reason, execution_ref="", worker_id="")
+    except services.TransitionRefused:
+        pass
+    transaction.on_commit(services._kick_dispatch)
+
+
+def _fail(build: Build, reason: str) -> None:
+    try:
+        services.build_transition(build, Build.Status.FAILED, reason=reason,
+                                  expect=(Build.Status.RUNNING, Build.Status.STARTING))
+    except services.TransitionRefused:
+        return
+    _after_finish(build)
+
+
+def build_finish(build: Build, status: EngineStatus) -> None:
+    """Record the engine's final (or current) status on the build."""
+    services.build_record_steps(build, status.steps)
+    Build.objects.filter(pk=build.pk).update(metrics=status.metrics, data_report=status.data_report,
+                                             heartbeat_at=timezone.now())
+    build.metrics, build.data_report = status.metrics, status.data_report
+    if status.state == ENGINE_RUNNING:
+        return
+    if status.state == ENGINE_SUCCEEDED and status.model_package_arn:
+        services.model_version_register(build=build, arn=status.model_package_arn, metrics=status.metrics,
+                                        artifact_key=status.artifact_uri.split("/", 3)[-1])
+    target = {ENGINE_SUCCEEDED: Build.Status.SUCCEEDED, ENGINE_FAILED: Build.Status.FAILED,
+              ENGINE_STOPPED: Build.Status.CANCELLED}[status.state]
+    reason = status.failure_reason if target == Build.Status.FAILED else (
+        "cancelled" if target == Build.Status.CANCELLED else "model registered")
+    try:
+        services.build_transition(build, target, reason=reason, expect=Build.Status.RUNNING)
+    except services.TransitionRefused:
+        return
+    _after_finish(build)
+
+
+def _after_finish(build: Build) -> None:
+    """A slot is free: meter the cost, write the ledger and dispatch the next build now."""
+    from billing.services import build_meter
+    from builds import jobs
+
+    try:
+        build_meter(build=build)
+    except Exception:  # noqa: BLE001 - metering errors are visible on the build, never block the slot
+        logger.exception("metering build %s failed", build.code)
+    transaction.on_commit(lambda: jobs.enqueue_ledger(build.pk))
+    transaction.on_commit(services._kick_dispatch)
+
+
+def build_poll(build: Build) -> None:
+    """Update a running (remote-engine) build from its engine, backing off on throttling."""
+    engine = get_engine(build.engine)
+    try:
+        status = engine.status(build.execution_ref, launch_for(build))
+    except AwsError as exc:
+        errors = build.poll_errors + 1
+        if not exc.retryable and errors >= 5:
+            _fail(build, f"the build's status could not be read: {exc}")
+            return
+        delay = min(300, 5 * 2 ** min(errors, 6))
+        Build.objects.filter(pk=build.pk).update(poll_errors=errors,
+                                                 poll_after=timezone.now() + timedelta(seconds=delay))
+        return
+    Build.objects.filter(pk=build.pk).update(poll_errors=0, poll_after=timezone.now() + timedelta(seconds=10))
+    build_finish(build, status)
+
+
+def poll_running() -> int:
+    due = (Build.objects.select_related("tenant", "plan", "algorithm")
+           .filter(status=Build.Status.RUNNING, engine="sagemaker")
+           .exclude(execution_ref="").filter(poll_after__lte=timezone.now()))
+    count = 0
+    for build in due[:200]:
+        try:
+            build_poll(build)
+        except Exception:  # noqa: BLE001 - one bad build never stops the poller
+            logger.exception("polling build %s failed", build.code)
+        count += 1
+    return count
+
+
+def reconcile() -> dict[str, int]:
+    """Rebuild derived state from the database: lost jobs, lost workers, stuck rows."""
+    from builds import jobs
+
+    now = timezone.now()
+    counts = {"requeued_received": 0, "reenqueued_starting": 0, "worker_lost": 0}
+    for build in Build.objects.filter(status=Build.Status.RECEIVED, created_at__lt=now - timedelta(seconds=30)):
+        try:
+            services.build_transition(build, Build.Status.QUEUED, reason="recovered by reconciler")
+            counts["requeued_received"] += 1
+        except services.TransitionRefused:
+            pass
+    for build in Build.objects.select_related("plan").filter(status=Build.Status.STARTING):
+        if not jobs.execute_job_exists(build.pk):
+            jobs.enqueue_execute(build.pk, build.plan.queue_name)
+            counts["reenqueued_starting"] += 1
+    lost_after = timedelta(seconds=settings.MLAAS_WORKER_LOST_AFTER_SECONDS)
+    for build in Build.objects.filter(status=Build.Status.RUNNING, engine="local", heartbeat_at__lt=now - lost_after):
+        counts["worker_lost"] += 1
+        if build.attempts < MAX_ATTEMPTS:
+            _requeue(build, f"worker lost (no heartbeat for {settings.MLAAS_WORKER_LOST_AFTER_SECONDS} s); "
+                            "the build restarts")
+        else:
+            _fail(build, f"worker lost: the build stopped responding {build.attempts} times; retry it or "
+                         "contact the vendor")
+    from builds.dispatch import dispatch_pending
+
+    dispatch_pending()
+    return counts

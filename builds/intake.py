@@ -1,0 +1,148 @@
+"""Intake: S3 "Object Created" events (via EventBridge and SQS) become builds.
+
+Events arrive at least once. One build per object version: the dedup key is
+bucket + key + version id (else sequencer, else ETag), enforced by a unique
+constraint. The SQS message is deleted only after the row is committed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError
+
+from builds import services
+from builds.models import Algorithm, Build
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UploadEvent:
+    bucket: str
+    key: str
+    size: int
+    version: str  # version id, else sequencer, else etag
+
+    @property
+    def dedup_key(self) -> str:
+        return services.dedup_key_for(self.bucket, self.key, self.version)
+
+
+class NotAnUploadEvent(ValueError):
+    pass
+
+
+def parse_event(body: str) -> UploadEvent:
+    try:
+        event = json.loads(body)
+        detail = event["detail"]
+        bucket = detail["bucket"]["name"]
+        obj = detail["object"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise NotAnUploadEvent(f"not an S3 Object Created event: {exc}") from None
+    # moto's sequencer is a constant: with no version id, pair it with the ETag.
+    etag = obj.get("etag") or obj.get("eTag") or ""
+    version = obj.get("version-id") or ":".join(v for v in (obj.get("sequencer"), etag) if v)
+    return UploadEvent(bucket=bucket, key=obj["key"], size=int(obj.get("size") or 0), version=str(version))
+
+
+def resolve_tenant(bucket: str, key: str) -> Tenant | None:
+    """Silo: the bucket is the tenant's own; pool: the key starts with tenants/<slug>/."""
+    tenant = Tenant.objects.select_related("plan", "default_algorithm").filter(bucket=bucket, prefix="").first()
+    if tenant:
+        return tenant
+    if key.startswith("tenants/"):
+        slug = key.split("/", 2)[1]
+        return Tenant.objects.select_related("plan", "default_algorithm").filter(
+            bucket=bucket, prefix=f"tenants/{slug}/").first()
+    return None
+
+
+def _rejection_reason(tenant: Tenant | None, event: UploadEvent, metadata: dict[str, str]) -> str:
+    if tenant is None:
+        return f"no tenant owns s3://{event.bucket}/{event.key}"
+    if tenant.status != Tenant.Status.ACTIVE:
+        return f"tenant `{tenant.slug}` is {tenant.status}: uploads do not start builds"
+    if not event.key.startswith(tenant.upload_prefix):
+        return f"object is outside the upload location `{tenant.upload_prefix}`"
+    if not event.key.lower().endswith(".csv"):
+        return f"`{event.key.rsplit('/', 1)[-1]}` is not a CSV file (expected a .csv name)"
+    if event.size > tenant.plan.upload_size_limit_bytes:
+        return (f"file is {event.size:,} bytes; the {tenant.plan.name} plan allows at most "
+                f"{tenant.plan.upload_size_limit_bytes:,} bytes")
+    algorithm = metadata.get("algorithm", "")
+    if algorithm and not Algorithm.objects.filter(slug=algorithm, active=True).exists():
+        known = ", ".join(Algorithm.objects.filter(active=True).values_list("slug", flat=True))
+        return f"unknown algorithm `{algorithm}` in the object's metadata; algorithms are: {known}"
+    return ""
+
+
+def _object_metadata(event: UploadEvent) -> dict[str, str]:
+    from mlaas_portal.aws import gateways
+    from mlaas_portal.aws.errors import AwsError
+
+    try:
+        head = gateways.platform_s3().head_object(event.bucket, event.key,
+                                                  event.version if len(event.version) < 200 else "")
+    except AwsError as exc:
+        if exc.retryable:
+            raise
+        return {}
+    return {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
+
+
+def intake_event(event: UploadEvent) -> Build | None:
+    """Create the build for one upload event (idempotent); record a rejection otherwise."""
+    existing = Build.objects.filter(dedup_key=event.dedup_key).first()
+    if existing is not None:
+        return existing
+    tenant = resolve_tenant(event.bucket, event.key)
+    metadata = _object_metadata(event) if tenant is not None else {}
+    reason = _rejection_reason(tenant, event, metadata)
+    if reason:
+        services.rejected_upload_record(tenant=tenant, bucket=event.bucket, key=event.key,
+                                        dedup_key=event.dedup_key, reason=reason)
+        logger.info("upload rejected: s3://%s/%s: %s", event.bucket, event.key, reason)
+        return None
+    try:
+        build, _ = services.build_create(
+            tenant=tenant, dataset_key=event.key, algorithm_slug=metadata.get("algorithm") or None,
+            target=metadata.get("target", ""), source=Build.Source.UPLOAD, dataset_version=event.version,
+            dataset_size=event.size, dedup_key=event.dedup_key)
+    except ValidationError as exc:
+        text = "; ".join(exc.messages)
+        services.rejected_upload_record(tenant=tenant, bucket=event.bucket, key=event.key,
+                                        dedup_key=event.dedup_key, reason=text)
+        return None
+    except IntegrityError:  # a concurrent intake of the same event committed first
+        return Build.objects.get(dedup_key=event.dedup_key)
+    return build
+
+
+def intake_poll_once(*, wait_seconds: int = 10) -> int:
+    """Receive one batch from the intake queue; returns how many messages were handled."""
+    from django.conf import settings
+
+    from mlaas_portal.aws import gateways
+
+    sqs = gateways.platform_sqs()
+    url = sqs.queue_url(settings.MLAAS_INTAKE_QUEUE_NAME)
+    if url is None:
+        return 0
+    handled = 0
+    for message in sqs.receive(url, wait_seconds=wait_seconds):
+        try:
+            event = parse_event(message.body)
+        except NotAnUploadEvent as exc:
+            logger.warning("dropping intake message %s: %s", message.message_id, exc)
+            sqs.delete(url, message.receipt_handle)
+            continue
+        intake_event(event)  # commits (or raises and the message is redelivered later)
+        sqs.delete(url, message.receipt_handle)
+        handled += 1
+    return handled

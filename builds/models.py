@@ -1,0 +1,180 @@
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+
+class Algorithm(models.Model):
+    class ProblemType(models.TextChoices):
+        CLASSIFICATION = "classification"
+        REGRESSION = "regression"
+
+    slug = models.SlugField(unique=True, max_length=60)
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    problem_type = models.CharField(max_length=16, choices=ProblemType.choices)
+    training_image_uri = models.CharField(max_length=300)
+    entry_point = models.CharField(max_length=60, help_text="Local trainer name in builds.pipeline.trainers")
+    default_hyperparameters = models.JSONField(default=dict, blank=True)
+    tuning_ranges = models.JSONField(default=dict, blank=True)
+    objective_metric = models.CharField(max_length=20)
+    min_metric = models.FloatField(help_text="Builds whose objective metric is below this fail (for rmse: above).")
+    typical_metrics = models.JSONField(default=dict, blank=True, help_text="Measured on the bundled samples")
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["problem_type", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Build(models.Model):
+    class Status(models.TextChoices):
+        RECEIVED = "received"
+        QUEUED = "queued"
+        STARTING = "starting"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    ACTIVE = (Status.STARTING, Status.RUNNING)
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    class Source(models.TextChoices):
+        UPLOAD = "upload"
+        API = "api"
+        PORTAL = "portal"
+        RETRY = "retry"
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="builds")
+    plan = models.ForeignKey("tenants.Plan", on_delete=models.PROTECT, related_name="+",
+                             help_text="The plan that dispatched it (fixed at start).")
+    algorithm = models.ForeignKey(Algorithm, on_delete=models.PROTECT, related_name="builds")
+    target = models.CharField(max_length=120)
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.UPLOAD)
+    dataset_bucket = models.CharField(max_length=63)
+    dataset_key = models.CharField(max_length=1024)
+    dataset_version = models.CharField(max_length=200, blank=True)
+    dataset_size = models.PositiveBigIntegerField(default=0)
+    dedup_key = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECEIVED, db_index=True)
+    failure_reason = models.TextField(blank=True)
+    engine = models.CharField(max_length=12, blank=True)
+    execution_ref = models.CharField(max_length=300, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    data_report = models.JSONField(default=dict, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    worker_id = models.CharField(max_length=120, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    poll_after = models.DateTimeField(null=True, blank=True)
+    poll_errors = models.PositiveIntegerField(default=0)
+    ledger_written = models.BooleanField(default=False)
+    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "plan", "tenant", "created_at"]),
+            models.Index(fields=["tenant", "-created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"build {self.code}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.ended_at:
+            return (self.ended_at - self.started_at).total_seconds()
+        return None
+
+    @property
+    def dataset_name(self) -> str:
+        return self.dataset_key.rsplit("/", 1)[-1]
+
+
+class BuildTransition(models.Model):
+    build = models.ForeignKey(Build, on_delete=models.CASCADE, related_name="transitions")
+    from_status = models.CharField(max_length=10, blank=True)
+    to_status = models.CharField(max_length=10)
+    reason = models.TextField(blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+
+class BuildStep(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+        SKIPPED = "skipped"
+
+    build = models.ForeignKey(Build, on_delete=models.CASCADE, related_name="steps")
+    name = models.CharField(max_length=20)
+    order = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    billable_seconds = models.PositiveIntegerField(default=0)
+    instance_type = models.CharField(max_length=40, blank=True)
+    instance_count = models.PositiveIntegerField(default=1)
+    log = models.TextField(blank=True)
+    failure_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["build", "order"]
+        constraints = [models.UniqueConstraint(fields=["build", "name"], name="uniq_build_step")]
+
+
+class ModelVersion(models.Model):
+    class Approval(models.TextChoices):
+        PENDING = "PendingManualApproval", "Pending approval"
+        APPROVED = "Approved"
+        REJECTED = "Rejected"
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="model_versions")
+    build = models.OneToOneField(Build, on_delete=models.PROTECT, related_name="model_version")
+    version = models.PositiveIntegerField()
+    arn = models.CharField(max_length=300)
+    metrics = models.JSONField(default=dict)
+    approval_status = models.CharField(max_length=24, choices=Approval.choices, default=Approval.PENDING)
+    artifact_key = models.CharField(max_length=1024)
+    decided_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["tenant", "-version"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "version"], name="uniq_tenant_model_version")]
+
+
+class RejectedUpload(models.Model):
+    """An object that landed in an upload location but could not become a build."""
+
+    tenant = models.ForeignKey("tenants.Tenant", null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="rejected_uploads")
+    bucket = models.CharField(max_length=63)
+    key = models.CharField(max_length=1024)
+    dedup_key = models.CharField(max_length=64, unique=True)
+    reason = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]

@@ -1,0 +1,194 @@
+"""Writes of the builds app: the build state machine, creation, cancel, finish.
+
+Every state change goes through `build_transition`, a filtered update that
+only succeeds from the expected state, and records a BuildTransition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from builds.models import Algorithm, Build, BuildStep, BuildTransition, ModelVersion, RejectedUpload
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+ALLOWED = {
+    Build.Status.RECEIVED: {Build.Status.QUEUED, Build.Status.FAILED, Build.Status.CANCELLED},
+    Build.Status.QUEUED: {Build.Status.STARTING, Build.Status.FAILED, Build.Status.CANCELLED},
+    Build.Status.STARTING: {Build.Status.RUNNING, Build.Status.QUEUED, Build.Status.FAILED, Build.Status.CANCELLED},
+    Build.Status.RUNNING: {Build.Status.SUCCEEDED, Build.Status.FAILED, Build.Status.CANCELLED, Build.Status.QUEUED},
+}
+
+
+class TransitionRefused(Exception):
+    """The build was not in the expected state (another process moved it first)."""
+
+
+def build_transition(build: Build, to_status: str, *, reason: str = "", expect: str | tuple[str, ...] | None = None,
+                     **fields) -> Build:
+    """Move `build` to `to_status` atomically from its current (or expected) state."""
+    expected = (expect,) if isinstance(expect, str) else (expect or (build.status,))
+    for state in expected:
+        if to_status not in ALLOWED.get(state, set()):
+            raise TransitionRefused(f"{state} -> {to_status} is not a build transition")
+    now = timezone.now()
+    updates = dict(fields)
+    updates["status"] = to_status
+    if to_status == Build.Status.QUEUED:
+        updates.setdefault("queued_at", now)
+    if to_status == Build.Status.RUNNING:
+        updates.setdefault("started_at", now)
+        updates.setdefault("heartbeat_at", now)
+    if to_status in Build.FINISHED:
+        updates.setdefault("ended_at", now)
+    if to_status == Build.Status.FAILED:
+        updates["failure_reason"] = reason
+    with transaction.atomic():
+        from_status = Build.objects.filter(pk=build.pk).values_list("status", flat=True).first()
+        changed = Build.objects.filter(pk=build.pk, status__in=expected).update(**updates)
+        if changed != 1:
+            raise TransitionRefused(f"build {build.code} is {from_status}, not {'/'.join(expected)}")
+        BuildTransition.objects.create(build=build, from_status=from_status or "", to_status=to_status,
+                                       reason=reason[:2000], at=now)
+    for key, value in updates.items():
+        setattr(build, key, value)
+    return build
+
+
+def dedup_key_for(bucket: str, key: str, version: str) -> str:
+    return hashlib.sha256(f"{bucket}\n{key}\n{version}".encode()).hexdigest()
+
+
+def _resolve_algorithm(tenant: Tenant, algorithm_slug: str | None) -> Algorithm:
+    if algorithm_slug:
+        algorithm = Algorithm.objects.filter(slug=algorithm_slug, active=True).first()
+        if algorithm is None:
+            known = ", ".join(Algorithm.objects.filter(active=True).values_list("slug", flat=True))
+            raise ValidationError({"algorithm": f"Unknown algorithm `{algorithm_slug}`; algorithms are: {known}."})
+        return algorithm
+    if tenant.default_algorithm_id:
+        return tenant.default_algorithm
+    raise ValidationError({"algorithm": "No algorithm given and the tenant has no default algorithm."})
+
+
+def build_create(*, tenant: Tenant, dataset_key: str, algorithm_slug: str | None = None, target: str = "",
+                 source: str = Build.Source.PORTAL, dataset_version: str = "", dataset_size: int = 0,
+                 dedup_key: str | None = None, created_by: User | None = None) -> tuple[Build, bool]:
+    """Create a build and queue it; returns (build, created). Idempotent on dedup_key."""
+    if tenant.status != Tenant.Status.ACTIVE:
+        raise ValidationError(f"Tenant `{tenant.slug}` is {tenant.status}; builds start only for active tenants.")
+    if not dataset_key.startswith(tenant.upload_prefix):
+        raise ValidationError({"dataset_key": f"Datasets must be under the tenant's upload location "
+                                              f"`{tenant.upload_prefix}`."})
+    algorithm = _resolve_algorithm(tenant, algorithm_slug)
+    target = (target or tenant.default_target).strip()
+    if not target:
+        raise ValidationError({"target": "No target column given and the tenant has no default target."})
+    if dedup_key and Build.objects.filter(dedup_key=dedup_key).exists():
+        return Build.objects.get(dedup_key=dedup_key), False
+    with transaction.atomic():
+        build, created = Build.objects.get_or_create(
+            dedup_key=dedup_key,
+            defaults=dict(tenant=tenant, plan_id=tenant.plan_id, algorithm=algorithm, target=target,
+                          source=source, dataset_bucket=tenant.bucket, dataset_key=dataset_key,
+                          dataset_version=dataset_version, dataset_size=dataset_size, created_by=created_by),
+        ) if dedup_key else (Build.objects.create(
+            tenant=tenant, plan_id=tenant.plan_id, algorithm=algorithm, target=target, source=source,
+            dataset_bucket=tenant.bucket, dataset_key=dataset_key, dataset_version=dataset_version,
+            dataset_size=dataset_size, created_by=created_by), True)
+        if created:
+            BuildTransition.objects.create(build=build, from_status="", to_status=Build.Status.RECEIVED,
+                                           reason=f"{source}: {dataset_key}")
+            build_transition(build, Build.Status.QUEUED, reason=f"waiting in queue {tenant.plan.queue_name}")
+            transaction.on_commit(_kick_dispatch)
+    return build, created
+
+
+def _kick_dispatch() -> None:
+    from builds import jobs
+
+    jobs.enqueue_dispatch()
+
+
+def build_retry(*, build: Build, actor: User | None) -> Build:
+    if build.status not in (Build.Status.FAILED, Build.Status.CANCELLED):
+        raise ValidationError("Only failed or cancelled builds can be retried.")
+    new, _ = build_create(tenant=build.tenant, dataset_key=build.dataset_key, algorithm_slug=build.algorithm.slug,
+                          target=build.target, source=Build.Source.RETRY, dataset_version=build.dataset_version,
+                          dataset_size=build.dataset_size, created_by=actor)
+    return new
+
+
+def build_cancel(*, build: Build, actor: User | None = None) -> Build:
+    """Cancel: a waiting build at once; a running one is stopped by its engine."""
+    who = actor.username if actor else "system"
+    if build.is_finished:
+        raise ValidationError(f"Build is already {build.status}.")
+    if build.status in (Build.Status.RECEIVED, Build.Status.QUEUED, Build.Status.STARTING):
+        try:
+            build_transition(build, Build.Status.CANCELLED, reason=f"cancelled by {who}",
+                             expect=(Build.Status.RECEIVED, Build.Status.QUEUED, Build.Status.STARTING))
+            transaction.on_commit(_kick_dispatch)
+            return build
+        except TransitionRefused:
+            build.refresh_from_db()
+    if build.status == Build.Status.RUNNING:
+        Build.objects.filter(pk=build.pk).update(cancel_requested=True)
+        build.cancel_requested = True
+        if build.engine == "sagemaker" and build.execution_ref:
+            from builds.engines import get_engine
+            from builds.launch import launch_for
+
+            get_engine("sagemaker").stop(build.execution_ref, launch_for(build))
+        # The local engine's worker sees cancel_requested within a second and kills the step.
+    return build
+
+
+def build_record_steps(build: Build, steps) -> None:
+    """Upsert engine step states (StepStatus list) into BuildStep rows."""
+    existing = {s.name: s for s in build.steps.all()}
+    order = {name: i for i, name in enumerate(("preprocess", "train", "evaluate", "condition", "register"))}
+    for step in steps:
+        row = existing.get(step.name) or BuildStep(build=build, name=step.name, order=order.get(step.name, 9))
+        row.status = step.status
+        row.started_at, row.ended_at = step.started_at, step.ended_at
+        row.billable_seconds = step.billable_seconds
+        row.instance_type, row.instance_count = step.instance_type, step.instance_count
+        row.log = step.log[-65536:]
+        row.failure_reason = step.failure_reason
+        row.save()
+
+
+def model_version_register(*, build: Build, arn: str, metrics: dict, artifact_key: str) -> ModelVersion:
+    with transaction.atomic():
+        last = (ModelVersion.objects.select_for_update().filter(tenant=build.tenant)
+                .order_by("-version").values_list("version", flat=True).first()) or 0
+        version, _ = ModelVersion.objects.get_or_create(
+            build=build, defaults=dict(tenant=build.tenant, version=last + 1, arn=arn, metrics=metrics,
+                                       artifact_key=artifact_key))
+    return version
+
+
+def model_version_decide(*, version: ModelVersion, approve: bool, actor: User) -> ModelVersion:
+    from mlaas_portal.aws import gateways
+
+    status = ModelVersion.Approval.APPROVED if approve else ModelVersion.Approval.REJECTED
+    if version.arn:
+        gateways.platform_sagemaker().update_model_package_approval(version.arn, status.value)
+    version.approval_status, version.decided_by, version.decided_at = status, actor, timezone.now()
+    version.save(update_fields=["approval_status", "decided_by", "decided_at"])
+    return version
+
+
+def rejected_upload_record(*, tenant: Tenant | None, bucket: str, key: str, dedup_key: str,
+                           reason: str) -> RejectedUpload:
+    obj, _ = RejectedUpload.objects.get_or_create(
+        dedup_key=dedup_key, defaults=dict(tenant=tenant, bucket=bucket, key=key, reason=reason))
+    return obj

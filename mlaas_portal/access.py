@@ -1,0 +1,84 @@
+"""Who may see what. Every lookup from a request id goes through these helpers.
+
+A user of another tenant gets 404 (never 403, never data); staff see all.
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib.auth.decorators import login_required
+from django.db.models import QuerySet
+from django.http import Http404
+
+from builds.models import Build, ModelVersion
+from tenants.models import Membership, Tenant
+
+
+def user_tenant(user) -> Tenant | None:
+    if not user.is_authenticated or user.is_staff:
+        return None
+    membership = getattr(user, "membership", None)
+    return membership.tenant if membership else None
+
+
+def is_tenant_owner(user, tenant: Tenant) -> bool:
+    if user.is_staff:
+        return True
+    membership = getattr(user, "membership", None)
+    return bool(membership and membership.tenant_id == tenant.id and membership.role == Membership.Role.OWNER)
+
+
+def tenants_for_user(user) -> QuerySet[Tenant]:
+    if user.is_staff:
+        return Tenant.objects.all()
+    membership = getattr(user, "membership", None) if user.is_authenticated else None
+    if membership is None:
+        return Tenant.objects.none()
+    return Tenant.objects.filter(pk=membership.tenant_id)
+
+
+def get_tenant_for_user(user, slug: str) -> Tenant:
+    tenant = tenants_for_user(user).select_related("plan", "default_algorithm").filter(slug=slug).first()
+    if tenant is None:
+        raise Http404("No such tenant")
+    return tenant
+
+
+def builds_for_user(user) -> QuerySet[Build]:
+    if user.is_staff:
+        return Build.objects.all()
+    return Build.objects.filter(tenant__in=tenants_for_user(user))
+
+
+def get_build_for_user(user, code) -> Build:
+    try:
+        build = builds_for_user(user).select_related("tenant", "plan", "algorithm").filter(code=code).first()
+    except (ValueError, TypeError, Exception) as exc:  # malformed UUID
+        if isinstance(exc, Http404):
+            raise
+        build = None
+    if build is None:
+        raise Http404("No such build")
+    return build
+
+
+def get_model_version_for_user(user, slug: str, version: int) -> ModelVersion:
+    tenant = get_tenant_for_user(user, slug)
+    found = ModelVersion.objects.select_related("build", "tenant").filter(tenant=tenant, version=version).first()
+    if found is None:
+        raise Http404("No such model version")
+    return found
+
+
+def staff_required(view):
+    """Staff only; anonymous users go to login, tenant users get 404."""
+
+    @wraps(view)
+    @login_required
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_staff:
+            raise Http404("Not found")
+        return view(request, *args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class MlaasPortalConfig(AppConfig):
+    name = "mlaas_portal"

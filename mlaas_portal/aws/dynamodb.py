@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from typing import Any
+
+from mlaas_portal.aws.base import Gateway
+from mlaas_portal.aws.errors import AwsError
+
+
+class DynamoDbGateway(Gateway):
+    def ensure_ledger_table(self, name: str, *, tags: dict[str, str]) -> str:
+        try:
+            return self._call("describe_table", TableName=name)["Table"]["TableArn"]
+        except AwsError as exc:
+            if exc.code != "ResourceNotFoundException":
+                raise
+        table = self._call(
+            "create_table",
+            TableName=name,
+            AttributeDefinitions=[{"AttributeName": "tenant", "AttributeType": "S"},
+                                  {"AttributeName": "build", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "tenant", "KeyType": "HASH"},
+                       {"AttributeName": "build", "KeyType": "RANGE"}],
+            BillingMode="PAY_PER_REQUEST",
+            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+        )
+        return table["TableDescription"]["TableArn"]
+
+    def put_item(self, table: str, item: dict[str, Any]) -> None:
+        self._call("put_item", TableName=table, Item={k: _attr(v) for k, v in item.items()})
+
+    def get_item(self, table: str, key: dict[str, str]) -> dict[str, Any] | None:
+        item = self._call("get_item", TableName=table, Key={k: {"S": v} for k, v in key.items()}).get("Item")
+        if item is None:
+            return None
+        return {k: next(iter(v.values())) for k, v in item.items()}
+
+
+def _attr(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, (int, float)):
+        return {"N": str(value)}
+    return {"S": str(value)}

@@ -1,0 +1,61 @@
+"""Factories for the typed gateways, with the platform or a tenant identity."""
+
+from __future__ import annotations
+
+from mlaas_portal.aws.clients import TemporaryCredentials, make_client, platform_client, platform_config
+from mlaas_portal.aws.costexplorer import CostExplorerGateway
+from mlaas_portal.aws.dynamodb import DynamoDbGateway
+from mlaas_portal.aws.events import EventsGateway
+from mlaas_portal.aws.iam import IamGateway, StsGateway
+from mlaas_portal.aws.s3 import S3Gateway
+from mlaas_portal.aws.sqs import SqsGateway
+from mlaas_portal.aws.tagging import TaggingGateway
+
+
+def platform_s3() -> S3Gateway:
+    return S3Gateway(platform_client("s3"))
+
+
+def platform_iam() -> IamGateway:
+    return IamGateway(platform_client("iam"))
+
+
+def platform_sts() -> StsGateway:
+    return StsGateway(platform_client("sts"))
+
+
+def platform_events() -> EventsGateway:
+    return EventsGateway(platform_client("events"))
+
+
+def platform_sqs() -> SqsGateway:
+    return SqsGateway(platform_client("sqs"))
+
+
+def platform_dynamodb() -> DynamoDbGateway:
+    return DynamoDbGateway(platform_client("dynamodb"))
+
+
+def platform_cost_explorer() -> CostExplorerGateway:
+    return CostExplorerGateway(platform_client("ce"))
+
+
+def platform_tagging() -> TaggingGateway:
+    return TaggingGateway(platform_client("resourcegroupstaggingapi"))
+
+
+def platform_sagemaker():
+    from mlaas_portal.aws.sagemaker import SageMakerGateway
+
+    return SageMakerGateway(platform_client("sagemaker"))
+
+
+def tenant_s3(credentials: TemporaryCredentials) -> S3Gateway:
+    """An S3 gateway acting as the tenant's assumed role: IAM confines it."""
+    return S3Gateway(make_client("s3", credentials.as_config(platform_config())))
+
+
+def tenant_sagemaker(credentials: TemporaryCredentials):
+    from mlaas_portal.aws.sagemaker import SageMakerGateway
+
+    return SageMakerGateway(make_client("sagemaker", credentials.as_config(platform_config())))

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from mlaas_portal.aws.base import Gateway
+from mlaas_portal.aws.errors import AwsNotFound
+
+
+@dataclass(frozen=True)
+class QueueMessage:
+    receipt_handle: str
+    body: str
+    message_id: str
+
+
+class SqsGateway(Gateway):
+    def ensure_queue(self, name: str, *, tags: dict[str, str]) -> tuple[str, str]:
+        """Create (or reuse) the queue; returns (url, arn)."""
+        url = self._call("create_queue", QueueName=name,
+                         Attributes={"VisibilityTimeout": "60", "MessageRetentionPeriod": "1209600",
+                                     "ReceiveMessageWaitTimeSeconds": "10"},
+                         tags=tags)["QueueUrl"]
+        arn = self._call("get_queue_attributes", QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        return url, arn
+
+    def allow_eventbridge(self, url: str, queue_arn: str, rule_arns: list[str]) -> None:
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Sid": "AllowIntakeRules",
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": rule_arns}},
+            }],
+        }
+        self._call("set_queue_attributes", QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+
+    def queue_url(self, name: str) -> str | None:
+        try:
+            return self._call("get_queue_url", QueueName=name)["QueueUrl"]
+        except AwsNotFound:
+            return None
+        except Exception as exc:  # moto answers a missing queue with a 400 code
+            if getattr(exc, "code", "").endswith("NonExistentQueue"):
+                return None
+            raise
+
+    def receive(self, url: str, *, wait_seconds: int = 10, max_messages: int = 10) -> list[QueueMessage]:
+        response = self._call("receive_message", QueueUrl=url, WaitTimeSeconds=wait_seconds,
+                              MaxNumberOfMessages=max_messages)
+        return [QueueMessage(m["ReceiptHandle"], m["Body"], m["MessageId"]) for m in response.get("Messages", [])]
+
+    def delete(self, url: str, receipt_handle: str) -> None:
+        self._call("delete_message", QueueUrl=url, ReceiptHandle=receipt_handle)
+
+    def send(self, url: str, body: str) -> None:
+        self._call("send_message", QueueUrl=url, MessageBody=body)

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from django import forms
+
+from builds.models import Algorithm
+from tenants.models import Membership, Plan, Tenant
+
+
+class OnboardForm(forms.Form):
+    slug = forms.SlugField(max_length=30, help_text="Lowercase letters, digits, hyphens; used in AWS names.")
+    name = forms.CharField(max_length=120, required=False)
+    plan = forms.ModelChoiceField(queryset=Plan.objects.all(), to_field_name="slug", empty_label=None)
+    isolation = forms.ChoiceField(choices=Tenant.Isolation.choices)
+    owner_email = forms.EmailField(required=False)
+
+
+class PlanForm(forms.ModelForm):
+    class Meta:
+        model = Plan
+        fields = ["name", "tier_rank", "plan_concurrent_limit", "tenant_concurrent_limit",
+                  "processing_instance_type", "processing_instance_count", "training_instance_type",
+                  "training_instance_count", "tuning_included", "max_tuning_jobs", "upload_size_limit_bytes",
+                  "monthly_fee", "included_build_hours", "overage_price_per_hour"]
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField()
+    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
+
+
+class OffboardForm(forms.Form):
+    delete_data = forms.TypedChoiceField(
+        choices=[("0", "Retain the tenant's data"), ("1", "Delete the tenant's data")], coerce=lambda v: v == "1",
+        widget=forms.RadioSelect, initial="0")
+    confirm_slug = forms.CharField(help_text="Type the tenant's slug to confirm.")
+
+
+class TenantSettingsForm(forms.Form):
+    default_algorithm = forms.ModelChoiceField(queryset=Algorithm.objects.filter(active=True), required=False)
+    default_target = forms.CharField(max_length=120, required=False)
+    monthly_budget = forms.DecimalField(max_digits=10, decimal_places=2, required=False, min_value=0)
+    budget_alert_percent = forms.IntegerField(min_value=1, max_value=100, initial=80, required=False)
+
+
+class ChangePlanForm(forms.Form):
+    plan = forms.ModelChoiceField(queryset=Plan.objects.all(), to_field_name="slug", empty_label=None)
+
+
+class AccessRequestForm(forms.Form):
+    company = forms.CharField(max_length=120)
+    contact_email = forms.EmailField()
+    plan = forms.ModelChoiceField(queryset=Plan.objects.all(), required=False)
+    message = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)

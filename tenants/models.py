@@ -1,0 +1,175 @@
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Plan(models.Model):
+    slug = models.SlugField(unique=True, max_length=40)
+    name = models.CharField(max_length=80)
+    tier_rank = models.PositiveIntegerField(default=1, help_text="Higher tiers dispatch first.")
+    plan_concurrent_limit = models.PositiveIntegerField(default=4)
+    tenant_concurrent_limit = models.PositiveIntegerField(default=1)
+    processing_instance_type = models.CharField(max_length=40, default="ml.m5.large")
+    processing_instance_count = models.PositiveIntegerField(default=1)
+    training_instance_type = models.CharField(max_length=40, default="ml.m5.large")
+    training_instance_count = models.PositiveIntegerField(default=1)
+    tuning_included = models.BooleanField(default=False)
+    max_tuning_jobs = models.PositiveIntegerField(default=0)
+    upload_size_limit_bytes = models.PositiveBigIntegerField(default=100 * 1024 * 1024)
+    monthly_fee = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0"))
+    included_build_hours = models.DecimalField(max_digits=8, decimal_places=2, default=Decimal("0"))
+    overage_price_per_hour = models.DecimalField(max_digits=8, decimal_places=2, default=Decimal("0"))
+
+    class Meta:
+        ordering = ["-tier_rank", "slug"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def queue_name(self) -> str:
+        return f"plan-{self.slug}"
+
+
+class Tenant(models.Model):
+    class Isolation(models.TextChoices):
+        SILO = "silo", "Silo (own bucket)"
+        POOL = "pool", "Pool (prefix in shared bucket)"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending approval"
+        PROVISIONING = "provisioning", "Provisioning"
+        ACTIVE = "active", "Active"
+        FAILED = "failed", "Failed"
+        SUSPENDED = "suspended", "Suspended"
+        OFFBOARDED = "offboarded", "Offboarded"
+
+    slug = models.SlugField(unique=True, max_length=40)
+    name = models.CharField(max_length=120)
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="tenants")
+    isolation = models.CharField(max_length=8, choices=Isolation.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROVISIONING)
+    owner_email = models.EmailField(blank=True)
+    bucket = models.CharField(max_length=63, blank=True)
+    prefix = models.CharField(max_length=200, blank=True, help_text="Key prefix of all tenant data ('' for silo).")
+    role_arn = models.CharField(max_length=300, blank=True)
+    model_package_group = models.CharField(max_length=120, blank=True)
+    default_algorithm = models.ForeignKey(
+        "builds.Algorithm", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    default_target = models.CharField(max_length=120, blank=True)
+    monthly_budget = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    budget_alert_percent = models.PositiveIntegerField(default=80)
+    offboard_data_choice = models.CharField(max_length=16, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_dispatched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def upload_prefix(self) -> str:
+        return f"{self.prefix}uploads/"
+
+    @property
+    def output_prefix(self) -> str:
+        return f"{self.prefix}models/"
+
+    @property
+    def upload_uri(self) -> str:
+        return f"s3://{self.bucket}/{self.upload_prefix}" if self.bucket else ""
+
+
+class ProvisioningStep(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="provisioning_steps")
+    name = models.CharField(max_length=60)
+    order = models.PositiveIntegerField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    resource_arn = models.CharField(max_length=400, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["tenant", "order"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="uniq_tenant_step")]
+
+
+class TenantEvent(models.Model):
+    """Audit trail of lifecycle actions (suspend, offboard, plan change...)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="events")
+    action = models.CharField(max_length=40)
+    detail = models.TextField(blank=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at"]
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        MEMBER = "member", "Member"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(default=timezone.now)
+
+
+def _hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """Bearer token for /api/v1; only its hash is stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=80, default="default")
+    key_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=12)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    @staticmethod
+    def new_raw_key() -> str:
+        return "mlp_" + secrets.token_urlsafe(32)
+
+    @staticmethod
+    def hash(raw: str) -> str:
+        return _hash_token(raw)
+
+
+class AccessRequest(models.Model):
+    """Public 'request access' form submissions, pending staff onboarding."""
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    company = models.CharField(max_length=120)
+    contact_email = models.EmailField()
+    plan = models.ForeignKey(Plan, on_delete=models.SET_NULL, null=True, blank=True)
+    message = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    handled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]

@@ -1,0 +1,41 @@
+"""Names of AWS resources derived from a tenant: one place, so intake can invert them."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+
+def silo_bucket_prefix() -> str:
+    return f"{settings.MLAAS_RESOURCE_PREFIX}-t-"
+
+
+def silo_bucket(slug: str, account_id: str) -> str:
+    return f"{silo_bucket_prefix()}{slug}-{account_id}"
+
+
+def pool_bucket(account_id: str) -> str:
+    return f"{settings.MLAAS_RESOURCE_PREFIX}-pool-{account_id}"
+
+
+def pool_prefix(slug: str) -> str:
+    return f"tenants/{slug}/"
+
+
+def role_name(slug: str) -> str:
+    return f"{settings.MLAAS_RESOURCE_PREFIX}-tenant-{slug}"
+
+
+def model_package_group(slug: str) -> str:
+    return f"{settings.MLAAS_RESOURCE_PREFIX}-{slug}-models"
+
+
+def intake_rule(isolation: str) -> str:
+    return f"{settings.MLAAS_RESOURCE_PREFIX}-intake-{isolation}"
+
+
+def tenant_tags(slug: str, plan_slug: str) -> dict[str, str]:
+    return {settings.MLAAS_TAG_KEY: slug, settings.MLAAS_PLAN_TAG_KEY: plan_slug}
+
+
+def platform_tags() -> dict[str, str]:
+    return {"mlaas:component": "platform"}

@@ -1,0 +1,54 @@
+"""IAM documents for tenant roles: what a tenant's identity may touch, exactly."""
+
+from __future__ import annotations
+
+
+def tenant_trust_policy(platform_principal_arn: str) -> dict:
+    # SageMaker runs pipelines as this role; the platform assumes it for
+    # tenant-scoped work (trusted by exact ARN, never by account root).
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"},
+            {"Effect": "Allow", "Principal": {"AWS": platform_principal_arn},
+             "Action": ["sts:AssumeRole", "sts:TagSession"]},
+        ],
+    }
+
+
+def tenant_data_policy(*, bucket: str, prefix: str, model_package_group_arn: str = "") -> dict:
+    """Allow the tenant's own bucket (silo) or prefix (pool), and nothing else."""
+    objects = f"arn:aws:s3:::{bucket}/{prefix}*"
+    statements: list[dict] = [
+        {
+            "Sid": "TenantObjects",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject",
+                       "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+            "Resource": [objects],
+        },
+    ]
+    list_statement: dict = {
+        "Sid": "TenantListing",
+        "Effect": "Allow",
+        "Action": ["s3:ListBucket", "s3:ListBucketVersions"],
+        "Resource": [f"arn:aws:s3:::{bucket}"],
+    }
+    if prefix:
+        list_statement["Condition"] = {"StringLike": {"s3:prefix": [f"{prefix}*"]}}
+    statements.append(list_statement)
+    if model_package_group_arn:
+        statements.append({
+            "Sid": "TenantModelRegistry",
+            "Effect": "Allow",
+            "Action": ["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage",
+                       "sagemaker:ListModelPackages", "sagemaker:DescribeModelPackageGroup"],
+            "Resource": [model_package_group_arn, model_package_group_arn.replace(
+                ":model-package-group/", ":model-package/") + "/*"],
+        })
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def upload_session_policy(*, bucket: str, prefix: str) -> dict:
+    """Session policy for credentials handed to tenant users: their location only."""
+    return tenant_data_policy(bucket=bucket, prefix=prefix)

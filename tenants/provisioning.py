@@ -1,0 +1,184 @@
+"""The provisioning steps of a tenant, each idempotent, run in order and resumable.
+
+Each step returns the ARN (or name) of what it made. A step that fails leaves
+the tenant `failed` at that step; running provisioning again skips every step
+already succeeded and retries from the failed one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from mlaas_portal.aws import gateways
+from mlaas_portal.aws.errors import AwsError
+from tenants import naming, policies
+from tenants.models import ProvisioningStep, Tenant
+
+logger = logging.getLogger(__name__)
+
+PROBE_KEY = ".mlaas-provisioned"
+
+
+def _account_id() -> str:
+    return gateways.platform_sts().account_id()
+
+
+def step_intake_queue(tenant: Tenant) -> str:
+    """Shared: the SQS intake queue and one EventBridge rule per isolation model."""
+    return ensure_shared_intake()
+
+
+def ensure_shared_intake() -> str:
+    sqs = gateways.platform_sqs()
+    events = gateways.platform_events()
+    url, queue_arn = sqs.ensure_queue(settings.MLAAS_INTAKE_QUEUE_NAME, tags=naming.platform_tags())
+    account = _account_id()
+    patterns = {
+        "silo": {"bucket": {"name": [{"prefix": naming.silo_bucket_prefix()}]},
+                 "object": {"key": [{"prefix": "uploads/"}]}},
+        "pool": {"bucket": {"name": [naming.pool_bucket(account)]},
+                 "object": {"key": [{"prefix": "tenants/"}]}},
+    }
+    rule_arns = []
+    for isolation, detail in patterns.items():
+        rule = naming.intake_rule(isolation)
+        pattern = {"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": detail}
+        rule_arns.append(events.put_rule(rule, pattern=pattern, tags=naming.platform_tags(),
+                                         description=f"Uploads of {isolation} tenants to the intake queue"))
+        events.put_sqs_target(rule, target_id="intake-queue", queue_arn=queue_arn)
+    sqs.allow_eventbridge(url, queue_arn, rule_arns)
+    return queue_arn
+
+
+def step_bucket(tenant: Tenant) -> str:
+    s3 = gateways.platform_s3()
+    account = _account_id()
+    if tenant.isolation == Tenant.Isolation.SILO:
+        bucket, prefix = naming.silo_bucket(tenant.slug, account), ""
+        tags = naming.tenant_tags(tenant.slug, tenant.plan.slug)
+    else:
+        bucket, prefix = naming.pool_bucket(account), naming.pool_prefix(tenant.slug)
+        tags = naming.platform_tags()
+    s3.create_bucket(bucket, settings.AWS_REGION)
+    s3.harden_bucket(bucket, tags=tags, cors_origin=settings.PORTAL_ORIGIN)
+    Tenant.objects.filter(pk=tenant.pk).update(bucket=bucket, prefix=prefix)
+    tenant.bucket, tenant.prefix = bucket, prefix
+    return f"arn:aws:s3:::{bucket}/{prefix}"
+
+
+def step_model_package_group(tenant: Tenant) -> str:
+    group = naming.model_package_group(tenant.slug)
+    arn = gateways.platform_sagemaker().create_model_package_group(
+        group, f"Models of tenant {tenant.slug}", naming.tenant_tags(tenant.slug, tenant.plan.slug))
+    Tenant.objects.filter(pk=tenant.pk).update(model_package_group=group)
+    tenant.model_package_group = group
+    return arn
+
+
+def step_role(tenant: Tenant) -> str:
+    iam = gateways.platform_iam()
+    platform_arn = gateways.platform_sts().caller_arn()
+    arn = iam.ensure_role(
+        naming.role_name(tenant.slug),
+        trust_policy=policies.tenant_trust_policy(platform_arn),
+        tags=naming.tenant_tags(tenant.slug, tenant.plan.slug),
+        description=f"Data and model access of tenant {tenant.slug}",
+    )
+    Tenant.objects.filter(pk=tenant.pk).update(role_arn=arn)
+    tenant.role_arn = arn
+    return arn
+
+
+def step_role_policy(tenant: Tenant) -> str:
+    group_arn = (f"arn:aws:sagemaker:{settings.AWS_REGION}:{_account_id()}:model-package-group/"
+                 f"{tenant.model_package_group}")
+    document = policies.tenant_data_policy(bucket=tenant.bucket, prefix=tenant.prefix,
+                                           model_package_group_arn=group_arn)
+    gateways.platform_iam().put_role_policy(naming.role_name(tenant.slug), "tenant-data", document)
+    return f"{tenant.role_arn}/policy/tenant-data"
+
+
+def step_ledger_table(tenant: Tenant) -> str:
+    return gateways.platform_dynamodb().ensure_ledger_table(settings.MLAAS_LEDGER_TABLE,
+                                                            tags=naming.platform_tags())
+
+
+def step_verify_access(tenant: Tenant) -> str:
+    """Assume the new role and write a probe object: proves the role works end to end."""
+    from tenants.credentials import tenant_assume
+
+    creds = tenant_assume(tenant, purpose="verify")
+    s3 = gateways.tenant_s3(creds)
+    key = f"{tenant.output_prefix}{PROBE_KEY}"
+    s3.put_object(tenant.bucket, key, b"ok", content_type="text/plain")
+    return f"arn:aws:s3:::{tenant.bucket}/{key}"
+
+
+STEPS: list[tuple[str, Callable[[Tenant], str]]] = [
+    ("intake_queue", step_intake_queue),
+    ("bucket", step_bucket),
+    ("model_package_group", step_model_package_group),
+    ("role", step_role),
+    ("role_policy", step_role_policy),
+    ("ledger_table", step_ledger_table),
+    ("verify_access", step_verify_access),
+]
+STEP_DESCRIPTIONS = {
+    "intake_queue": "Shared SQS intake queue and one EventBridge rule per isolation model (created once)",
+    "bucket": "Silo: own bucket; pool: shared bucket + prefix. Public access blocked, AES256, versioning, "
+              "tags, CORS for the portal origin, EventBridge notifications",
+    "model_package_group": "SageMaker model package group for the tenant's models, tagged",
+    "role": "Tenant IAM role trusted by SageMaker and by the platform principal (exact ARN), tagged",
+    "role_policy": "Inline policy: the tenant's bucket/prefix and model group only",
+    "ledger_table": "Shared DynamoDB build ledger table (created once)",
+    "verify_access": "Assumes the tenant role and writes a probe object to prove access",
+}
+
+
+def ensure_step_rows(tenant: Tenant) -> None:
+    existing = set(tenant.provisioning_steps.values_list("name", flat=True))
+    ProvisioningStep.objects.bulk_create(
+        [ProvisioningStep(tenant=tenant, name=name, order=i) for i, (name, _) in enumerate(STEPS)
+         if name not in existing]
+    )
+
+
+def run_provisioning(tenant: Tenant) -> bool:
+    """Run every step not yet succeeded, in order. Returns True when all succeeded."""
+    ensure_step_rows(tenant)
+    rows = {row.name: row for row in tenant.provisioning_steps.all()}
+    for name, func in STEPS:
+        row = rows[name]
+        if row.status == ProvisioningStep.Status.SUCCEEDED:
+            continue
+        row.status, row.started_at, row.error = ProvisioningStep.Status.RUNNING, timezone.now(), ""
+        row.attempts += 1
+        row.save(update_fields=["status", "started_at", "error", "attempts"])
+        try:
+            arn = func(tenant)
+        except AwsError as exc:
+            logger.warning("provisioning %s step %s failed: %s", tenant.slug, name, exc)
+            _fail(tenant, row, f"{exc}" + (" (retry may help)" if exc.retryable else ""))
+            return False
+        except Exception as exc:  # noqa: BLE001 - recorded, never crash the worker
+            logger.exception("provisioning %s step %s crashed", tenant.slug, name)
+            _fail(tenant, row, f"{type(exc).__name__}: {exc}")
+            return False
+        row.status, row.resource_arn, row.ended_at = ProvisioningStep.Status.SUCCEEDED, arn, timezone.now()
+        row.save(update_fields=["status", "resource_arn", "ended_at"])
+    with transaction.atomic():
+        Tenant.objects.filter(pk=tenant.pk, status=Tenant.Status.PROVISIONING).update(status=Tenant.Status.ACTIVE)
+    tenant.refresh_from_db()
+    return True
+
+
+def _fail(tenant: Tenant, row: ProvisioningStep, error: str) -> None:
+    row.status, row.error, row.ended_at = ProvisioningStep.Status.FAILED, error[:4000], timezone.now()
+    row.save(update_fields=["status", "error", "ended_at"])
+    Tenant.objects.filter(pk=tenant.pk).update(status=Tenant.Status.FAILED)
+    tenant.status = Tenant.Status.FAILED

@@ -1,0 +1,206 @@
+"""Writes of the tenants app: onboarding, lifecycle, members and tokens."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from tenants.models import AccessRequest, ApiToken, Membership, Plan, Tenant, TenantEvent
+
+logger = logging.getLogger(__name__)
+
+SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,28}[a-z0-9]$")
+
+
+def _enqueue_provisioning(tenant_id: int) -> None:
+    from tenants import jobs
+
+    transaction.on_commit(lambda: jobs.enqueue_provisioning(tenant_id))
+
+
+def tenant_onboard(*, slug: str, name: str = "", plan: Plan | str, isolation: str, owner_email: str = "",
+                   actor: User | None = None, default_algorithm=None, default_target: str = "") -> Tenant:
+    slug = (slug or "").strip().lower()
+    errors: dict[str, str] = {}
+    if not SLUG_RE.match(slug):
+        errors["slug"] = ("Use 3-30 characters: lowercase letters, digits and hyphens, starting with a letter "
+                          "and not ending with a hyphen.")
+    elif Tenant.objects.filter(slug=slug).exists():
+        errors["slug"] = f"A tenant with slug `{slug}` already exists."
+    if isinstance(plan, str):
+        plan_obj = Plan.objects.filter(slug=plan).first()
+        if plan_obj is None:
+            known = ", ".join(Plan.objects.values_list("slug", flat=True)) or "none"
+            errors["plan"] = f"Unknown plan `{plan}`; plans are: {known}."
+    else:
+        plan_obj = plan
+    if isolation not in Tenant.Isolation.values:
+        errors["isolation"] = "Isolation must be `silo` or `pool`."
+    if owner_email and User.objects.filter(username=owner_email.lower()).exists():
+        existing = User.objects.get(username=owner_email.lower())
+        if existing.is_staff or hasattr(existing, "membership"):
+            errors["owner_email"] = f"{owner_email} already belongs to another tenant or to staff."
+    if errors:
+        raise ValidationError(errors)
+    if default_algorithm is None:
+        from builds.models import Algorithm
+
+        default_algorithm = Algorithm.objects.filter(active=True, problem_type="classification").first()
+    with transaction.atomic():
+        tenant = Tenant.objects.create(
+            slug=slug, name=name or slug.replace("-", " ").title(), plan=plan_obj, isolation=isolation,
+            owner_email=owner_email, status=Tenant.Status.PROVISIONING,
+            default_algorithm=default_algorithm, default_target=default_target,
+        )
+        from tenants.provisioning import ensure_step_rows
+
+        ensure_step_rows(tenant)
+        if owner_email:
+            member_invite(tenant=tenant, email=owner_email, role=Membership.Role.OWNER, actor=None)
+        TenantEvent.objects.create(tenant=tenant, action="onboarded", actor=actor,
+                                   detail=f"plan={plan_obj.slug} isolation={isolation}")
+        _enqueue_provisioning(tenant.id)
+    return tenant
+
+
+def tenant_provision_retry(*, tenant: Tenant, actor: User | None = None) -> None:
+    if tenant.status not in (Tenant.Status.FAILED, Tenant.Status.PROVISIONING):
+        raise ValidationError(f"Tenant is {tenant.status}; only failed or provisioning tenants can be retried.")
+    with transaction.atomic():
+        Tenant.objects.filter(pk=tenant.pk).update(status=Tenant.Status.PROVISIONING)
+        TenantEvent.objects.create(tenant=tenant, action="provisioning_retried", actor=actor)
+        _enqueue_provisioning(tenant.id)
+
+
+def tenant_suspend(*, tenant: Tenant, actor: User | None = None, reason: str = "") -> None:
+    if tenant.status != Tenant.Status.ACTIVE:
+        raise ValidationError(f"Only active tenants can be suspended (tenant is {tenant.status}).")
+    with transaction.atomic():
+        Tenant.objects.filter(pk=tenant.pk).update(status=Tenant.Status.SUSPENDED)
+        TenantEvent.objects.create(tenant=tenant, action="suspended", actor=actor, detail=reason)
+    tenant.status = Tenant.Status.SUSPENDED
+
+
+def tenant_resume(*, tenant: Tenant, actor: User | None = None) -> None:
+    if tenant.status != Tenant.Status.SUSPENDED:
+        raise ValidationError("Only suspended tenants can be resumed.")
+    with transaction.atomic():
+        Tenant.objects.filter(pk=tenant.pk).update(status=Tenant.Status.ACTIVE)
+        TenantEvent.objects.create(tenant=tenant, action="resumed", actor=actor)
+    tenant.status = Tenant.Status.ACTIVE
+
+
+def tenant_offboard(*, tenant: Tenant, delete_data: bool, confirm_slug: str, actor: User | None = None) -> None:
+    """Remove the tenant role (no more access, no more builds); data kept or deleted as chosen."""
+    if confirm_slug != tenant.slug:
+        raise ValidationError({"confirm_slug": "Type the tenant's slug exactly to confirm offboarding."})
+    if tenant.status == Tenant.Status.OFFBOARDED:
+        raise ValidationError("Tenant is already offboarded.")
+    from mlaas_portal.aws import gateways
+    from tenants import naming
+
+    gateways.platform_iam().delete_role(naming.role_name(tenant.slug))
+    deleted = 0
+    if delete_data and tenant.bucket:
+        s3 = gateways.platform_s3()
+        if tenant.isolation == Tenant.Isolation.SILO:
+            deleted = s3.delete_prefix(tenant.bucket, "")
+            s3.delete_bucket(tenant.bucket)
+        else:
+            deleted = s3.delete_prefix(tenant.bucket, tenant.prefix)
+    choice = "deleted" if delete_data else "retained"
+    with transaction.atomic():
+        Tenant.objects.filter(pk=tenant.pk).update(status=Tenant.Status.OFFBOARDED, offboard_data_choice=choice)
+        TenantEvent.objects.create(tenant=tenant, action="offboarded", actor=actor,
+                                   detail=f"data {choice}" + (f" ({deleted} object versions)" if delete_data else ""))
+        User.objects.filter(membership__tenant=tenant).update(is_active=False)
+    tenant.status = Tenant.Status.OFFBOARDED
+
+
+def tenant_change_plan(*, tenant: Tenant, plan: Plan, actor: User | None = None) -> None:
+    """Takes effect for builds not yet started: queued builds re-point to the new plan."""
+    from builds.models import Build
+
+    with transaction.atomic():
+        old = tenant.plan.slug
+        Tenant.objects.filter(pk=tenant.pk).update(plan=plan)
+        Build.objects.filter(tenant=tenant, status__in=[Build.Status.RECEIVED, Build.Status.QUEUED]).update(plan=plan)
+        TenantEvent.objects.create(tenant=tenant, action="plan_changed", actor=actor, detail=f"{old} -> {plan.slug}")
+    tenant.plan = plan
+
+
+def tenant_update_defaults(*, tenant: Tenant, default_algorithm, default_target: str,
+                           monthly_budget=None, budget_alert_percent: int | None = None) -> None:
+    tenant.default_algorithm = default_algorithm
+    tenant.default_target = default_target.strip()
+    fields = ["default_algorithm", "default_target"]
+    if monthly_budget is not None or budget_alert_percent is not None:
+        tenant.monthly_budget = monthly_budget
+        tenant.budget_alert_percent = budget_alert_percent or 80
+        fields += ["monthly_budget", "budget_alert_percent"]
+    tenant.save(update_fields=fields)
+
+
+@dataclass
+class Invitation:
+    user: User
+    created: bool
+    set_password_url: str
+
+
+def member_invite(*, tenant: Tenant, email: str, role: str, actor: User | None) -> Invitation:
+    """Staff invite owners or members; a tenant owner may invite members of its own tenant only."""
+    email = email.strip().lower()
+    if actor is not None and not actor.is_staff:
+        membership = getattr(actor, "membership", None)
+        if membership is None or membership.tenant_id != tenant.id or membership.role != Membership.Role.OWNER:
+            raise ValidationError("Only staff or an owner of this tenant can invite users.")
+        if role != Membership.Role.MEMBER:
+            raise ValidationError({"role": "Owners can invite members only."})
+    if role not in Membership.Role.values:
+        raise ValidationError({"role": "Role must be owner or member."})
+    user, created = User.objects.get_or_create(username=email, defaults={"email": email})
+    if not created and (user.is_staff or hasattr(user, "membership")):
+        raise ValidationError({"email": f"{email} already belongs to a tenant or to staff."})
+    if created:
+        user.set_unusable_password()
+        user.save()
+    Membership.objects.create(user=user, tenant=tenant, role=role)
+    TenantEvent.objects.create(tenant=tenant, action="member_invited", actor=actor, detail=f"{email} as {role}")
+    from django.contrib.auth.tokens import default_token_generator
+    from django.urls import reverse
+    from django.utils.encoding import force_bytes
+    from django.utils.http import urlsafe_base64_encode
+
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    url = reverse("password_reset_confirm", args=[uid, default_token_generator.make_token(user)])
+    return Invitation(user=user, created=created, set_password_url=url)
+
+
+def api_token_create(*, user: User, name: str = "default") -> str:
+    """Create a token and return the raw key (shown once; only its hash is kept)."""
+    raw = ApiToken.new_raw_key()
+    ApiToken.objects.create(user=user, name=name[:80] or "default", key_hash=ApiToken.hash(raw), prefix=raw[:12])
+    return raw
+
+
+def api_token_revoke(*, user: User, token_id: int) -> None:
+    deleted, _ = ApiToken.objects.filter(user=user, pk=token_id).delete()
+    if not deleted:
+        raise ValidationError("No such token.")
+
+
+def access_request_create(*, company: str, contact_email: str, plan: Plan | None, message: str) -> AccessRequest:
+    return AccessRequest.objects.create(company=company.strip(), contact_email=contact_email.strip().lower(),
+                                        plan=plan, message=message.strip())
+
+
+def access_request_mark_handled(*, request: AccessRequest) -> None:
+    request.handled_at = timezone.now()
+    request.save(update_fields=["handled_at"])

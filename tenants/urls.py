@@ -1,0 +1,20 @@
+from django.urls import path
+
+from tenants import views
+
+app_name = "tenants"
+urlpatterns = [
+    path("", views.tenant_list, name="list"),
+    path("new/", views.tenant_onboard, name="onboard"),
+    path("plans/", views.plan_list, name="plans"),
+    path("plans/<slug:slug>/", views.plan_edit, name="plan_edit"),
+    path("requests/", views.access_requests, name="access_requests"),
+    path("requests/<uuid:code>/done/", views.access_request_done, name="access_request_done"),
+    path("<slug:slug>/", views.tenant_detail, name="detail"),
+    path("<slug:slug>/steps/", views.tenant_steps, name="steps"),
+    path("<slug:slug>/offboard/", views.tenant_offboard, name="offboard"),
+    path("<slug:slug>/invite/", views.tenant_invite, name="invite"),
+    path("<slug:slug>/settings/", views.tenant_settings, name="settings"),
+    path("<slug:slug>/credentials/", views.tenant_credentials, name="credentials"),
+    path("<slug:slug>/<str:action>/", views.tenant_action, name="action"),
+]

@@ -1,0 +1,210 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from mlaas_portal import access
+from mlaas_portal.aws.errors import AwsError
+from tenants import selectors, services
+from tenants.forms import ChangePlanForm, InviteForm, OffboardForm, OnboardForm, PlanForm, TenantSettingsForm
+from tenants.models import AccessRequest, Plan, Tenant
+from tenants.provisioning import STEP_DESCRIPTIONS
+
+
+def _apply_errors(form, exc: ValidationError) -> None:
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.message_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, exc.messages)
+
+
+@access.staff_required
+def tenant_list(request):
+    search, status = request.GET.get("q", "").strip(), request.GET.get("status", "")
+    qs = selectors.tenant_list(base=Tenant.objects.all(), search=search, status=status)
+    page = Paginator(qs, 25).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "tenants/list.html", {
+        "page_obj": page, "search": search, "status": status, "statuses": Tenant.Status.choices,
+        "query_without_page": query.urlencode() + "&" if query else "",
+    })
+
+
+@access.staff_required
+def tenant_onboard(request):
+    initial = {}
+    if "request" in request.GET:
+        req = AccessRequest.objects.filter(code=request.GET["request"]).first()
+        if req:
+            initial = {"name": req.company, "owner_email": req.contact_email, "plan": req.plan}
+    form = OnboardForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            tenant = services.tenant_onboard(actor=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            _apply_errors(form, exc)
+        else:
+            messages.success(request, f"Tenant {tenant.slug} is being provisioned.")
+            return redirect("tenants:detail", slug=tenant.slug)
+    return render(request, "tenants/onboard.html", {"form": form})
+
+
+@login_required
+def tenant_detail(request, slug):
+    tenant = access.get_tenant_for_user(request.user, slug)
+    return render(request, "tenants/detail.html", _detail_context(request, tenant))
+
+
+def _detail_context(request, tenant):
+    steps = list(tenant.provisioning_steps.all())
+    for step in steps:
+        step.description = STEP_DESCRIPTIONS.get(step.name, "")
+    return {
+        "tenant": tenant,
+        "steps": steps,
+        "members": tenant.memberships.select_related("user").order_by("user__username"),
+        "events": tenant.events.select_related("actor")[:20],
+        "is_owner": access.is_tenant_owner(request.user, tenant),
+        "invite_form": InviteForm(),
+        "settings_form": TenantSettingsForm(initial={
+            "default_algorithm": tenant.default_algorithm, "default_target": tenant.default_target,
+            "monthly_budget": tenant.monthly_budget, "budget_alert_percent": tenant.budget_alert_percent}),
+        "plan_form": ChangePlanForm(initial={"plan": tenant.plan}),
+        "live": tenant.status == Tenant.Status.PROVISIONING,
+    }
+
+
+@login_required
+def tenant_steps(request, slug):
+    """htmx fragment: provisioning steps, polled while provisioning runs."""
+    tenant = access.get_tenant_for_user(request.user, slug)
+    return render(request, "tenants/_steps.html", _detail_context(request, tenant))
+
+
+@access.staff_required
+@require_POST
+def tenant_action(request, slug, action):
+    tenant = access.get_tenant_for_user(request.user, slug)
+    try:
+        if action == "retry":
+            services.tenant_provision_retry(tenant=tenant, actor=request.user)
+            messages.success(request, "Provisioning resumed from the failed step.")
+        elif action == "suspend":
+            services.tenant_suspend(tenant=tenant, actor=request.user, reason=request.POST.get("reason", ""))
+            messages.success(request, "Tenant suspended: uploads no longer start builds.")
+        elif action == "resume":
+            services.tenant_resume(tenant=tenant, actor=request.user)
+            messages.success(request, "Tenant resumed.")
+        elif action == "plan":
+            form = ChangePlanForm(request.POST)
+            if not form.is_valid():
+                raise ValidationError("Choose a plan.")
+            services.tenant_change_plan(tenant=tenant, plan=form.cleaned_data["plan"], actor=request.user)
+            messages.success(request, f"Plan changed to {form.cleaned_data['plan'].name} for builds not yet started.")
+        else:
+            raise Http404
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("tenants:detail", slug=tenant.slug)
+
+
+@access.staff_required
+def tenant_offboard(request, slug):
+    tenant = access.get_tenant_for_user(request.user, slug)
+    form = OffboardForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.tenant_offboard(tenant=tenant, actor=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            _apply_errors(form, exc)
+        except AwsError as exc:
+            form.add_error(None, f"AWS refused part of the offboarding: {exc}. Nothing was marked offboarded.")
+        else:
+            messages.success(request, f"Tenant {tenant.slug} offboarded.")
+            return redirect("tenants:detail", slug=tenant.slug)
+    return render(request, "tenants/offboard.html", {"tenant": tenant, "form": form})
+
+
+@login_required
+@require_POST
+def tenant_invite(request, slug):
+    tenant = access.get_tenant_for_user(request.user, slug)
+    if not access.is_tenant_owner(request.user, tenant):
+        raise Http404
+    form = InviteForm(request.POST)
+    if form.is_valid():
+        try:
+            invitation = services.member_invite(tenant=tenant, actor=request.user, **form.cleaned_data)
+            messages.success(request, f"Invited {invitation.user.username}. Send them this link to set a password: "
+                                      f"{request.build_absolute_uri(invitation.set_password_url)}")
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+    else:
+        messages.error(request, "Enter a valid email address.")
+    return redirect("tenants:detail", slug=tenant.slug)
+
+
+@login_required
+@require_POST
+def tenant_settings(request, slug):
+    tenant = access.get_tenant_for_user(request.user, slug)
+    if not access.is_tenant_owner(request.user, tenant):
+        raise Http404
+    form = TenantSettingsForm(request.POST)
+    if form.is_valid():
+        services.tenant_update_defaults(tenant=tenant, **form.cleaned_data)
+        messages.success(request, "Settings saved.")
+    else:
+        messages.error(request, "Check the settings: " + "; ".join(
+            f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+    return redirect("tenants:detail", slug=tenant.slug)
+
+
+@login_required
+@require_POST
+def tenant_credentials(request, slug):
+    from tenants.credentials import credentials_payload, tenant_assume
+
+    tenant = access.get_tenant_for_user(request.user, slug)
+    if tenant.status != Tenant.Status.ACTIVE:
+        messages.error(request, "Credentials are issued for active tenants only.")
+        return redirect("tenants:detail", slug=tenant.slug)
+    creds = credentials_payload(tenant_assume(tenant, purpose=f"user-{request.user.pk}"))
+    return render(request, "tenants/credentials.html", {"tenant": tenant, "creds": creds})
+
+
+@access.staff_required
+def plan_list(request):
+    return render(request, "tenants/plans.html", {"plans": Plan.objects.order_by("-tier_rank")})
+
+
+@access.staff_required
+def plan_edit(request, slug):
+    plan = get_object_or_404(Plan, slug=slug)
+    form = PlanForm(request.POST or None, instance=plan)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, f"Plan {plan.name} saved; it applies to builds not yet started.")
+        return redirect("tenants:plans")
+    return render(request, "tenants/plan_edit.html", {"plan": plan, "form": form})
+
+
+@access.staff_required
+def access_requests(request):
+    return render(request, "tenants/access_requests.html", {
+        "requests": AccessRequest.objects.select_related("plan").filter(handled_at__isnull=True)[:200]})
+
+
+@access.staff_required
+@require_POST
+def access_request_done(request, code):
+    req = get_object_or_404(AccessRequest, code=code)
+    services.access_request_mark_handled(request=req)
+    return redirect("tenants:access_requests")
