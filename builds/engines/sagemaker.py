@@ -17,7 +17,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from builds.engines.base import (
@@ -79,7 +79,7 @@ _ACCOUNT_ID = re.compile(r"\b\d{12}\b")
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def client_token(pipeline_name: str, build_code: str) -> str:

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# `make run`: migrate, start emulator + Redis, seed the demo, then web + workers (Ctrl-C stops all).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+mkdir -p .local
+export DJANGO_SETTINGS_MODULE=mlaas_portal.settings
+EMULATOR_PORT=${MLAAS_EMULATOR_PORT:-4566}
+export AWS_ENDPOINT_URL=${AWS_ENDPOINT_URL-http://127.0.0.1:$EMULATOR_PORT}
+export MLAAS_EMULATOR_STATE=${MLAAS_EMULATOR_STATE:-$PWD/.local/emulator.json}
+PIDS=()
+cleanup() {
+  trap - EXIT INT TERM
+  for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
+  [ -f .local/redis/redis.pid ] && [ -n "${PRIVATE_REDIS:-}" ] && kill "$(cat .local/redis/redis.pid)" 2>/dev/null || true
+  wait 2>/dev/null || true
+  echo "stopped."
+}
+trap cleanup EXIT INT TERM
+
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
+if ! redis_reachable "$REDIS_URL"; then
+  echo "Redis not reachable at $REDIS_URL: starting a private one on port 6390"
+  start_private_redis 6390
+  PRIVATE_REDIS=1
+  export REDIS_URL=redis://127.0.0.1:6390/0
+fi
+
+if [ -n "$AWS_ENDPOINT_URL" ]; then
+  .venv/bin/python -m mlaas_portal.emulator --port "$EMULATOR_PORT" --state "$MLAAS_EMULATOR_STATE" \
+    > .local/emulator.log 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do
+    grep -qE "ready|reusing" .local/emulator.log 2>/dev/null && break
+    kill -0 "${PIDS[-1]}" 2>/dev/null || { cat .local/emulator.log; exit 1; }
+    sleep 0.2
+  done
+fi
+
+.venv/bin/python manage.py migrate --noinput
+# Workers first, so the demo's uploads flow through intake and dispatch as soon as they land.
+.venv/bin/honcho -f Procfile start &
+PIDS+=($!)
+sleep 2
+.venv/bin/python manage.py seed_demo
+cat <<MSG
+
+  MLaaS Portal is running:  http://127.0.0.1:8000
+  Vendor admin login:       admin / admin
+  Demo tenant logins:       owner@acme.example / acme-demo (also globex, initech)
+  AWS emulator endpoint:    ${AWS_ENDPOINT_URL:-real AWS}   (state: $MLAAS_EMULATOR_STATE)
+  Queues dashboard:         http://127.0.0.1:8000/admin/rq/
+  Press Ctrl-C to stop everything.
+
+MSG
+wait "${PIDS[-1]}"
