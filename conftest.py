@@ -51,3 +51,70 @@ def clean_redis(redis_conn):
     redis_conn.flushdb()
     yield redis_conn
     redis_conn.flushdb()
+
+
+@pytest.fixture
+def reference_data(db):
+    """Plans (basic/standard/premium), algorithms and instance prices, as seed_demo makes them."""
+    from mlaas_portal.demo import seed_reference_data
+
+    seed_reference_data()
+
+
+@pytest.fixture
+def make_tenant(db, emulator, reference_data):
+    """Onboard and provision (synchronously) a tenant with a unique slug against the emulator."""
+    import uuid
+
+    from builds.models import Algorithm
+    from tenants.provisioning import run_provisioning
+    from tenants.services import tenant_onboard
+
+    def make(*, slug: str | None = None, isolation: str = "silo", plan: str = "standard",
+             algorithm: str = "gbm-classifier", target: str = "diagnosis", name: str = ""):
+        tenant = tenant_onboard(slug=slug or f"t{uuid.uuid4().hex[:10]}", name=name, plan=plan, isolation=isolation,
+                                default_algorithm=Algorithm.objects.get(slug=algorithm), default_target=target)
+        ok = run_provisioning(tenant)
+        assert ok, [(s.name, s.error) for s in tenant.provisioning_steps.all()]
+        tenant.refresh_from_db()
+        return tenant
+
+    return make
+
+
+@pytest.fixture
+def make_member(db):
+    """A tenant user (owner or member) with a known password."""
+    import uuid
+
+    from django.contrib.auth.models import User
+
+    from tenants.models import Membership
+
+    def make(tenant, *, role: str = "member", password: str = "pw-Secret-123"):
+        user = User.objects.create_user(username=f"u{uuid.uuid4().hex[:8]}@{tenant.slug}.example",
+                                        password=password)
+        Membership.objects.create(user=user, tenant=tenant, role=role)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def staff_user(db):
+    from django.contrib.auth.models import User
+
+    return User.objects.create_user(username="staff@vendor.example", password="pw-Secret-123", is_staff=True)
+
+
+@pytest.fixture
+def api_client_for():
+    """A Django test client that sends a bearer token for the given user."""
+    from django.test import Client
+
+    from tenants.services import api_token_create
+
+    def make(user):
+        return Client(HTTP_AUTHORIZATION=f"Bearer {api_token_create(user=user)}")
+
+    return make

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 def tenant_trust_policy(platform_principal_arn: str) -> dict:
     # SageMaker runs pipelines as this role; the platform assumes it for
-    # tenant-scoped work (trusted by exact ARN, never by account root).
+    # tenant-scoped work (trusted by exact ARN, never by account root). One
+    # statement names both: AWS accepts it, and moto's evaluator crashes on a
+    # statement whose principal is a service alone.
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"},
-            {"Effect": "Allow", "Principal": {"AWS": platform_principal_arn},
+            {"Effect": "Allow",
+             "Principal": {"Service": "sagemaker.amazonaws.com", "AWS": platform_principal_arn},
              "Action": ["sts:AssumeRole", "sts:TagSession"]},
         ],
     }

@@ -39,15 +39,11 @@ INTAKE_PATTERN = {
 
 
 @pytest.fixture(scope="module")
-def state_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("emulator") / "not-yet-created" / "emulator.json"
-
-
-@pytest.fixture(scope="module")
-def emulator(state_path: Path):
-    running = start_emulator(state_file=state_path)
-    yield running
-    running.stop()
+def state_path(emulator: RunningEmulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session emulator (root conftest) writes its state here, as the launcher does."""
+    path = tmp_path_factory.mktemp("emulator") / "not-yet-created" / "emulator.json"
+    write_state_file(path, emulator.state())
+    return path
 
 
 @pytest.fixture(scope="module")
