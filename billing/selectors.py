@@ -36,4 +36,5 @@ def tenant_spend_this_month(tenant, today: date) -> Decimal:
 
 
 def spend_this_month_total(today: date) -> Decimal:
-    return CostLine.objects.filter(day__gte=today.replace(day=1)).aggregate(total=Sum("amount"))["total"] or Decimal("0")
+    total = CostLine.objects.filter(day__gte=today.replace(day=1)).aggregate(total=Sum("amount"))["total"]
+    return total or Decimal("0")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from datetime import UTC
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def build_meter(*, build) -> list[CostLine]:
                               billable_seconds=step.billable_seconds, price_per_hour=price,
                               amount=step_cost(billable_seconds=step.billable_seconds,
                                                instance_count=step.instance_count, price_per_hour=price),
-                              day=timezone.localdate(step.ended_at, timezone=timezone.utc)),
+                              day=step.ended_at.astimezone(UTC).date()),
             )
             lines.append(line)
     return lines

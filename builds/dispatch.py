@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -63,7 +63,7 @@ def choose(
     chosen: list[Candidate] = []
     account_free = account_limit - account_running
     running_tenant = dict(running_by_tenant)
-    epoch = datetime.min.replace(tzinfo=timezone.utc)
+    epoch = datetime.min.replace(tzinfo=UTC)
     for plan in sorted((plans[p] for p in by_plan if p in plans), key=lambda p: (-p.tier_rank, p.plan_id)):
         if account_free <= 0:
             break

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -46,7 +47,7 @@ def build_execute(build_id: int) -> str:
     launch = launch_for(build)
     try:
         if build.engine == "local":
-            status = engine.run(launch, build_id=build.pk)
+            status = engine.run(launch, **_local_callbacks(build))
             build_finish(build, status)
             return build.status
         ref = engine.start(launch)
@@ -62,6 +63,30 @@ def build_execute(build_id: int) -> str:
         logger.exception("build %s crashed", build.code)
         _fail(build, f"internal error while running the build ({type(exc).__name__}); the vendor was notified")
         return "failed"
+
+
+def _local_callbacks(build: Build) -> dict:
+    """Live step progress, a heartbeat the reconciler watches, and cancellation, all via the row."""
+    last = {"beat": 0.0, "cancel_check": 0.0, "cancel": False}
+
+    def heartbeat() -> None:
+        now = time.monotonic()
+        if now - last["beat"] >= 2:
+            Build.objects.filter(pk=build.pk).update(heartbeat_at=timezone.now())
+            last["beat"] = now
+
+    def should_cancel() -> bool:
+        now = time.monotonic()
+        if now - last["cancel_check"] >= 1:
+            last["cancel"] = Build.objects.filter(pk=build.pk, cancel_requested=True).exists()
+            last["cancel_check"] = now
+        return last["cancel"]
+
+    def on_progress(steps) -> None:
+        services.build_record_steps(build, steps)
+        Build.objects.filter(pk=build.pk).update(heartbeat_at=timezone.now())
+
+    return {"on_progress": on_progress, "should_cancel": should_cancel, "heartbeat": heartbeat}
 
 
 def _requeue(build: Build, reason: str) -> None:

@@ -56,8 +56,8 @@ def execute(build_id: int) -> str:
 
 def enqueue_ledger(build_id: int) -> None:
     try:
-        django_rq.get_queue("default").enqueue(write_ledger, build_id, retry=Retry(max=5, interval=[5, 30, 60, 300, 900]),
-                                               job_timeout=60)
+        django_rq.get_queue("default").enqueue(
+            write_ledger, build_id, retry=Retry(max=5, interval=[5, 30, 60, 300, 900]), job_timeout=60)
     except Exception:  # noqa: BLE001 - the reconciler writes ledgers that are still missing
         logger.warning("could not enqueue ledger write for build %s", build_id, exc_info=True)
 

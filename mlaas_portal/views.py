@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
@@ -54,7 +55,7 @@ def tokens(request):
             try:
                 api_token_revoke(user=request.user, token_id=int(request.POST["revoke"]))
                 messages.success(request, "Token revoked.")
-            except (ValueError, Exception):
+            except (ValueError, ValidationError):
                 messages.error(request, "No such token.")
             return redirect("tokens")
         new_token = api_token_create(user=request.user, name=request.POST.get("name", "default").strip())

@@ -31,6 +31,7 @@ import codecs
 import csv
 import io
 import logging
+import re
 import sys
 import unicodedata
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -75,11 +77,16 @@ _SIGNATURES = (
 )
 
 
+_DECIMAL_COMMA = re.compile(r"(?:^|[;\t|])-?\d+,\d+(?:[;\t|]|$)", re.MULTILINE)
+_DECIMAL_DOT = re.compile(r"(?:^|[;\t|])-?\d+\.\d+(?:[;\t|]|$)", re.MULTILINE)
+
+
 @dataclass(frozen=True)
 class _Source:
     path: Path
     encoding: str
     delimiter: str
+    decimal_point: str
     header: list[str]
 
 
@@ -215,7 +222,7 @@ def _inspect_source(directory: Path, delimiter: str | None) -> _Source:
             f"the file has {len(header):,} columns; the limit is {MAX_COLUMNS:,} columns — "
             "keep the target and the most useful features"
         )
-    return _Source(path, encoding, delimiter, _clean_header(header))
+    return _Source(path, encoding, delimiter, _decimal_point(text, delimiter), _clean_header(header))
 
 
 def _single_input_file(directory: Path) -> Path:
@@ -265,6 +272,14 @@ def _sniff_delimiter(text: str) -> str:
     return best if counts[best] else ","
 
 
+def _decimal_point(text: str, delimiter: str) -> str:
+    """`,` for files that write 1,5 (semicolon- or tab-separated European exports), else `.`."""
+    if delimiter == ",":
+        return "."
+    body = text.split("\n", 1)[-1]
+    return "," if _DECIMAL_COMMA.search(body) and not _DECIMAL_DOT.search(body) else "."
+
+
 def _clean_header(header: list[str]) -> list[str]:
     names = [name.strip().lstrip("\ufeff").strip() or f"unnamed_{index + 1}" for index, name in enumerate(header)]
     seen: dict[str, int] = {}
@@ -277,7 +292,7 @@ def _clean_header(header: list[str]) -> list[str]:
 
 
 def _read_frame(source: _Source) -> tuple[pd.DataFrame, int]:
-    """All rows as a DataFrame, and how many malformed rows were skipped."""
+    """All rows as a DataFrame (text trimmed, blanks missing), and how many malformed rows were skipped."""
     malformed: list[str] = []
 
     def skip_malformed(row) -> str:
@@ -290,7 +305,7 @@ def _read_frame(source: _Source) -> tuple[pd.DataFrame, int]:
             read_options=pacsv.ReadOptions(column_names=source.header, skip_rows=1, encoding=encoding),
             parse_options=pacsv.ParseOptions(delimiter=source.delimiter, newlines_in_values=True,
                                              invalid_row_handler=skip_malformed),
-            convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
+            convert_options=pacsv.ConvertOptions(strings_can_be_null=True, decimal_point=source.decimal_point),
         )
 
     encoding = "utf8" if source.encoding == "utf-8" else source.encoding
@@ -309,9 +324,19 @@ def _read_frame(source: _Source) -> tuple[pd.DataFrame, int]:
     if malformed and len(malformed) > max(10, MAX_MALFORMED_SHARE * (rows + len(malformed))):
         raise StepFailure(
             f"{len(malformed):,} rows have a different number of fields than the header "
-            f"({len(source.header)}), e.g. {malformed[0]}; quote values that contain `{source.delimiter}`"
+            f"({len(source.header)}), e.g. {malformed[0]}; quote values that contain `{_show(source.delimiter)}`"
         )
-    return table.to_pandas(), len(malformed)
+    return _trim_text(table).to_pandas(), len(malformed)
+
+
+def _trim_text(table: pa.Table) -> pa.Table:
+    """Strip spaces around text values and treat blank ones as missing (in Arrow: fast)."""
+    for index, field in enumerate(table.schema):
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            trimmed = pc.utf8_trim_whitespace(table.column(index))
+            blank = pc.equal(pc.utf8_length(trimmed), 0)
+            table = table.set_column(index, field, pc.if_else(blank, pa.scalar(None, field.type), trimmed))
+    return table
 
 
 # --- target ----------------------------------------------------------------------------------
@@ -339,47 +364,35 @@ def _show(delimiter: str) -> str:
 
 
 def _clean_target(frame: pd.DataFrame, target: str, problem_type: str) -> tuple[pd.DataFrame, dict]:
+    """Drop rows without a usable target; regression targets become floats, integral class labels ints."""
     values = frame[target]
-    non_null = int(values.notna().sum())
-    if non_null == 0:
+    present = int(values.notna().sum())
+    if present == 0:
         raise StepFailure(f"target `{target}` has no values: the column is empty in every row")
     invalid = 0
     if problem_type == "regression":
-        if not (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)):
-            numbers = pd.to_numeric(values.astype("string").str.strip(), errors="coerce")
-            invalid = int(numbers.isna().sum()) - int(values.isna().sum())
-            if invalid > (1 - NUMERIC_TEXT_SHARE) * non_null:
-                examples = values[numbers.isna() & values.notna()].astype(str).unique()[:3]
+        if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+            numbers = pd.to_numeric(values, errors="coerce")
+            invalid = int(numbers.isna().sum()) - (len(values) - present)
+            if invalid > (1 - NUMERIC_TEXT_SHARE) * present:
+                examples = [f"`{v}`" for v in values[numbers.isna() & values.notna()].astype(str).unique()[:3]]
                 raise StepFailure(
-                    f"target `{target}` is not numeric (values such as {quote_list([f'`{v}`' for v in examples])}); "
+                    f"target `{target}` is not numeric (values such as {quote_list(examples)}); "
                     "regression needs a numeric target — choose classification or another column"
                 )
             values = numbers
         values = values.astype("float64")
-        finite = np.isfinite(values.to_numpy(dtype="float64", na_value=np.nan))
-        missing = ~finite
+        keep = np.isfinite(values.to_numpy())
     else:
-        values = _class_labels(values)
-        missing = values.isna().to_numpy()
+        keep = values.notna().to_numpy()
+    if not keep.all():
+        frame = frame.loc[keep]
+        values = values[keep]
+    if problem_type == "classification" and pd.api.types.is_float_dtype(values):
+        if (values == np.round(values)).all():
+            values = values.astype("int64")  # 0.0 / 1.0: a 0/1 column that had blanks
     frame = frame.assign(**{target: values})
-    if missing.any():
-        frame = frame.loc[~missing]
-    return frame, {"missing_target": int(missing.sum()) - invalid, "invalid_target": invalid}
-
-
-def _class_labels(values: pd.Series) -> pd.Series:
-    """Integers stay integers (1.0 read next to blanks becomes 1); text is stripped."""
-    if pd.api.types.is_float_dtype(values):
-        present = values.dropna()
-        if len(present) and (present == np.round(present)).all():
-            return values.astype("Int64").astype(object).where(values.notna(), None)
-        return values
-    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_integer_dtype(values):
-        return values
-    if values.dtype == object and values.dropna().map(type).eq(bool).all():
-        return values
-    text = values.astype("string").str.strip()
-    return text.mask(text == "").astype(object).where(lambda s: s.notna(), None)
+    return frame, {"missing_target": int((~keep).sum()) - invalid, "invalid_target": invalid}
 
 
 def _target_report(values: pd.Series, problem_type: str) -> dict:
@@ -424,42 +437,51 @@ def _infer_features(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, lis
         columns.append(entry)
         if entry["missing"] == rows:
             entry.update(type="ignored", reason="empty")
-            continue
-        if pd.api.types.is_bool_dtype(values) or (
-                values.dtype == object and values.dropna().map(type).eq(bool).all()):
+        elif pd.api.types.is_bool_dtype(values) or _is_boolean_objects(values):
             converted[name] = values.astype("float64")
             entry.update(type="numeric", distinct=2)
-            continue
-        if pd.api.types.is_datetime64_any_dtype(values):
+        elif pd.api.types.is_datetime64_any_dtype(values) or isinstance(values.dtype, pd.ArrowDtype):
             entry.update(type="ignored", reason="dates and times are not used as features")
-            continue
-        if pd.api.types.is_numeric_dtype(values):
+        elif pd.api.types.is_numeric_dtype(values):
             if values.min() == values.max():
                 entry.update(type="ignored", reason="the same value in every row")
             else:
                 entry["type"] = "numeric"
-            continue
-        text = values.astype("string").str.strip()
-        present = int(text.notna().sum())
-        numbers = pd.to_numeric(text, errors="coerce")
-        parsed = int(numbers.notna().sum())
-        if parsed >= NUMERIC_TEXT_SHARE * present:
-            converted[name] = numbers.astype("float64")
-            entry.update(type="numeric", unparsed=present - parsed)
-            continue
-        distinct = int(text.nunique())
-        entry["distinct"] = distinct
-        if distinct <= 1:
-            entry.update(type="ignored", reason="the same value in every row")
-        elif distinct > ID_LIKE_MIN_DISTINCT and distinct > 0.5 * present:
-            entry.update(type="ignored", reason="too many distinct text values (an identifier or free text)")
         else:
-            entry["type"] = "categorical"
-            if not (values.dtype == "str" or values.dtype == object):
-                converted[name] = text.astype(object).where(text.notna(), np.nan)
+            numbers = _as_numbers(values)
+            if numbers is not None:
+                converted[name] = numbers
+                entry.update(type="numeric", unparsed=int(numbers.isna().sum()) - entry["missing"])
+                continue
+            present = rows - entry["missing"]
+            distinct = int(values.nunique())
+            entry["distinct"] = distinct
+            if distinct <= 1:
+                entry.update(type="ignored", reason="the same value in every row")
+            elif distinct > ID_LIKE_MIN_DISTINCT and distinct > 0.5 * present:
+                entry.update(type="ignored", reason="too many distinct text values (an identifier or free text)")
+            else:
+                entry["type"] = "categorical"
+                if values.dtype == object:  # mixed Python objects: make them text
+                    converted[name] = values.where(values.isna(), values.astype(str))
     if converted:
         frame = frame.assign(**converted)
     return frame, columns
+
+
+def _is_boolean_objects(values: pd.Series) -> bool:
+    return values.dtype == object and values.dropna().map(type).eq(bool).all()
+
+
+def _as_numbers(values: pd.Series) -> pd.Series | None:
+    """Text that is numbers but for a few stray values (`?`, `n.a.`): floats, the strays missing."""
+    present = values.dropna()
+    if pd.to_numeric(present.head(200), errors="coerce").notna().mean() < NUMERIC_TEXT_SHARE:
+        return None  # decided on a sample: most text columns are not numbers
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+    if numbers.notna().sum() < NUMERIC_TEXT_SHARE * len(present):
+        return None
+    return numbers
 
 
 def _top_categories(values: pd.Series) -> list:

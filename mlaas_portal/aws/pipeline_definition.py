@@ -43,8 +43,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -193,9 +195,32 @@ def _sdk_environment(*, region: str, endpoint_url: str | None) -> Iterator[Path]
         saved = {name: os.environ.get(name) for name in overrides}
         try:
             _set_environ(overrides)
-            yield workdir
+            with _quiet_sdk():
+                yield workdir
         finally:
             _set_environ(saved)
+
+
+@contextlib.contextmanager
+def _quiet_sdk() -> Iterator[None]:
+    """Errors only: the SDK narrates every build and warns that job names are
+    dropped and nothing runs, which is what a shared definition wants."""
+    import sagemaker.mlops.workflow.pipeline  # noqa: F401 - creates the SDK's loggers
+    import sagemaker.serve.model_builder  # noqa: F401
+
+    loggers = [logger for name, logger in logging.root.manager.loggerDict.items()
+               if isinstance(logger, logging.Logger) and name.split(".")[0] == "sagemaker"]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Running within a PipelineSession")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="sagemaker")
+        try:
+            for logger in loggers:
+                logger.setLevel(logging.ERROR)
+            yield
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
 
 
 def _set_environ(values: dict[str, str | None]) -> None:
@@ -427,7 +452,7 @@ def _evaluate_and_register(suffix: str, model_uri: Any, p: dict[str, Any], sessi
         ),
         property_files=[report],
     )
-    builder = ModelBuilder(s3_model_data_url=model_uri, image_uri=p["TrainingImageUri"],
+    builder = ModelBuilder(s3_model_data_url=model_uri, image_uri=p["TrainingImageUri"], log_level=logging.ERROR,
                            role_arn=_PLACEHOLDER_ROLE, sagemaker_session=session)
     register = ModelStep(name=f"{STEP_REGISTER}{suffix}", step_args=builder.register(
         model_package_group_name=p["ModelPackageGroupName"],

@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return EXIT_PORT_TAKEN
-        print(f"AWS emulator already running at {running['endpoint']} (pid {running['pid']}), reusing it; state: {state_file}", flush=True)
+        print(f"AWS emulator already running at {running['endpoint']} (pid {running['pid']}), "
+              f"reusing it; state: {state_file}", flush=True)
         if not args.exit_if_running:
             _wait(stop_requested)
         return 0

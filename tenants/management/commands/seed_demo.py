@@ -33,8 +33,9 @@ class Command(BaseCommand):
         self._seed_tenants()
 
     def _seed_tenants(self):
-        from builds.models import Algorithm, Build
         from builds.pipeline.sample_data import write_sample_csvs
+
+        from builds.models import Algorithm, Build
         from mlaas_portal.aws import gateways
         from tenants.credentials import tenant_assume
         from tenants.models import Tenant

@@ -1,0 +1,161 @@
+"""Dispatch benchmark.
+
+(1) Dispatch decisions per second with 1,000 tenants and 10,000 queued builds
+    on 3 plans, checking every limit after every round (violations must be 0).
+    Runs against a throwaway database (SQLite file, or DATABASE_URL if set).
+(2) Upload-to-start latency: with `--latency`, against a running `make run`
+    stack, uploads N objects into a demo tenant's upload location and reports
+    p50/p99 from the object landing to the build starting on the local engine.
+
+    .venv/bin/python bench/dispatch.py [--tenants 1000 --builds 10000] [--latency --uploads 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def setup_django(database_url: str | None) -> None:
+    if database_url:
+        os.environ["DATABASE_URL"] = database_url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlaas_portal.settings")
+    import django
+
+    django.setup()
+
+
+def bench_dispatch(tenants: int, builds: int, rounds: int) -> None:
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db.models import Count
+
+    call_command("migrate", verbosity=0)
+    from builds import dispatch as dispatch_module
+    from builds.models import Algorithm, Build
+    from mlaas_portal.demo import seed_algorithms, seed_plans
+    from tenants.models import Plan, Tenant
+
+    # The benchmark measures decisions, not Redis: enqueueing is a no-op here.
+    from builds import jobs as build_jobs
+
+    build_jobs.enqueue_execute = lambda build_id, queue: None
+    plans = seed_plans()
+    algorithm = seed_algorithms()[0]
+    Build.objects.all().delete()
+    Tenant.objects.all().delete()
+    rng = random.Random(7)
+    tenant_rows = [Tenant(slug=f"bench-{i}", name=f"Bench {i}", plan=plans[i % 3], isolation="pool",
+                          status=Tenant.Status.ACTIVE, bucket="bench", prefix=f"tenants/bench-{i}/")
+                   for i in range(tenants)]
+    Tenant.objects.bulk_create(tenant_rows, batch_size=500)
+    tenant_rows = list(Tenant.objects.all())
+    weights = [rng.paretovariate(1.2) for _ in tenant_rows]  # a few tenants upload a lot
+    owners = rng.choices(tenant_rows, weights=weights, k=builds)
+    Build.objects.bulk_create([
+        Build(tenant=t, plan_id=t.plan_id, algorithm=algorithm, target="y", dataset_bucket="bench",
+              dataset_key=f"{t.prefix}uploads/{i}.csv", status=Build.Status.QUEUED)
+        for i, t in enumerate(owners)], batch_size=1000)
+    limits = {p.id: p for p in Plan.objects.all()}
+    account_limit = settings.MLAAS_ACCOUNT_CONCURRENT_LIMIT
+    decisions = violations = 0
+    round_times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        chosen = dispatch_module.dispatch_pending()
+        round_times.append(time.perf_counter() - started)
+        decisions += len(chosen)
+        active = Build.objects.filter(status__in=Build.ACTIVE)
+        for row in active.values("plan_id").annotate(n=Count("id")):
+            violations += row["n"] > limits[row["plan_id"]].plan_concurrent_limit
+        for row in active.values("tenant_id", "plan_id").annotate(n=Count("id")):
+            violations += row["n"] > limits[row["plan_id"]].tenant_concurrent_limit
+        violations += active.count() > account_limit
+        # Finish a random half of the active builds, freeing slots for the next round.
+        ids = list(active.values_list("id", flat=True))
+        done = rng.sample(ids, k=max(1, len(ids) // 2)) if ids else []
+        Build.objects.filter(id__in=done).update(status=Build.Status.SUCCEEDED)
+    total = sum(round_times)
+    print(f"database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}")
+    print(f"tenants: {tenants}  queued builds: {builds}  plans: 3  account limit: {account_limit}")
+    print(f"dispatch rounds: {rounds}  builds started: {decisions}")
+    print(f"round time: median {statistics.median(round_times) * 1000:.1f} ms, "
+          f"max {max(round_times) * 1000:.1f} ms")
+    print(f"dispatch decisions per second: {decisions / total:.0f}")
+    print(f"limit violations: {violations}")
+
+    # The pure selection function alone, on the same candidate set (no database writes).
+    plans_l, by_plan, by_tenant, running, candidates, last = dispatch_module.load_state()
+    started = time.perf_counter()
+    repeats = 50
+    for _ in range(repeats):
+        dispatch_module.choose(candidates, plans_l, by_plan, by_tenant, running, account_limit, last)
+    pure = (time.perf_counter() - started) / repeats
+    print(f"choose() over {len(candidates)} candidates: {pure * 1000:.2f} ms per call")
+
+
+def bench_latency(uploads: int, slug: str) -> None:
+    import requests
+    from django.utils import timezone
+
+    from builds.models import Build, BuildTransition
+    from builds.uploads import upload_presign
+    from tenants.models import Tenant
+
+    tenant = Tenant.objects.get(slug=slug)
+    header = b"a,b,diagnosis\n" + b"".join(f"{i},{i % 7},{'yes' if i % 2 else 'no'}\n".encode() for i in range(40))
+    landed: dict[str, float] = {}
+    for i in range(uploads):
+        post = upload_presign(tenant=tenant, filename=f"latency-{i}.csv", size=len(header))
+        response = requests.post(post["url"], data=post["fields"], files={"file": ("x.csv", header)}, timeout=10)
+        response.raise_for_status()
+        landed[post["key"]] = timezone.now().timestamp()
+        time.sleep(0.2)
+    deadline = time.monotonic() + 120
+    latencies: list[float] = []
+    while time.monotonic() < deadline:
+        rows = BuildTransition.objects.filter(build__dataset_key__in=list(landed), to_status="running").values_list(
+            "build__dataset_key", "at")
+        latencies = [at.timestamp() - landed[key] for key, at in rows]
+        if len(latencies) == uploads:
+            break
+        time.sleep(1)
+    latencies.sort()
+    print(f"uploads: {uploads}  started: {len(latencies)}")
+    if latencies:
+        p50 = latencies[len(latencies) // 2]
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        print(f"object landed -> build running: p50 {p50 * 1000:.0f} ms  p99 {p99 * 1000:.0f} ms")
+    Build.objects.filter(dataset_key__in=list(landed)).count()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tenants", type=int, default=1000)
+    parser.add_argument("--builds", type=int, default=10000)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--latency", action="store_true", help="measure upload->start on a running make run")
+    parser.add_argument("--uploads", type=int, default=50)
+    parser.add_argument("--tenant", default="globex")
+    args = parser.parse_args()
+    if args.latency:
+        setup_django(None)
+        bench_latency(args.uploads, args.tenant)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{tmp}/bench.sqlite3"
+        setup_django(url)
+        bench_dispatch(args.tenants, args.builds, args.rounds)
+
+
+if __name__ == "__main__":
+    main()

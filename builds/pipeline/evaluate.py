@@ -1,0 +1,164 @@
+"""Step 3: score the model artifact on the held-out test split.
+
+Run in-process as `run(paths, config)` or in a SageMaker processing container as
+
+    python -m builds.pipeline.evaluate --model /opt/ml/processing/input/model \
+        --test /opt/ml/processing/input/test --output /opt/ml/processing/output/evaluation \
+        --target churn --problem-type classification --objective-metric f1
+
+config (all optional; defaults come from the model's model_info.json):
+target, problem_type, objective_metric.
+
+Reads processing/input/model/ (model.joblib + model_info.json, or SageMaker's
+model.tar.gz of them) and processing/input/test/*.parquet; writes
+processing/output/evaluation/evaluation.json:
+
+    {"problem_type": ..., "metrics": {"accuracy": .., "f1": .., "roc_auc": ..},
+     "objective": {"metric": "f1", "value": .., "score": .., "higher_is_better": true},
+     "binary_classification_metrics" | "multiclass_classification_metrics" | "regression_metrics":
+         {"<metric>": {"value": .., "standard_deviation": "NaN"}},   # SageMaker model-quality style
+     "rows": <test rows>, "algorithm": ...}
+
+`objective.score` is the metric with higher always better (rmse and mae
+negated), the scale the pipeline's minimum-metric condition compares against.
+
+Classification: f1 is binary (positive class = the last of the sorted
+classes, e.g. `yes`, `1`, `malignant`) or macro-averaged for more classes;
+roc_auc is one-vs-rest for more classes; a metric that cannot be computed on
+this test split (one class only) is null.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import joblib
+import numpy as np
+
+from builds.pipeline.contract import StepPaths, read_json, stage_inputs, write_json
+from builds.pipeline.failures import StepFailure
+from builds.pipeline.preprocess import read_split
+from builds.pipeline.trainers import objective_direction
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.joblib"
+INFO_FILE = "model_info.json"
+
+
+def run(paths: StepPaths, config: dict) -> dict:
+    """Write evaluation.json for the model on the test split; return it."""
+    stage_inputs(paths, "evaluate")
+    model, info = load_model(paths.processing_input("model"))
+    problem_type = config.get("problem_type") or info["problem_type"]
+    target = config.get("target") or info["target"]
+    metric, higher_is_better = objective_direction(
+        problem_type, config.get("objective_metric") or info["objective"]["metric"])
+    test = read_split(paths.processing_input("test"))
+    if target not in test.columns:
+        raise StepFailure(f"the test split has no `{target}` column; run the build again from preprocessing")
+    metrics = compute_metrics(problem_type, model, test.drop(columns=[target]), test[target].to_numpy())
+    value = metrics[metric]
+    score = None if value is None else (value if higher_is_better else -value)
+    section = _sagemaker_section(problem_type, len(info.get("classes") or []))
+    evaluation = {
+        "problem_type": problem_type,
+        "metrics": metrics,
+        "objective": {"metric": metric, "value": value, "score": score, "higher_is_better": higher_is_better},
+        section: {name: {"value": v, "standard_deviation": "NaN"} for name, v in metrics.items() if v is not None},
+        "rows": len(test),
+        "algorithm": info.get("algorithm"),
+    }
+    write_json(paths.processing_output("evaluation") / "evaluation.json", evaluation)
+    logger.info("evaluate: %s on %d test rows", metrics, len(test))
+    return evaluation
+
+
+def load_model(directory: Path) -> tuple[object, dict]:
+    """The fitted pipeline and its model_info, from a model directory or a model.tar.gz in it."""
+    directory = Path(directory)
+    if not (directory / MODEL_FILE).exists():
+        archives = sorted(directory.glob("*.tar.gz"))
+        if not archives:
+            raise StepFailure("no trained model was found; run the build again")
+        extracted = Path(tempfile.mkdtemp(prefix="model-"))
+        with tarfile.open(archives[0]) as archive:
+            archive.extractall(extracted, filter="data")
+        directory = extracted
+    return joblib.load(directory / MODEL_FILE), read_json(directory / INFO_FILE)
+
+
+def compute_metrics(problem_type: str, model, features, y_true: np.ndarray) -> dict:
+    """accuracy / f1 / precision / recall / roc_auc, or rmse / mae / r2 (floats, None when undefined)."""
+    from sklearn import metrics as skm
+
+    if problem_type == "regression":
+        predicted = model.predict(features)
+        y_true = np.asarray(y_true, dtype="float64")
+        return {
+            "rmse": float(np.sqrt(skm.mean_squared_error(y_true, predicted))),
+            "mae": float(skm.mean_absolute_error(y_true, predicted)),
+            "r2": float(skm.r2_score(y_true, predicted)) if len(y_true) > 1 else None,
+        }
+    probabilities = model.predict_proba(features)
+    classes = model.classes_
+    predicted = classes[probabilities.argmax(axis=1)]  # what predict() returns, without a second pass
+    result = {"accuracy": float(skm.accuracy_score(y_true, predicted))}
+    if len(classes) == 2:
+        positive = classes[1]
+        averaging = {"average": "binary", "pos_label": positive}
+    else:
+        averaging = {"average": "macro", "labels": classes}
+    for name, scorer in (("f1", skm.f1_score), ("precision", skm.precision_score), ("recall", skm.recall_score)):
+        result[name] = float(scorer(y_true, predicted, zero_division=0, **averaging))
+    result["roc_auc"] = _roc_auc(y_true, probabilities, classes)
+    return result
+
+
+def _roc_auc(y_true: np.ndarray, probabilities: np.ndarray, classes: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    present = np.unique(y_true)
+    if len(present) < 2:
+        return None
+    try:
+        if len(classes) == 2:
+            return float(roc_auc_score(y_true == classes[1], probabilities[:, 1]))
+        if len(present) < len(classes):
+            return None  # one-vs-rest needs every class in the test split
+        return float(roc_auc_score(y_true, probabilities, multi_class="ovr", labels=classes))
+    except ValueError:
+        return None
+
+
+def _sagemaker_section(problem_type: str, class_count: int) -> str:
+    if problem_type == "regression":
+        return "regression_metrics"
+    return "binary_classification_metrics" if class_count == 2 else "multiclass_classification_metrics"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="/opt/ml/processing/input/model")
+    parser.add_argument("--test", default="/opt/ml/processing/input/test")
+    parser.add_argument("--output", default="/opt/ml/processing/output/evaluation")
+    parser.add_argument("--target", default="")
+    parser.add_argument("--problem-type", default="")
+    parser.add_argument("--objective-metric", default="")
+    args = parser.parse_args(argv)
+    paths = StepPaths(overrides={"processing/input/model": args.model, "processing/input/test": args.test,
+                                 "processing/output/evaluation": args.output})
+    config = {"target": args.target, "problem_type": args.problem_type, "objective_metric": args.objective_metric}
+    from builds.pipeline.runner import run_in_container
+
+    return run_in_container(run, paths, config, failure_file=paths.message_path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
