@@ -118,3 +118,25 @@ def api_client_for():
         return Client(HTTP_AUTHORIZATION=f"Bearer {api_token_create(user=user)}")
 
     return make
+
+
+@pytest.fixture
+def subprocess_env(emulator):
+    """Environment for worker processes started by a test: same test database, Redis and emulator."""
+    from django.db import connection
+
+    env = dict(os.environ)
+    db = connection.settings_dict
+    if connection.vendor == "postgresql":
+        auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+        env["DATABASE_URL"] = f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    else:
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    env.update({
+        "AWS_ENDPOINT_URL": emulator.endpoint,
+        "AWS_ACCESS_KEY_ID": emulator.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": emulator.secret_access_key,
+        "AWS_REGION": emulator.region,
+        "DJANGO_SETTINGS_MODULE": "mlaas_portal.settings",
+    })
+    return env

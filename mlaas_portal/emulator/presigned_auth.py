@@ -24,6 +24,11 @@ do the same:
 * CORS preflights (OPTIONS) skip IAM and moto's anonymous-read ACL check:
   browsers never sign them and AWS does not authenticate them; the bucket's
   CORS rules alone decide the answer.
+* The `s3:prefix` condition of S3 list requests is evaluated (see
+  `conditions_hold`): moto's evaluator knows only `StringEquals`, treats any
+  other operator as met and gives S3 requests no condition values, so a pool
+  tenant allowed `ListBucket` on the shared bucket "where s3:prefix is like
+  tenants/<slug>/*" could list every tenant's keys.
 
 `apply()` is idempotent. It only changes requests that carry no
 `Authorization` header, POST uploads, and OPTIONS; and moto only consults
@@ -33,6 +38,8 @@ any of this while enforcement is on.
 from __future__ import annotations
 
 import functools
+import operator
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -71,6 +78,77 @@ def presigned_credential(path: str, data: Mapping[str, Any]) -> tuple[str, str] 
 def post_upload_key(data: Mapping[str, Any]) -> str | None:
     """The object key of a POST-policy upload (moto has already replaced `${filename}`)."""
     return _first(data.get("key"))
+
+
+# S3 actions whose requests carry the `s3:prefix` condition key (the `prefix`
+# query parameter), the only S3 condition key modelled here.
+_PREFIX_ACTIONS = frozenset({"s3:ListBucket", "s3:ListBucketVersions"})
+_MODELLED_KEYS = frozenset({"s3:prefix"})
+_STRING_OPERATORS = {
+    "StringEquals": operator.eq,
+    "StringNotEquals": operator.eq,
+    "StringLike": lambda pattern, value: _like(pattern, value),
+    "StringNotLike": lambda pattern, value: _like(pattern, value),
+}
+
+
+def s3_condition_context(action: str, path: str) -> dict[str, str]:
+    """The modelled condition keys of an S3 request: `s3:prefix` of a list request, if sent."""
+    if action not in _PREFIX_ACTIONS:
+        return {}
+    query = dict(parse_qsl(urlsplit(path).query, keep_blank_values=True))
+    return {"s3:prefix": query["prefix"]} if "prefix" in query else {}
+
+
+def _like(pattern: str, value: str) -> bool:
+    """IAM `StringLike`: case-sensitive, `*` any run of characters, `?` one character."""
+    regex = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+    return re.fullmatch(regex, value, flags=re.DOTALL) is not None
+
+
+def conditions_hold(condition: Mapping[str, Mapping[str, Any]] | None, context: Mapping[str, str]) -> bool:
+    """Whether a statement's `Condition` block is met by a request's modelled keys.
+
+    Only the string operators on modelled keys (`s3:prefix`) are decided here;
+    every other condition is left as moto decided it. As on AWS, a key the
+    request does not carry fails a positive operator and meets a negated one
+    or an `...IfExists` one.
+    """
+    for op_name, keys in (condition or {}).items():
+        base = op_name.removesuffix("IfExists")
+        matches = _STRING_OPERATORS.get(base)
+        if matches is None or not isinstance(keys, Mapping):
+            continue
+        negated = base.startswith("StringNot")
+        for key, expected in keys.items():
+            if key.lower() not in _MODELLED_KEYS:
+                continue
+            actual = context.get(key.lower())
+            if actual is None:
+                if negated or op_name.endswith("IfExists"):
+                    continue
+                return False
+            patterns = [expected] if isinstance(expected, str) else list(expected)
+            if any(matches(pattern, actual) for pattern in patterns) == negated:
+                return False
+    return True
+
+
+def _allowed_with_conditions(policies: list[Any], action: str, resource: str, context: Mapping[str, str]) -> bool:
+    """Is there an Allow statement for action and resource whose conditions hold?"""
+    from moto.iam.access_control import IAMPolicy, IAMPolicyStatement, PermissionResult
+
+    for policy in policies:
+        statements = IAMPolicy(policy)._policy_json["Statement"]
+        for statement in statements if isinstance(statements, list) else [statements]:
+            if statement.get("Effect") != "Allow":
+                continue
+            unconditional = {name: value for name, value in statement.items() if name != "Condition"}
+            if IAMPolicyStatement(unconditional).is_action_permitted(action, resource) != PermissionResult.PERMITTED:
+                continue
+            if conditions_hold(statement.get("Condition"), context):
+                return True
+    return False
 
 
 def _first(value: Any) -> str | None:
@@ -150,6 +228,12 @@ def apply() -> None:
             if key and bucket_part and "/" not in bucket_part:
                 resource = f"{resource}/{key}"
         original_check_action_permitted(self, resource)
+        # moto allowed it without looking at StringLike & co. or at the
+        # request's `s3:prefix`: the request must also be allowed by a
+        # statement whose conditions hold. This can only refuse, never grant.
+        context = s3_condition_context(self._action, self._path)
+        if not _allowed_with_conditions(self._access_key.collect_policies(), self._action, resource, context):
+            self._raise_access_denied()
 
     @functools.wraps(original_s3_authorize)
     def s3_authorize(self: Any, bucket_name: str | None = None, key_name: str | None = None) -> None:
