@@ -6,8 +6,24 @@ import os
 
 import pytest
 
-# Tests use their own Redis database so they never touch a running demo's queues.
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def pytest_configure(config):
+    """Tests use their own Redis database so they never touch a running demo's queues.
+
+    Settings may already be loaded (pytest-django loads them early), so the
+    queue configuration is rewritten in place: django-rq holds the same dicts.
+    """
+    from django.conf import settings
+
+    url = os.environ.get("REDIS_URL", "")
+    if not url.endswith("/15"):
+        url = TEST_REDIS_URL
+    os.environ["REDIS_URL"] = url
+    settings.REDIS_URL = url
+    for queue in settings.RQ_QUEUES.values():
+        queue["URL"] = url
 
 
 @pytest.fixture(scope="session")

@@ -4,9 +4,68 @@ from __future__ import annotations
 
 import logging
 
+import django_rq
+from rq import Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
 logger = logging.getLogger(__name__)
 
+QUEUE = "billing"
+COST_SYNC_JOB_ID = "billing-cost-sync"
+LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
+# Immediate retries only: the ops worker that serves the billing queue runs no RQ scheduler, and
+# a sync still failing after them is retried by the scheduler loop's next hourly round.
+COST_SYNC_RETRY = Retry(max=2)
 
-def cost_sync_if_due() -> None:
-    """Daily Cost Explorer sync; enqueued by the scheduler (filled in by the billing work)."""
-    return None
+
+def cost_sync_if_due() -> bool:
+    """Called hourly by the scheduler loop: enqueue the Cost Explorer sync when the last success is a day old."""
+    from billing.selectors import cost_sync_is_due
+
+    if not cost_sync_is_due():
+        return False
+    return cost_sync_enqueue(triggered_by="schedule")
+
+
+def cost_sync_pending() -> bool:
+    """A sync job is queued or running (so a second one would only spend money)."""
+    try:
+        job = Job.fetch(COST_SYNC_JOB_ID, connection=django_rq.get_connection(QUEUE))
+        return job.get_status(refresh=False) in LIVE_STATUSES
+    except NoSuchJobError:
+        return False
+    except Exception:  # noqa: BLE001 - Redis down: nothing can be pending
+        logger.warning("could not look up the Cost Explorer sync job", exc_info=True)
+        return False
+
+
+def cost_sync_enqueue(*, triggered_by: str) -> bool:
+    """Enqueue one sync (never two at once). False when Redis is down or one is pending already."""
+    try:
+        if cost_sync_pending():
+            return False
+        django_rq.get_queue(QUEUE).enqueue(cost_sync, triggered_by, job_id=COST_SYNC_JOB_ID, retry=COST_SYNC_RETRY,
+                                           job_timeout=600, result_ttl=3600, failure_ttl=7 * 86400)
+        return True
+    except Exception:  # noqa: BLE001 - Redis down: the scheduler's next round enqueues it
+        logger.warning("could not enqueue the Cost Explorer sync", exc_info=True)
+        return False
+
+
+def cost_sync(triggered_by: str = "schedule") -> int | None:
+    """Run one sync; a retryable AWS error is raised again so RQ retries, others are recorded and logged."""
+    from billing.services import CostSyncBusy, cost_sync_run
+    from mlaas_portal.aws.errors import AwsError
+
+    try:
+        run = cost_sync_run(triggered_by=triggered_by)
+    except CostSyncBusy:
+        logger.info("Cost Explorer sync skipped: another one is running")
+        return None
+    except AwsError as exc:
+        if exc.retryable:
+            raise
+        logger.error("Cost Explorer sync failed and a retry cannot help: %s", exc)
+        return None
+    return run.pk

@@ -56,9 +56,12 @@ class DailyCost(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["day", "tenant_slug", "service"], name="uniq_daily_cost")
         ]
+        indexes = [models.Index(fields=["tenant_slug", "day"], name="daily_cost_tenant_day")]
 
 
 class CostSyncRun(models.Model):
+    """One Cost Explorer sync: the days it covered (inclusive), what it cost and what it wrote."""
+
     class Status(models.TextChoices):
         RUNNING = "running"
         SUCCEEDED = "succeeded"

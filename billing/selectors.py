@@ -1,40 +1,454 @@
-"""Reads of the billing app: pre-aggregated tables only (never Cost Explorer)."""
+"""Reads of the billing app: pre-aggregated tables only (never Cost Explorer).
+
+Every selector here runs a fixed number of queries, whatever the number of tenants or days.
+"""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
-from decimal import Decimal
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
-from django.db.models import Sum
+from django.conf import settings
+from django.db.models import Q, QuerySet, Sum
+from django.utils import timezone
 
-from billing.models import CostLine, DailyCost
+from billing.models import BudgetAlert, CostLine, CostSyncRun, DailyCost, InstancePrice
+from builds.models import Build, BuildStep
+from tenants.models import Tenant
+
+ZERO = Decimal("0")
+CENT = Decimal("0.01")
+AMOUNT_QUANTUM = Decimal("0.000001")  # CostLine/DailyCost precision; SQLite sums come back as floats
+HOURS_QUANTUM = Decimal("0.0001")
+SYNC_INTERVAL = timedelta(days=1)
 
 
-def build_cost(build) -> Decimal:
-    return CostLine.objects.filter(build=build).aggregate(total=Sum("amount"))["total"] or Decimal("0")
+def _money(value: Decimal) -> Decimal:
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
+
+def _amount(value: Decimal | None) -> Decimal:
+    """A summed amount at the tables' precision (SQLite returns sums with float noise)."""
+    return ZERO if value is None else value.quantize(AMOUNT_QUANTUM, rounding=ROUND_HALF_UP)
+
+
+def month_first(day: date) -> date:
+    return day.replace(day=1)
+
+
+def month_last(day: date) -> date:
+    first = day.replace(day=1)
+    return (first.replace(year=first.year + 1, month=1) if first.month == 12
+            else first.replace(month=first.month + 1)) - timedelta(days=1)
+
+
+def _utc_midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def days_between(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
+
+
+# ----- cost of builds (metered, and so far for builds in progress) -----
+
+@dataclass(frozen=True)
+class CostSoFar:
+    metered: Decimal
+    running: Decimal
+    unknown_instance_types: tuple[str, ...] = ()
+
+    @property
+    def amount(self) -> Decimal:
+        return self.metered + self.running
+
+
+def builds_cost_so_far(builds: Iterable[Build], *, now: datetime | None = None) -> dict[int, CostSoFar]:
+    """Per build: metered cost of its finished steps plus, while it runs, its running steps' cost so far.
+
+    A running step costs its elapsed time x instance count x price; an instance type without a price
+    adds nothing and is named in unknown_instance_types (metering will fail loudly on it at the end).
+    """
+    from billing.services import step_cost
+
+    builds = list(builds)
+    if not builds:
+        return {}
+    now = now or timezone.now()
+    metered = {build_id: _amount(total) for build_id, total in
+               CostLine.objects.filter(build__in=[b.pk for b in builds]).values("build_id")
+               .annotate(total=Sum("amount")).values_list("build_id", "total")}
+    active = [b.pk for b in builds if b.status in Build.ACTIVE]
+    running: dict[int, Decimal] = defaultdict(lambda: ZERO)
+    unknown: dict[int, set[str]] = defaultdict(set)
+    if active:
+        steps = list(BuildStep.objects.filter(build__in=active, started_at__isnull=False, ended_at__isnull=True)
+                     .exclude(instance_type="")
+                     .values_list("build_id", "instance_type", "instance_count", "started_at"))
+        prices = dict(InstancePrice.objects.filter(region=settings.AWS_REGION,
+                                                   instance_type__in={s[1] for s in steps})
+                      .values_list("instance_type", "price_per_hour")) if steps else {}
+        for build_id, instance_type, count, started_at in steps:
+            if instance_type not in prices:
+                unknown[build_id].add(instance_type)
+                continue
+            elapsed = max(0, int((now - started_at).total_seconds()))
+            running[build_id] += step_cost(billable_seconds=elapsed, instance_count=count,
+                                           price_per_hour=prices[instance_type])
+    return {b.pk: CostSoFar(metered=metered.get(b.pk) or ZERO, running=running[b.pk],
+                            unknown_instance_types=tuple(sorted(unknown[b.pk])))
+            for b in builds}
+
+
+def build_cost(build, *, now: datetime | None = None) -> Decimal:
+    """The build's cost: metered when finished; for a build in progress, its cost so far."""
+    return builds_cost_so_far([build], now=now)[build.pk].amount
+
+
+def builds_in_progress_cost(*, tenant: Tenant | None = None, limit: int = 20,
+                            now: datetime | None = None) -> list[dict]:
+    """Builds starting or running (of one tenant, or all) with their cost so far."""
+    qs = Build.objects.filter(status__in=Build.ACTIVE).select_related("tenant", "algorithm").order_by("started_at")
+    if tenant is not None:
+        qs = qs.filter(tenant=tenant)
+    builds = list(qs[:limit])
+    costs = builds_cost_so_far(builds, now=now)
+    return [{"build": b, "cost": costs[b.pk]} for b in builds]
+
+
+# ----- spend -----
 
 def tenant_daily_costs(*, tenant, start: date, end: date) -> dict:
-    metered = dict(CostLine.objects.filter(tenant=tenant, day__gte=start, day__lte=end)
-                   .values_list("day").annotate(total=Sum("amount")).values_list("day", "total"))
-    explorer = dict(DailyCost.objects.filter(tenant_slug=tenant.slug, day__gte=start, day__lte=end)
-                    .values_list("day").annotate(total=Sum("amount")).values_list("day", "total"))
+    metered = {day: _amount(total) for day, total in
+               CostLine.objects.filter(tenant=tenant, day__gte=start, day__lte=end)
+               .values_list("day").annotate(total=Sum("amount")).values_list("day", "total")}
+    explorer = {day: _amount(total) for day, total in
+                DailyCost.objects.filter(tenant_slug=tenant.slug, day__gte=start, day__lte=end)
+                .values_list("day").annotate(total=Sum("amount")).values_list("day", "total")}
     days = []
-    day = start
-    while day <= end:
-        days.append({"day": day, "metered": str(metered.get(day, Decimal("0"))),
-                     "cost_explorer": str(explorer[day]) if day in explorer else None})
-        day += timedelta(days=1)
+    for day in days_between(start, end):
+        metered_amount = metered.get(day, ZERO)
+        days.append({"day": day, "metered": str(metered_amount),
+                     "cost_explorer": str(explorer[day]) if day in explorer else None,
+                     "difference": str(explorer[day] - metered_amount) if day in explorer else None})
     return {"tenant": tenant.slug, "start": start, "end": end, "days": days,
-            "total_metered": str(sum(metered.values(), Decimal("0"))),
-            "total_cost_explorer": str(sum(explorer.values(), Decimal("0")))}
+            "total_metered": str(sum(metered.values(), ZERO)),
+            "total_cost_explorer": str(sum(explorer.values(), ZERO))}
 
 
 def tenant_spend_this_month(tenant, today: date) -> Decimal:
-    return CostLine.objects.filter(tenant=tenant, day__gte=today.replace(day=1)).aggregate(
-        total=Sum("amount"))["total"] or Decimal("0")
+    return _amount(CostLine.objects.filter(tenant=tenant, day__gte=today.replace(day=1)).aggregate(
+        total=Sum("amount"))["total"])
 
 
 def spend_this_month_total(today: date) -> Decimal:
-    total = CostLine.objects.filter(day__gte=today.replace(day=1)).aggregate(total=Sum("amount"))["total"]
-    return total or Decimal("0")
+    return _amount(CostLine.objects.filter(day__gte=today.replace(day=1)).aggregate(total=Sum("amount"))["total"])
+
+
+def metered_daily_by_tenant(*, start: date, end: date, tenant: Tenant | None = None) -> dict[tuple[date, str], Decimal]:
+    """(day, tenant slug) -> metered cost."""
+    qs = CostLine.objects.filter(day__gte=start, day__lte=end)
+    if tenant is not None:
+        qs = qs.filter(tenant=tenant)
+    return {(day, slug): _amount(total) for day, slug, total in
+            qs.values("day", "tenant__slug").annotate(total=Sum("amount")).values_list("day", "tenant__slug", "total")}
+
+
+def explorer_daily_by_tenant(*, start: date, end: date, tenant_slug: str | None = None,
+                             ) -> dict[tuple[date, str], Decimal]:
+    """(day, tenant slug; "" = untagged) -> Cost Explorer cost, all services."""
+    qs = DailyCost.objects.filter(day__gte=start, day__lte=end)
+    if tenant_slug is not None:
+        qs = qs.filter(tenant_slug=tenant_slug)
+    return {(day, slug): _amount(total) for day, slug, total in
+            qs.values("day", "tenant_slug").annotate(total=Sum("amount")).values_list("day", "tenant_slug", "total")}
+
+
+def build_costs_for_tenant(*, tenant: Tenant, start: date, end: date, limit: int = 30) -> list[dict]:
+    """Metered cost per build of the tenant whose steps ended in [start, end], newest first."""
+    rows = list(CostLine.objects.filter(tenant=tenant, day__gte=start, day__lte=end)
+                .values("build__code", "build__created_at", "build__status", "build__algorithm__name")
+                .annotate(total=Sum("amount"), seconds=Sum("billable_seconds"))
+                .order_by("-build__created_at")[:limit])
+    for row in rows:
+        row["total"] = _amount(row["total"])
+    return rows
+
+
+# ----- Cost Explorer sync state -----
+
+def cost_sync_last_final_day() -> date | None:
+    """Up to this day Cost Explorer's figures are final and need no fetching again."""
+    return (CostSyncRun.objects.filter(status=CostSyncRun.Status.SUCCEEDED, last_final_day__isnull=False)
+            .order_by("-last_final_day").values_list("last_final_day", flat=True).first())
+
+
+def cost_sync_is_due(*, now: datetime | None = None) -> bool:
+    """Due when no sync succeeded within a day and none is running (a failed one is retried next round)."""
+    from billing.services import SYNC_STALE_AFTER
+
+    now = now or timezone.now()
+    if CostSyncRun.objects.filter(status=CostSyncRun.Status.RUNNING, started_at__gte=now - SYNC_STALE_AFTER).exists():
+        return False
+    last = (CostSyncRun.objects.filter(status=CostSyncRun.Status.SUCCEEDED).order_by("-ended_at")
+            .values_list("ended_at", flat=True).first())
+    return last is None or last <= now - SYNC_INTERVAL
+
+
+def cost_sync_recent_runs(*, limit: int = 10) -> list[CostSyncRun]:
+    return list(CostSyncRun.objects.order_by("-started_at")[:limit])
+
+
+def explorer_covered_days(*, start: date, end: date) -> set[date]:
+    """The days in [start, end] that a successful sync fetched: Cost Explorer "has" them."""
+    covered: set[date] = set()
+    for run_start, run_end in (CostSyncRun.objects.filter(status=CostSyncRun.Status.SUCCEEDED,
+                                                          start_day__lte=end, end_day__gte=start)
+                               .values_list("start_day", "end_day")):
+        covered.update(days_between(max(run_start, start), min(run_end, end)))
+    return covered
+
+
+def untagged_cost(*, start: date, end: date) -> dict:
+    """Cost Explorer cost without a tenant tag, by service: shown to staff, charged to no tenant."""
+    by_service = [{"service": row["service"], "total": _amount(row["total"])} for row in
+                  DailyCost.objects.filter(tenant_slug=DailyCost.UNTAGGED, day__gte=start, day__lte=end)
+                  .values("service").annotate(total=Sum("amount")).order_by("-total", "service")]
+    return {"total": sum((row["total"] for row in by_service), ZERO), "by_service": by_service}
+
+
+# ----- reconciliation -----
+
+@dataclass(frozen=True)
+class ReconciliationRow:
+    day: date
+    tenant_slug: str
+    metered: Decimal
+    cost_explorer: Decimal
+    final: bool
+
+    @property
+    def difference(self) -> Decimal:
+        """Cost Explorer minus metered: what metering missed (storage, requests...) or overestimated."""
+        return self.cost_explorer - self.metered
+
+
+def cost_reconciliation(*, start: date, end: date, tenant: Tenant | None = None) -> list[ReconciliationRow]:
+    """Per tenant and day: metered vs Cost Explorer, for the days Cost Explorer has (a sync fetched them)."""
+    covered = explorer_covered_days(start=start, end=end)
+    if not covered:
+        return []
+    return _reconcile(metered=metered_daily_by_tenant(start=start, end=end, tenant=tenant),
+                      explorer=explorer_daily_by_tenant(start=start, end=end,
+                                                        tenant_slug=tenant.slug if tenant else None),
+                      covered=covered, final_day=cost_sync_last_final_day())
+
+
+def _reconcile(*, metered: dict[tuple[date, str], Decimal], explorer: dict[tuple[date, str], Decimal],
+               covered: set[date], final_day: date | None) -> list[ReconciliationRow]:
+    keys = {key for key in (*metered, *explorer) if key[0] in covered and key[1] != DailyCost.UNTAGGED}
+    return [ReconciliationRow(day=day, tenant_slug=slug, metered=metered.get((day, slug), ZERO),
+                              cost_explorer=explorer.get((day, slug), ZERO),
+                              final=final_day is not None and day <= final_day)
+            for day, slug in sorted(keys)]
+
+
+# ----- statements -----
+
+@dataclass(frozen=True)
+class Statement:
+    month: date
+    tenant_slug: str
+    tenant_name: str
+    plan_slug: str
+    plan_name: str
+    monthly_fee: Decimal
+    included_hours: Decimal
+    used_hours: Decimal
+    overage_hours: Decimal
+    overage_rate: Decimal
+    overage_amount: Decimal
+    metered_cost: Decimal
+    cost_explorer_cost: Decimal | None
+    aws_cost: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        """What the vendor charges: the plan fee plus overage."""
+        return self.monthly_fee + self.overage_amount
+
+    @property
+    def margin(self) -> Decimal:
+        """Revenue minus AWS cost (staff only)."""
+        return self.total - self.aws_cost
+
+    @property
+    def remaining_hours(self) -> Decimal:
+        return max(ZERO, self.included_hours - self.used_hours)
+
+
+def statement_amounts(*, billable_seconds: int, included_hours: Decimal,
+                      overage_rate: Decimal) -> tuple[Decimal, Decimal, Decimal]:
+    """(used hours, overage hours, overage amount) of a month's billable seconds."""
+    used = (Decimal(billable_seconds) / Decimal(3600)).quantize(HOURS_QUANTUM, rounding=ROUND_HALF_UP)
+    overage = max(ZERO, used - included_hours)
+    return used, overage, _money(overage * overage_rate)
+
+
+def billable_tenants(*, month: date) -> QuerySet[Tenant]:
+    """Tenants that get a statement for the month: active or suspended ones, and any with usage in it."""
+    used = CostLine.objects.filter(day__gte=month_first(month), day__lte=month_last(month)).values("tenant_id")
+    return Tenant.objects.filter(Q(status__in=[Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED]) | Q(pk__in=used))
+
+
+def statements_for_month(*, month: date, tenants: QuerySet[Tenant] | None = None) -> list[Statement]:
+    """Monthly statements: plan fee, build hours used vs included, overage, and the AWS cost underneath.
+
+    Build hours are the billable seconds of the tenant's steps that ended in the month / 3600. AWS cost
+    is Cost Explorer's figure for the days a sync has fetched, metered cost for the other days.
+    """
+    first, last = month_first(month), month_last(month)
+    tenants = list((tenants if tenants is not None else billable_tenants(month=month))
+                   .select_related("plan").order_by("slug"))
+    if not tenants:
+        return []
+    ids = [t.pk for t in tenants]
+    seconds = dict(BuildStep.objects.filter(build__tenant__in=ids, ended_at__gte=_utc_midnight(first),
+                                            ended_at__lt=_utc_midnight(last + timedelta(days=1)))
+                   .values("build__tenant_id").annotate(total=Sum("billable_seconds"))
+                   .values_list("build__tenant_id", "total"))
+    metered: dict[int, dict[date, Decimal]] = defaultdict(dict)
+    for tenant_id, day, total in (CostLine.objects.filter(tenant__in=ids, day__gte=first, day__lte=last)
+                                  .values("tenant_id", "day").annotate(total=Sum("amount"))
+                                  .values_list("tenant_id", "day", "total")):
+        metered[tenant_id][day] = _amount(total)
+    explorer: dict[str, dict[date, Decimal]] = defaultdict(dict)
+    for slug, day, total in (DailyCost.objects.filter(tenant_slug__in=[t.slug for t in tenants], day__gte=first,
+                                                      day__lte=last)
+                             .values("tenant_slug", "day").annotate(total=Sum("amount"))
+                             .values_list("tenant_slug", "day", "total")):
+        explorer[slug][day] = _amount(total)
+    covered = explorer_covered_days(start=first, end=last)
+
+    statements = []
+    for tenant in tenants:
+        plan = tenant.plan
+        used, overage, overage_amount = statement_amounts(
+            billable_seconds=seconds.get(tenant.pk) or 0, included_hours=plan.included_build_hours,
+            overage_rate=plan.overage_price_per_hour)
+        metered_days, explorer_days = metered.get(tenant.pk, {}), explorer.get(tenant.slug, {})
+        aws_cost = (sum((explorer_days.get(day, ZERO) for day in covered), ZERO)
+                    + sum((total for day, total in metered_days.items() if day not in covered), ZERO))
+        statements.append(Statement(
+            month=first, tenant_slug=tenant.slug, tenant_name=tenant.name, plan_slug=plan.slug,
+            plan_name=plan.name, monthly_fee=plan.monthly_fee, included_hours=plan.included_build_hours,
+            used_hours=used, overage_hours=overage, overage_rate=plan.overage_price_per_hour,
+            overage_amount=overage_amount, metered_cost=sum(metered_days.values(), ZERO),
+            cost_explorer_cost=sum(explorer_days.values(), ZERO) if explorer_days else None,
+            aws_cost=aws_cost))
+    return statements
+
+
+def statement_for_tenant(*, tenant: Tenant, month: date) -> Statement:
+    return statements_for_month(month=month, tenants=Tenant.objects.filter(pk=tenant.pk))[0]
+
+
+def statement_totals(statements: Iterable[Statement]) -> dict:
+    statements = list(statements)
+    return {"revenue": sum((s.total for s in statements), ZERO),
+            "fees": sum((s.monthly_fee for s in statements), ZERO),
+            "overage": sum((s.overage_amount for s in statements), ZERO),
+            "metered_cost": sum((s.metered_cost for s in statements), ZERO),
+            "aws_cost": sum((s.aws_cost for s in statements), ZERO),
+            "margin": sum((s.margin for s in statements), ZERO),
+            "used_hours": sum((s.used_hours for s in statements), ZERO)}
+
+
+def statements_by_plan(statements: Iterable[Statement]) -> list[dict]:
+    """Revenue and AWS cost per plan (from already computed statements)."""
+    plans: dict[str, dict] = {}
+    for s in statements:
+        row = plans.setdefault(s.plan_slug, {"plan": s.plan_name, "tenants": 0, "revenue": ZERO, "aws_cost": ZERO})
+        row["tenants"] += 1
+        row["revenue"] += s.total
+        row["aws_cost"] += s.aws_cost
+    return list(plans.values())
+
+
+# ----- budgets -----
+
+def budget_threshold(tenant: Tenant) -> Decimal | None:
+    if not tenant.monthly_budget:
+        return None
+    return _money(tenant.monthly_budget * Decimal(tenant.budget_alert_percent) / Decimal(100))
+
+
+def budget_status(*, tenant: Tenant, today: date, spend: Decimal | None = None) -> dict | None:
+    """This month's spend against the tenant's budget, with the month's alert if one was recorded."""
+    threshold = budget_threshold(tenant)
+    if threshold is None:
+        return None
+    spend = tenant_spend_this_month(tenant, today) if spend is None else spend
+    alert = BudgetAlert.objects.filter(tenant=tenant, month=month_first(today)).first()
+    return {"budget": tenant.monthly_budget, "threshold": threshold, "alert_percent": tenant.budget_alert_percent,
+            "spend": spend, "used_percent": float(spend) / float(tenant.monthly_budget) * 100,
+            "alert": alert, "over_threshold": spend >= threshold, "over_budget": spend >= tenant.monthly_budget}
+
+
+def budget_alerts_for_month(*, month: date) -> list[BudgetAlert]:
+    return list(BudgetAlert.objects.filter(month=month_first(month)).select_related("tenant")
+                .order_by("-crossed_at"))
+
+
+# ----- pages -----
+
+CHART_DAYS = 30
+
+
+def overview_data(*, today: date, month: date) -> dict:
+    """Everything the staff billing overview shows, in a fixed number of queries."""
+    start, end = today - timedelta(days=CHART_DAYS - 1), today
+    metered = metered_daily_by_tenant(start=start, end=end)
+    explorer = explorer_daily_by_tenant(start=start, end=end)
+    covered = explorer_covered_days(start=start, end=end)
+    runs = cost_sync_recent_runs()
+    final_day = cost_sync_last_final_day()
+    statements = statements_for_month(month=month)
+    reconciliation = _reconcile(metered=metered, explorer=explorer, covered=covered, final_day=final_day)
+    return {
+        "start": start, "end": end, "days": days_between(start, end), "month": month_first(month),
+        "metered": metered, "explorer": explorer, "covered": covered,
+        "statements": statements, "totals": statement_totals(statements), "by_plan": statements_by_plan(statements),
+        "top_tenants": sorted((s for s in statements if s.metered_cost or s.aws_cost),
+                              key=lambda s: (-s.aws_cost, s.tenant_slug))[:10],
+        "reconciliation": sorted(reconciliation, key=lambda r: (-abs(r.difference), r.day, r.tenant_slug))[:20],
+        "untagged": untagged_cost(start=start, end=end),
+        "sync_runs": runs,
+        "last_success": next((r for r in runs if r.status == CostSyncRun.Status.SUCCEEDED), None),
+        "last_run": runs[0] if runs else None,
+        "last_final_day": final_day,
+        "budget_alerts": budget_alerts_for_month(month=today),
+        "in_progress": builds_in_progress_cost(),
+    }
+
+
+def tenant_billing_data(*, tenant: Tenant, today: date, month: date) -> dict:
+    """Everything a tenant's spend page shows, in a fixed number of queries."""
+    start, end = today - timedelta(days=CHART_DAYS - 1), today
+    metered = metered_daily_by_tenant(start=start, end=end, tenant=tenant)
+    explorer = explorer_daily_by_tenant(start=start, end=end, tenant_slug=tenant.slug)
+    covered = explorer_covered_days(start=start, end=end)
+    spend = tenant_spend_this_month(tenant, today)
+    return {
+        "start": start, "end": end, "days": days_between(start, end), "month": month_first(month),
+        "metered": metered, "explorer": explorer, "covered": covered, "spend": spend,
+        "reconciliation": _reconcile(metered=metered, explorer=explorer, covered=covered,
+                                     final_day=cost_sync_last_final_day()),
+        "build_costs": build_costs_for_tenant(tenant=tenant, start=month_first(month), end=month_last(month)),
+        "statement": statement_for_tenant(tenant=tenant, month=month),
+        "budget": budget_status(tenant=tenant, today=today, spend=spend),
+        "in_progress": builds_in_progress_cost(tenant=tenant),
+    }

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
-from datetime import UTC
+import logging
+import re
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
@@ -11,14 +14,42 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from billing.models import CostLine, InstancePrice
+from billing.models import BudgetAlert, CostLine, CostSyncRun, DailyCost, InstancePrice
+
+logger = logging.getLogger(__name__)
 
 PRICE_FILE = Path(__file__).parent / "data" / "instance_prices.csv"
+INSTANCE_TYPE_PATTERN = re.compile(r"^ml\.[a-z0-9]+(-[a-z0-9]+)*\.[a-z0-9]+$")
+
+# Cost Explorer: a day's data is final once 48 h have passed after it ended, so on day T
+# every day up to T-3 is final and T-2, T-1 may still change.
+FINAL_AFTER_DAYS = 3
+# The first sync (no final day recorded yet) fetches this many days.
+SYNC_BACKFILL_DAYS = 30
+# A sync that was down for long never fetches more than this in one run.
+SYNC_MAX_DAYS = 366
+# A run still "running" after this long lost its worker; the next claim marks it failed.
+SYNC_STALE_AFTER = timedelta(minutes=30)
 
 
 class UnknownInstanceType(ValueError):
     """No price for an instance type: an error naming it, never a silent zero."""
 
+
+class InvalidPrice(ValueError):
+    """A price edit that cannot be saved (the message says why)."""
+
+
+class CostSyncBusy(RuntimeError):
+    """Another Cost Explorer sync is running: one at a time, each request costs money."""
+
+
+def utc_today() -> date:
+    """Billing days are UTC days, as Cost Explorer's."""
+    return datetime.now(UTC).date()
+
+
+# ----- prices -----
 
 def instance_prices_load(*, path: Path = PRICE_FILE) -> int:
     """Load the shipped price table (idempotent; staff edits of existing rows are kept)."""
@@ -42,13 +73,41 @@ def price_for(instance_type: str, region: str | None = None) -> Decimal:
     return price
 
 
+def instance_price_set(*, instance_type: str, region: str, price_per_hour: Decimal,
+                       add_new: bool = False) -> InstancePrice:
+    """Change the price of a known instance type, or (add_new) add a new SageMaker instance type.
+
+    Raises UnknownInstanceType naming the type when it has no price yet and add_new is off, or when
+    it is not a SageMaker instance type name at all; InvalidPrice for a price that is not positive.
+    """
+    instance_type = instance_type.strip()
+    region = region.strip()
+    if price_per_hour is None or price_per_hour <= 0:
+        raise InvalidPrice(f"the price of `{instance_type}` must be more than $0 per hour")
+    existing = InstancePrice.objects.filter(instance_type=instance_type, region=region).first()
+    if existing is None:
+        if not INSTANCE_TYPE_PATTERN.match(instance_type):
+            raise UnknownInstanceType(f"unknown instance type `{instance_type}`: SageMaker instance types "
+                                      "look like ml.m5.large")
+        if not add_new:
+            raise UnknownInstanceType(f"unknown instance type `{instance_type}` in {region}: it has no price "
+                                      "yet; tick \u201cnew instance type\u201d to add it")
+        return InstancePrice.objects.create(instance_type=instance_type, region=region,
+                                            price_per_hour=price_per_hour)
+    existing.price_per_hour = price_per_hour
+    existing.save(update_fields=["price_per_hour"])
+    return existing
+
+
+# ----- metering -----
+
 def step_cost(*, billable_seconds: int, instance_count: int, price_per_hour: Decimal) -> Decimal:
     amount = Decimal(billable_seconds) * Decimal(instance_count) * price_per_hour / Decimal(3600)
     return amount.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
 
 
 def build_meter(*, build) -> list[CostLine]:
-    """One cost line per finished step with billable time (idempotent per step)."""
+    """One cost line per finished step with billable time (idempotent per step), then the budget check."""
     lines = []
     with transaction.atomic():
         for step in build.steps.filter(ended_at__isnull=False, billable_seconds__gt=0).exclude(instance_type=""):
@@ -63,4 +122,136 @@ def build_meter(*, build) -> list[CostLine]:
                               day=step.ended_at.astimezone(UTC).date()),
             )
             lines.append(line)
+    if lines:
+        budget_check(tenant=build.tenant)
     return lines
+
+
+# ----- budgets -----
+
+def budget_check(*, tenant, today: date | None = None) -> BudgetAlert | None:
+    """Record a BudgetAlert the first time this month's metered spend reaches the alert threshold.
+
+    Returns the month's alert (new or already recorded), or None while under the threshold.
+    """
+    from billing.selectors import budget_threshold, tenant_spend_this_month
+
+    threshold = budget_threshold(tenant)
+    if threshold is None:
+        return None
+    today = today or utc_today()
+    month = today.replace(day=1)
+    spend = tenant_spend_this_month(tenant, today)
+    if spend < threshold:
+        return None
+    alert, created = BudgetAlert.objects.get_or_create(
+        tenant=tenant, month=month,
+        defaults={"threshold_amount": threshold, "spend_at_crossing": spend.quantize(Decimal("0.0001"))})
+    if created:
+        logger.warning("tenant %s crossed its budget alert threshold: $%s of $%s (%s%% of $%s)", tenant.slug,
+                       spend, threshold, tenant.budget_alert_percent, tenant.monthly_budget)
+    return alert
+
+
+# ----- Cost Explorer sync -----
+
+def cost_sync_window(*, today: date, last_final_day: date | None) -> tuple[date, date]:
+    """The days (inclusive) a sync on `today` fetches: every day not final yet, never today (incomplete)."""
+    end = today - timedelta(days=1)
+    recent = today - timedelta(days=FINAL_AFTER_DAYS)
+    if last_final_day is None:
+        start = today - timedelta(days=SYNC_BACKFILL_DAYS)
+    else:
+        start = min(recent, last_final_day + timedelta(days=1))
+    start = max(start, today - timedelta(days=SYNC_MAX_DAYS))
+    return start, end
+
+
+def cost_sync_run(*, triggered_by: str = "schedule", today: date | None = None,
+                  gateway=None) -> CostSyncRun:
+    """Fetch the days not final yet from Cost Explorer in one grouped query (plus its pages) and upsert them.
+
+    The number of requests depends on the data volume (pages) only, never on the number of tenants:
+    one GetCostAndUsage grouped by the tenant tag and SERVICE covers every tenant and the untagged rest.
+    The run is recorded in CostSyncRun; on failure the run is marked failed and the error re-raised
+    so the job can decide to retry. Raises CostSyncBusy while another run is in progress.
+    """
+    from billing.selectors import cost_sync_last_final_day
+
+    today = today or utc_today()
+    start, end = cost_sync_window(today=today, last_final_day=cost_sync_last_final_day())
+    run = _cost_sync_claim(start=start, end=end, triggered_by=triggered_by)
+    if gateway is None:
+        from mlaas_portal.aws import gateways
+
+        gateway = gateways.platform_cost_explorer()
+    try:
+        rows, requests = gateway.daily_cost_by_tag(start=start, end=end + timedelta(days=1),
+                                                   tag_key=settings.MLAAS_TAG_KEY)
+        run.requests = requests
+        run.rows = daily_costs_upsert(rows=rows, start=start, end=end)
+    except Exception as exc:  # recorded on the run, then re-raised for the job's retry
+        _cost_sync_finish(run, status=CostSyncRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+        raise
+    run.last_final_day = _last_final_day(rows=rows, start=start, end=end, today=today)
+    _cost_sync_finish(run, status=CostSyncRun.Status.SUCCEEDED)
+    return run
+
+
+def _cost_sync_claim(*, start: date, end: date, triggered_by: str) -> CostSyncRun:
+    now = timezone.now()
+    with transaction.atomic():
+        CostSyncRun.objects.filter(status=CostSyncRun.Status.RUNNING, started_at__lt=now - SYNC_STALE_AFTER).update(
+            status=CostSyncRun.Status.FAILED, ended_at=now, error="abandoned: its worker stopped before it ended")
+        if CostSyncRun.objects.filter(status=CostSyncRun.Status.RUNNING).exists():
+            raise CostSyncBusy("a Cost Explorer sync is already running")
+        return CostSyncRun.objects.create(start_day=start, end_day=end, triggered_by=triggered_by[:40],
+                                          started_at=now)
+
+
+def _cost_sync_finish(run: CostSyncRun, *, status: str, error: str = "") -> None:
+    run.status = status
+    run.error = error[:4000]
+    run.ended_at = timezone.now()
+    run.save(update_fields=["status", "error", "ended_at", "requests", "rows", "last_final_day"])
+
+
+def _last_final_day(*, rows: Iterable, start: date, end: date, today: date) -> date:
+    """The latest day of which Cost Explorer's figure will not change any more.
+
+    Days older than 48 h are final, unless Cost Explorer still marks one of them estimated;
+    everything before the window was final when an earlier run fetched it.
+    """
+    candidate = min(end, today - timedelta(days=FINAL_AFTER_DAYS))
+    still_estimated = [row.day for row in rows if row.estimated and row.day <= candidate]
+    if still_estimated:
+        candidate = min(still_estimated) - timedelta(days=1)
+    return max(candidate, start - timedelta(days=1))
+
+
+def daily_costs_upsert(*, rows: Iterable, start: date, end: date) -> int:
+    """Write Cost Explorer rows (day, tenant slug or "" for untagged, service) and drop rows it no longer reports.
+
+    The window [start, end] was fetched completely, so a stored row of those days that the new
+    data lacks is stale.
+    """
+    stamp = timezone.now()
+    merged: dict[tuple[date, str, str], list] = {}
+    for row in rows:
+        if not (start <= row.day <= end):
+            continue
+        key = (row.day, row.tenant_slug or DailyCost.UNTAGGED, row.service[:120])
+        if key in merged:
+            merged[key][0] += row.amount
+            merged[key][1] = merged[key][1] or row.estimated
+        else:
+            merged[key] = [row.amount, row.estimated]
+    objects = [DailyCost(day=day, tenant_slug=slug, service=service, amount=amount, estimated=estimated,
+                         synced_at=stamp)
+               for (day, slug, service), (amount, estimated) in merged.items()]
+    with transaction.atomic():
+        DailyCost.objects.bulk_create(objects, batch_size=500, update_conflicts=True,
+                                      unique_fields=["day", "tenant_slug", "service"],
+                                      update_fields=["amount", "estimated", "synced_at"])
+        DailyCost.objects.filter(day__gte=start, day__lte=end).exclude(synced_at=stamp).delete()
+    return len(objects)

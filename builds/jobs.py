@@ -15,7 +15,10 @@ LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobSta
 
 
 def _execute_job_id(build_id: int) -> str:
-    return f"build-execute-{build_id}"
+    from builds.models import Build
+
+    code = Build.objects.filter(pk=build_id).values_list("code", flat=True).first()
+    return f"build-execute-{code or build_id}"
 
 
 def enqueue_dispatch() -> None:

@@ -242,6 +242,17 @@ def test_step_arguments_match_botocore_request_shapes(definition):
     assert problems == []
 
 
+def test_shape_check_catches_fields_the_api_does_not_have(definition):
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    train = next(step for step in iter_steps(definition) if step["Name"] == "Train")
+    arguments = {**train["Arguments"], "TrainingJobPriority": "high"}
+
+    assert shape_violations(arguments, model.operation_model("CreateTrainingJob").input_shape, "Train") == [
+        "Train.TrainingJobPriority: not a member of CreateTrainingJobRequest"]
+
+
 def test_every_role_arn_is_the_tenant_role_parameter(definition):
     role_arns = [arn for step in iter_steps(definition) for arn in _find(step.get("Arguments", {}), "RoleArn")
                  if step["Type"] != "Condition"]

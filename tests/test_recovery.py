@@ -29,8 +29,16 @@ def start_worker(env: dict, *queues: str, burst: bool = True) -> subprocess.Pope
     args = [sys.executable, "manage.py", "rqworker", *queues]
     if burst:
         args.append("--burst")
-    return subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(ROOT / ".local" / "test-worker.log", "ab")  # noqa: SIM115 - kept open for the child
+    return subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True, stdout=log, stderr=log)
+
+
+def kill_tree(pid: int) -> None:
+    import psutil
+
+    parent = psutil.Process(pid)
+    for process in [parent, *parent.children(recursive=True)]:
+        process.kill()
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.2):
@@ -71,7 +79,7 @@ def test_killed_worker_build_is_recovered_and_finishes(make_tenant, subprocess_e
     try:
         assert wait_for(lambda: Build.objects.filter(pk=build.pk, status="running").exists(), 60)
         assert wait_for(lambda: build.steps.filter(status="running").exists(), 30)
-        os.killpg(worker.pid, signal.SIGKILL)  # worker, work horse and step child
+        kill_tree(worker.pid)  # the worker, its work horse (own session) and the step child
         worker.wait(10)
     finally:
         if worker.poll() is None:
@@ -80,7 +88,7 @@ def test_killed_worker_build_is_recovered_and_finishes(make_tenant, subprocess_e
 
     counts = reconcile()
     build.refresh_from_db()
-    assert counts["worker_lost"] == 1
+    assert counts["worker_lost"] == 1, (build.status, build.heartbeat_at, list(build.transitions.values_list("to_status", "reason")))
     assert build.status in (Build.Status.QUEUED, Build.Status.STARTING)
     assert "worker lost" in build.transitions.filter(to_status="queued").last().reason
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -36,8 +37,11 @@ from mlaas_portal.aws.errors import AwsNotFound, AwsValidationError
 if TYPE_CHECKING:
     from mlaas_portal.aws.sagemaker import SageMakerGateway
 
-# Metrics where lower is better: the pipeline compares a score (higher is
-# better), so their minimum is passed negated.
+logger = logging.getLogger(__name__)
+
+# Metrics where lower is better (builds.pipeline.trainers.OBJECTIVE_METRICS,
+# which imports scikit-learn): the pipeline compares a score, higher is
+# better, so their minimum is passed negated.
 LOWER_IS_BETTER_METRICS = frozenset({"rmse", "mse", "mae", "mape", "rmsle", "log_loss", "logloss"})
 MAX_PARAMETER_LENGTH = 1024  # StartPipelineExecution limit per value
 
@@ -95,13 +99,13 @@ def display_name(launch: BuildLaunch) -> str:
 def pipeline_parameters(launch: BuildLaunch, *, tenant_tag_key: str = "mlaas:tenant",
                         plan_tag_key: str = "mlaas:plan") -> dict[str, str]:
     """Every tenant-specific value of a build, as pipeline parameters."""
-    higher_is_better = launch.objective_metric.lower() not in LOWER_IS_BETTER_METRICS
-    min_score = launch.min_metric if higher_is_better else -launch.min_metric
-    # Tuning without ranges would train the same model N times.
-    tuning = launch.tuning_enabled and launch.max_tuning_jobs > 0 and bool(launch.tuning_ranges)
+    min_score = launch.min_metric if _higher_is_better(launch.objective_metric) else -launch.min_metric
+    tuning = launch.tuning_enabled and launch.max_tuning_jobs > 0
     if tuning and len(launch.tuning_ranges) > len(pd.TUNED_HYPERPARAMETERS):
-        raise ValueError(f"at most {len(pd.TUNED_HYPERPARAMETERS)} hyperparameters can be tuned, "
-                         f"algorithm {launch.algorithm_slug!r} has {len(launch.tuning_ranges)}")
+        # train.py maps u0..u3 onto the first four ranges by name; the rest keep their base value.
+        logger.warning("build %s: the SageMaker tuner searches %d of the %d tuning ranges of %s",
+                       launch.build_code, len(pd.TUNED_HYPERPARAMETERS), len(launch.tuning_ranges),
+                       launch.algorithm_slug)
     params = {
         "BuildCode": launch.build_code,
         "InputDataUri": launch.data_uri,
@@ -129,6 +133,10 @@ def pipeline_parameters(launch: BuildLaunch, *, tenant_tag_key: str = "mlaas:ten
     if too_long:
         raise ValueError(f"pipeline parameters longer than {MAX_PARAMETER_LENGTH} characters: {too_long}")
     return params
+
+
+def _higher_is_better(metric: str) -> bool:
+    return metric.strip().lower().rsplit(":", 1)[-1] not in LOWER_IS_BETTER_METRICS
 
 
 def readable_failure(reason: str) -> str:
@@ -185,7 +193,7 @@ class SageMakerEngine:
             (s.get("Metadata", {}).get("RegisterModel", {}).get("Arn", "") for s in remote_steps
              if _base_name(s.get("StepName", "")) == pd.STEP_REGISTER), "")
         if state == ENGINE_FAILED:
-            result.failure_reason = self._failure_reason(execution, steps, launch)
+            result.failure_reason = self._failure_reason(execution, steps)
         if state in (ENGINE_SUCCEEDED, ENGINE_FAILED):
             self._collect_outputs(result, steps, gateway, launch)
         return result
@@ -227,7 +235,7 @@ class SageMakerEngine:
             step.log = _job_name(remote.get("Metadata", {}))
         return steps
 
-    def _failure_reason(self, execution: dict, steps: dict[str, StepStatus], launch: BuildLaunch) -> str:
+    def _failure_reason(self, execution: dict, steps: dict[str, StepStatus]) -> str:
         failed = [steps[name] for name in STEP_NAMES if steps[name].status == "failed"]
         if failed and failed[0].name == "condition":
             return failed[0].failure_reason
@@ -282,6 +290,6 @@ def _job_name(metadata: dict[str, Any]) -> str:
 
 
 def _below_minimum(launch: BuildLaunch) -> str:
-    bound = "at most" if launch.objective_metric.lower() in LOWER_IS_BETTER_METRICS else "at least"
+    bound = "at least" if _higher_is_better(launch.objective_metric) else "at most"
     return (f"The model's {launch.objective_metric} did not meet the plan's minimum "
             f"({bound} {launch.min_metric:g}), so it was not registered.")

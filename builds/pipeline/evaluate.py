@@ -38,6 +38,8 @@ from pathlib import Path
 
 import joblib
 import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
 
 from builds.pipeline.contract import StepPaths, read_json, stage_inputs, write_json
 from builds.pipeline.failures import StepFailure
@@ -94,8 +96,6 @@ def load_model(directory: Path) -> tuple[object, dict]:
 
 def compute_metrics(problem_type: str, model, features, y_true: np.ndarray) -> dict:
     """accuracy / f1 / precision / recall / roc_auc, or rmse / mae / r2 (floats, None when undefined)."""
-    from sklearn import metrics as skm
-
     if problem_type == "regression":
         predicted = model.predict(features)
         y_true = np.asarray(y_true, dtype="float64")
@@ -106,31 +106,41 @@ def compute_metrics(problem_type: str, model, features, y_true: np.ndarray) -> d
         }
     probabilities = model.predict_proba(features)
     classes = model.classes_
-    predicted = classes[probabilities.argmax(axis=1)]  # what predict() returns, without a second pass
-    result = {"accuracy": float(skm.accuracy_score(y_true, predicted))}
-    if len(classes) == 2:
-        positive = classes[1]
-        averaging = {"average": "binary", "pos_label": positive}
-    else:
-        averaging = {"average": "macro", "labels": classes}
-    for name, scorer in (("f1", skm.f1_score), ("precision", skm.precision_score), ("recall", skm.recall_score)):
-        result[name] = float(scorer(y_true, predicted, zero_division=0, **averaging))
-    result["roc_auc"] = _roc_auc(y_true, probabilities, classes)
+    # Score on class indices: the same numbers as on the labels, without sorting strings.
+    truth = _class_indices(classes, y_true)
+    predicted = probabilities.argmax(axis=1)  # what predict() returns, without a second pass
+    result = {"accuracy": float(np.mean(truth == predicted))}
+    # Binary: the positive class only (index 1); more classes: the unweighted mean over classes.
+    labels, average = ([1], None) if len(classes) == 2 else (np.arange(len(classes)), "macro")
+    scores = skm.precision_recall_fscore_support(truth, predicted, labels=labels, average=average, zero_division=0)
+    precision, recall, f1 = (float(np.mean(score)) for score in scores[:3])
+    result.update(f1=f1, precision=precision, recall=recall)
+    result["roc_auc"] = _roc_auc(truth, probabilities)
     return result
 
 
-def _roc_auc(y_true: np.ndarray, probabilities: np.ndarray, classes: np.ndarray) -> float | None:
-    from sklearn.metrics import roc_auc_score
+def _class_indices(classes: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Position of each label in `classes`; -1 for a label the model never saw."""
+    lookup = {label: index for index, label in enumerate(classes.tolist())}
+    codes, uniques = pd.factorize(pd.Series(labels))
+    mapping = np.array([lookup.get(_plain(label), -1) for label in uniques], dtype=np.int64)
+    return mapping[codes] if len(codes) else codes.astype(np.int64)
 
-    present = np.unique(y_true)
+
+def _plain(value: object) -> object:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _roc_auc(truth: np.ndarray, probabilities: np.ndarray) -> float | None:
+    present = np.unique(truth[truth >= 0])
     if len(present) < 2:
         return None
     try:
-        if len(classes) == 2:
-            return float(roc_auc_score(y_true == classes[1], probabilities[:, 1]))
-        if len(present) < len(classes):
-            return None  # one-vs-rest needs every class in the test split
-        return float(roc_auc_score(y_true, probabilities, multi_class="ovr", labels=classes))
+        if probabilities.shape[1] == 2:
+            return float(skm.roc_auc_score(truth == 1, probabilities[:, 1]))
+        if len(present) < probabilities.shape[1] or (truth < 0).any():
+            return None  # one-vs-rest needs every class, and only known ones, in the test split
+        return float(skm.roc_auc_score(truth, probabilities, multi_class="ovr"))
     except ValueError:
         return None
 

@@ -126,6 +126,7 @@ def run_step(
     """
     func = _resolve(func_path)
     step = step_name or _step_name(func)
+    warm_up()
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.touch()
@@ -243,6 +244,55 @@ def _apply_outcome(result: StepResult, outcome: dict | None, wait_status: int, l
                                  "without a result; see the step log")
 
 
+_warm_lock = threading.Lock()
+_warmed_up = False
+_thread_pools = None  # threadpoolctl's scan of the loaded libraries, made once in warm_up
+
+
+def warm_up() -> None:
+    """Run the three steps once, in-process, on a tiny generated dataset.
+
+    pandas, pyarrow and scikit-learn import parts of themselves on first use
+    (pyarrow.dataset, the narwhals backend scikit-learn wraps DataFrames with,
+    ...); a forked child would pay that again for every step, about 0.2 s.
+    Done once per process, before the first fork, with the linear trainer so
+    the parent never starts an OpenMP pool (see the module docstring).
+    """
+    global _warmed_up, _thread_pools
+    with _warm_lock:
+        if _warmed_up:
+            return
+        import tempfile
+
+        import numpy as np
+        import pandas as pd
+
+        from builds.pipeline import evaluate, preprocess, train
+
+        rng = np.random.default_rng(0)
+        frame = pd.DataFrame({"x": rng.normal(size=60), "kind": rng.choice(["a", "b"], 60),
+                              "y": rng.choice(["no", "yes"], 60)})
+        pipeline_logger = logging.getLogger("builds.pipeline")
+        previous = pipeline_logger.disabled
+        pipeline_logger.disabled = True
+        try:
+            with tempfile.TemporaryDirectory(prefix="mlaas-warm-up-") as tmp:
+                paths = StepPaths(Path(tmp))
+                data = paths.processing_input("data")
+                data.mkdir(parents=True)
+                frame.to_csv(data / "warm-up.csv", index=False)
+                preprocess.run(paths, {"target": "y", "problem_type": "classification"})
+                train.run(paths, {"entry_point": "linear", "problem_type": "classification", "tuning_enabled": True,
+                                  "max_tuning_jobs": 1})
+                evaluate.run(paths, {})
+        finally:
+            pipeline_logger.disabled = previous
+        from threadpoolctl import ThreadpoolController
+
+        _thread_pools = ThreadpoolController()
+        _warmed_up = True
+
+
 # --- child -------------------------------------------------------------------------------------
 
 def _child(func, paths, config, limits: _Limits, log_path: Path, write_fd: int) -> None:
@@ -297,12 +347,28 @@ def _child(func, paths, config, limits: _Limits, log_path: Path, write_fd: int) 
             os._exit(exit_status)
 
 
-def _run_outcome(func, paths, config, cpus: int, outcome: dict) -> None:
-    from threadpoolctl import threadpool_limits
+def _limit_thread_pools(cpus: int) -> None:
+    """Size the native thread pools for `cpus`; runs on the step's thread.
 
+    OpenMP's limit is per thread, so it is set here. BLAS is only touched when
+    its pool is larger than `cpus`: setting OpenBLAS's size, even to its
+    current value, restarts its pool in a forked child, and the restarted
+    workers spin, stealing a core from the step (twice the wall time on two).
+    """
+    from threadpoolctl import ThreadpoolController
+
+    controller = _thread_pools or ThreadpoolController()
+    controller.select(user_api="openmp").limit(limits=cpus)
+    too_large = [info["filepath"] for info in controller.info()
+                 if info["user_api"] == "blas" and info["num_threads"] > cpus]
+    if too_large:
+        controller.select(filepath=too_large).limit(limits=cpus)
+
+
+def _run_outcome(func, paths, config, cpus: int, outcome: dict) -> None:
     try:
-        with threadpool_limits(limits=cpus):  # OpenMP's limit is per thread: set it on this one
-            summary = func(paths, config)
+        _limit_thread_pools(cpus)  # left in place: the process ends with the step
+        summary = func(paths, config)
         outcome.update(status=SUCCEEDED, summary=summary if isinstance(summary, dict) else {})
         print(f"[{datetime.now(UTC):%Y-%m-%d %H:%M:%S}Z] step succeeded", flush=True)
     except StepFailure as failure:

@@ -9,7 +9,8 @@ config: entry_point, problem_type, hyperparameters {}, tuning_ranges {}
 objective_metric (trainer's natural one when empty), seed (42); target is
 taken from the train channel's schema.json.
 
-Reads input/data/train/ (train.parquet, preprocessor.joblib, schema.json) and
+Reads input/data/train/ (preprocessor.joblib, schema.json, features.npy and the
+labels of train.parquet; without features.npy it transforms train.parquet) and
 input/data/validation/ (validation.parquet, only when tuning or when SageMaker's
 tuner passes u0..u3). Writes model/model.joblib — one sklearn Pipeline of the
 fitted preprocessor and estimator, so it predicts on raw feature rows — and
@@ -34,11 +35,14 @@ from pathlib import Path
 
 import joblib
 import numpy as np
+import pyarrow.parquet as pq
+from sklearn.pipeline import Pipeline
+from sklearn.utils._param_validation import InvalidParameterError
 
 from builds.pipeline.contract import StepPaths, read_json, stage_inputs, write_json
 from builds.pipeline.evaluate import INFO_FILE, MODEL_FILE, compute_metrics
 from builds.pipeline.failures import StepFailure
-from builds.pipeline.preprocess import read_split
+from builds.pipeline.preprocess import PREPROCESSOR_FILE, SCHEMA_FILE, TRAIN_FEATURES_FILE, read_split
 from builds.pipeline.trainers import (
     get_trainer,
     objective_direction,
@@ -54,12 +58,9 @@ OBJECTIVE_LOG_METRIC = "objective_score"
 
 def run(paths: StepPaths, config: dict) -> dict:
     """Fit (and optionally tune) the model; write the artifact; return model_info."""
-    from sklearn.pipeline import Pipeline
-    from sklearn.utils._param_validation import InvalidParameterError
-
     stage_inputs(paths, "train")
     train_dir = paths.channel("train")
-    schema = read_json(train_dir / "schema.json")
+    schema = read_json(train_dir / SCHEMA_FILE)
     target = schema["target"]
     problem_type = config.get("problem_type") or schema["problem_type"]
     if problem_type != schema["problem_type"]:
@@ -77,11 +78,8 @@ def run(paths: StepPaths, config: dict) -> dict:
                              seed)
     needs_validation = tuning or point is not None
 
-    preprocessor = joblib.load(train_dir / "preprocessor.joblib")
-    train = read_split(train_dir)
-    features = preprocessor.transform(train.drop(columns=[target]))
-    labels = train[target].to_numpy()
-    del train
+    preprocessor = joblib.load(train_dir / PREPROCESSOR_FILE)
+    features, labels = _train_rows(train_dir, target, preprocessor)
     if needs_validation:
         validation = read_split(paths.channel("validation"))
         validation_features = preprocessor.transform(validation.drop(columns=[target]))
@@ -133,8 +131,21 @@ def run(paths: StepPaths, config: dict) -> dict:
     }
     write_json(model_dir / INFO_FILE, info)
     if trial.get("score") is not None:
-        print(f"{OBJECTIVE_LOG_METRIC}={trial['score']:.6f}", flush=True)
+        logger.info("%s=%.6f", OBJECTIVE_LOG_METRIC, trial["score"])  # the SageMaker tuner's metric regex
     return info
+
+
+def _train_rows(train_dir: Path, target: str, preprocessor) -> tuple[np.ndarray, np.ndarray]:
+    """Transformed train features (preprocess saved them) and labels."""
+    labels_only = len(list(train_dir.glob("*.parquet"))) == 1 and (train_dir / TRAIN_FEATURES_FILE).exists()
+    if labels_only:
+        (split,) = train_dir.glob("*.parquet")
+        labels = pq.read_table(split, columns=[target]).column(0).to_pandas().to_numpy()
+        features = np.load(train_dir / TRAIN_FEATURES_FILE)
+        if len(features) == len(labels):
+            return features, labels
+    train = read_split(train_dir)
+    return preprocessor.transform(train.drop(columns=[target])), train[target].to_numpy()
 
 
 def _candidates(base: dict, ranges: dict, point: list[float] | None, count: int, seed: int) -> list[dict]:

@@ -28,6 +28,16 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
 from builds.pipeline.failures import StepFailure, quote_list
 
 PROBLEM_TYPES = ("classification", "regression")
@@ -73,28 +83,25 @@ class Trainer:
 
 
 def _hist_gradient_boosting(problem_type: str, hp: dict, seed: int, n_jobs: int):
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-
     cls = HistGradientBoostingClassifier if problem_type == "classification" else HistGradientBoostingRegressor
     return cls(random_state=seed, **hp)  # threads: OpenMP, limited by the runner
 
 
 def _random_forest(problem_type: str, hp: dict, seed: int, n_jobs: int):
-    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-
     cls = RandomForestClassifier if problem_type == "classification" else RandomForestRegressor
     return cls(random_state=seed, n_jobs=n_jobs, **hp)
 
 
 def _linear(problem_type: str, hp: dict, seed: int, n_jobs: int):
-    from sklearn.linear_model import LogisticRegression, Ridge
-
     alpha = float(hp.pop("alpha"))
     if problem_type == "classification":
         if alpha <= 0:
             raise StepFailure("hyperparameter `alpha` must be greater than 0")
-        return LogisticRegression(C=1.0 / alpha, random_state=seed, **hp)
-    return Ridge(alpha=alpha, random_state=seed, **hp)
+        model = LogisticRegression(C=1.0 / alpha, random_state=seed, **hp)
+    else:
+        model = Ridge(alpha=alpha, random_state=seed, **hp)
+    # The shared preprocessing does not scale (trees need not); a penalised linear model must.
+    return Pipeline([("scale", StandardScaler()), ("model", model)])
 
 
 TRAINERS: dict[str, Trainer] = {

@@ -92,4 +92,5 @@ def test_dispatch_pending_starts_within_limits_and_records_transitions(
     assert dispatch_pending() == []  # every tenant is at its limit
     assert Build.objects.filter(status=Build.Status.QUEUED, plan=basic).count() == 9
     # enqueued after commit on the plan's queue, one job per started build
-    assert sorted(django_rq.get_queue("plan-basic").job_ids) == sorted(f"build-execute-{b}" for b in started)
+    codes = Build.objects.filter(id__in=started).values_list("code", flat=True)
+    assert sorted(django_rq.get_queue("plan-basic").job_ids) == sorted(f"build-execute-{c}" for c in codes)

@@ -149,21 +149,22 @@ def test_start_passes_every_tenant_parameter_and_the_tags(engine, stub):
 
 def test_parameters_negate_minimum_for_lower_is_better_metrics():
     params = pipeline_parameters(make_launch(problem_type="regression", objective_metric="rmse", min_metric=4.5))
+    prefixed = pipeline_parameters(make_launch(problem_type="regression", objective_metric="validation:MAE"))
 
     assert params["MinMetric"] == "-4.5"
+    assert prefixed["MinMetric"] == "-0.7"
 
 
-def test_parameters_turn_tuning_off_without_ranges_or_budget():
-    assert pipeline_parameters(make_launch(tuning_ranges={}))["TuningEnabled"] == "false"
+def test_parameters_turn_tuning_off_without_plan_budget():
     assert pipeline_parameters(make_launch(max_tuning_jobs=0))["TuningEnabled"] == "false"
     assert pipeline_parameters(make_launch(tuning_enabled=False))["TuningEnabled"] == "false"
+    # No ranges of its own: train.py tunes the trainer's default ranges.
+    assert pipeline_parameters(make_launch(tuning_ranges={}))["TuningEnabled"] == "true"
 
 
-def test_parameters_refuse_more_tuned_hyperparameters_than_the_pipeline_searches():
-    ranges = {f"p{i}": {"min": 0, "max": 1} for i in range(5)}
-
-    with pytest.raises(ValueError, match="at most 4 hyperparameters"):
-        pipeline_parameters(make_launch(tuning_ranges=ranges))
+def test_parameters_refuse_values_longer_than_the_api_takes():
+    with pytest.raises(ValueError, match=r"longer than 1024 characters: \['Hyperparameters'\]"):
+        pipeline_parameters(make_launch(hyperparameters={"note": "x" * 1100}))
 
 
 def test_status_running_then_succeeded_with_steps_and_model_package(engine, stub):
@@ -195,12 +196,12 @@ def test_status_running_then_succeeded_with_steps_and_model_package(engine, stub
         step("Register", "Succeeded", 23.6, 23.7, Metadata={"RegisterModel": {"Arn": PACKAGE}}),
     ]
     expect_status(stub, "Succeeded", finished)
+    model_data = f"{launch.output_uri}model/job/output/model.tar.gz"
     stub.add_response(
         "describe_model_package",
         {"ModelPackageName": "mlaas-acme-models", "ModelPackageArn": PACKAGE, "CreationTime": at(24),
          "ModelPackageStatus": "Completed", "ModelPackageStatusDetails": {"ValidationStatuses": []},
-         "InferenceSpecification": {"Containers": [{"Image": launch.training_image_uri,
-                                                    "ModelDataUrl": f"{launch.output_uri}model/job/output/model.tar.gz"}],
+         "InferenceSpecification": {"Containers": [{"Image": launch.training_image_uri, "ModelDataUrl": model_data}],
                                     "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]}},
         {"ModelPackageName": PACKAGE},
     )

@@ -16,6 +16,8 @@ from typing import Any
 
 _lock = threading.Lock()
 _platform_clients: dict[tuple, Any] = {}
+_data_loader: Any = None
+_data_loader_lock = threading.Lock()  # not _lock: platform_client() holds it while making a client
 
 
 @dataclass(frozen=True)
@@ -108,8 +110,26 @@ def make_client(service: str, config: AwsConfig, **overrides: Any) -> Any:
         kwargs["aws_secret_access_key"] = config.secret_access_key
         if config.session_token:
             kwargs["aws_session_token"] = config.session_token
-    session = boto3.session.Session()
+    session = boto3.session.Session(botocore_session=_botocore_session())
     return session.client(service, **kwargs)
+
+
+def _botocore_session() -> Any:
+    """A new botocore session sharing one data loader (which caches the parsed models).
+
+    Tenant clients are made per task; each fresh session would otherwise parse
+    the service model and endpoint rules JSON again (0.2-1 s of CPU per client).
+    """
+    global _data_loader
+    import botocore.loaders
+    import botocore.session
+
+    session = botocore.session.get_session()
+    with _data_loader_lock:
+        if _data_loader is None:
+            _data_loader = botocore.loaders.create_loader()
+        session.register_component("data_loader", _data_loader)
+    return session
 
 
 def platform_client(service: str) -> Any:

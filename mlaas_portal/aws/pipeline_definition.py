@@ -11,16 +11,22 @@ definition serves all tenants and a build is a StartPipelineExecution call:
                     ├─ yes: Tune  ─► EvaluateTuned ─► CheckMetricTuned ─► RegisterTuned | MetricBelowMinimumTuned
                     └─ no:  Train ─► Evaluate      ─► CheckMetric      ─► Register      | MetricBelowMinimum
 
-Evaluate/CheckMetric/Register exist once per branch because SageMaker does not
-run a step that references a step of a branch that was not taken: a single
-Evaluate fed by "Train or Tune" would never run. Only one branch executes, so
-a build reports one step of each kind.
+Evaluate/CheckMetric/Register exist once per branch: a single Evaluate fed by
+"Train or Tune" would reference the properties of a step that never ran (the
+definition language has no coalesce). Only one branch executes, so a build
+reports one step of each kind. (Alternative considered: always Tune, with
+MaxTuningJobs=1 for plans without tuning; rejected because it runs a tuning
+job for every build and muddles what the tenant is billed for.)
 
 Contract with the step code baked into the TrainingImageUri image (our own
-`builds.pipeline` package):
+`builds.pipeline` package); all paths below OutputUri belong to the build:
 - processing steps run `python3 <launcher>.py <args>`; the launcher (uploaded
   once per content hash under `s3://<default bucket>/<pipeline>/code/`) runs
-  `builds.pipeline.preprocess` / `builds.pipeline.evaluate` with the same argv.
+  `builds.pipeline.preprocess` / `builds.pipeline.evaluate` with that argv.
+- preprocess: `--input /opt/ml/processing/input/data` (the uploaded CSV)
+  `--output /opt/ml/processing/output --target T --problem-type P`; writes
+  `train/`, `validation/`, `test/` and `report/data_report.json` under the
+  output dir (uploaded to `OutputUri + preprocess/<name>`).
 - training follows the SageMaker container convention (`train` on PATH); it
   gets the channels `train` and `validation` and the hyperparameters algorithm,
   target, problem_type, objective_metric, hyperparameters (JSON) and
@@ -28,9 +34,13 @@ Contract with the step code baked into the TrainingImageUri image (our own
   tuner searches this unit cube and train.py maps u<i> onto the i-th range of
   sorted(tuning_ranges), so per-algorithm ranges need no per-tenant definition.
   It must print `objective_score=<float>` (higher is better) for the tuner.
-- evaluate writes evaluation.json with `objective.score`, higher is better
-  (the metric, negated for lower-is-better metrics such as rmse); MinMetric is
-  on the same scale, so the condition is always `score >= MinMetric`.
+  Models land in `OutputUri + model/<job>/output/model.tar.gz`.
+- evaluate: `--model /opt/ml/processing/input/model` (model.tar.gz) `--test
+  /opt/ml/processing/input/test --output /opt/ml/processing/output/evaluation
+  --target T --problem-type P --objective-metric M`; writes evaluation.json
+  with `metrics` and `objective.score`, higher is better (the metric, negated
+  for lower-is-better metrics such as rmse). MinMetric is on the same scale,
+  so the condition is always `score >= MinMetric`.
 
 Two values the SDK builders will not take as pipeline variables are built with
 placeholders and rewritten afterwards: every `RoleArn` becomes

@@ -29,6 +29,10 @@ do the same:
   other operator as met and gives S3 requests no condition values, so a pool
   tenant allowed `ListBucket` on the shared bucket "where s3:prefix is like
   tenants/<slug>/*" could list every tenant's keys.
+* A role that no longer exists cannot be assumed (AccessDenied, as on AWS),
+  and sessions of a deleted role lose every permission: moto issued
+  credentials for a deleted role, and requests made with them crashed (500),
+  so an offboarded tenant looked reachable.
 
 `apply()` is idempotent. It only changes requests that carry no
 `Authorization` header, POST uploads, and OPTIONS; and moto only consults
@@ -166,7 +170,8 @@ def is_applied() -> bool:
 def apply() -> None:
     """Patch moto (in this process) once; later calls do nothing."""
     from moto.core.exceptions import AccessDeniedError
-    from moto.iam.access_control import IAMRequestBase, S3IAMRequest
+    from moto.iam.access_control import AssumedRoleAccessKey, IAMRequest, IAMRequestBase, S3IAMRequest
+    from moto.iam.exceptions import NotFoundException
     from moto.s3.responses import S3Response
 
     if is_applied():
@@ -177,6 +182,8 @@ def apply() -> None:
     original_check_action_permitted = S3IAMRequest.check_action_permitted
     original_s3_authorize = S3Response._authenticate_and_authorize_s3_action
     original_key_response = S3Response._key_response
+    original_iam_check_action_permitted = IAMRequest.check_action_permitted
+    original_collect_role_policies = AssumedRoleAccessKey.collect_policies
 
     @functools.wraps(original_init)
     def init(
@@ -251,9 +258,27 @@ def apply() -> None:
             return self._response_options(request.headers, bucket_name)
         return original_key_response(self, request, full_url)
 
+    @functools.wraps(original_iam_check_action_permitted)
+    def iam_check_action_permitted(self: Any, resource: str) -> None:
+        if self._action == "sts:AssumeRole":
+            try:
+                self.backend.get_role_by_arn(resource)
+            except NotFoundException:
+                self._raise_access_denied()  # moto would hand out credentials for it
+        original_iam_check_action_permitted(self, resource)
+
+    @functools.wraps(original_collect_role_policies)
+    def collect_role_policies(self: Any) -> list[Any]:
+        try:
+            return original_collect_role_policies(self)
+        except NotFoundException:
+            return []  # the role was deleted: its sessions are allowed nothing
+
     setattr(init, _PATCHED_MARK, True)
     IAMRequestBase.__init__ = init
     IAMRequestBase.check_signature = check_signature
     S3IAMRequest.check_action_permitted = check_action_permitted
     S3Response._authenticate_and_authorize_s3_action = s3_authorize
     S3Response._key_response = key_response
+    IAMRequest.check_action_permitted = iam_check_action_permitted
+    AssumedRoleAccessKey.collect_policies = collect_role_policies

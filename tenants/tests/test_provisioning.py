@@ -1,0 +1,244 @@
+"""Provisioning: every step recorded with its ARN, resources tagged and hardened, shared
+resources created once, idempotent, and resumable after a real failure half way."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+from django.urls import reverse
+
+from mlaas_portal.aws import gateways
+from mlaas_portal.aws.clients import platform_client
+from tenants import jobs, naming, policies, provisioning, services
+from tenants.models import ProvisioningStep, Tenant
+from tenants.tests.helpers import aws_unreachable
+
+STEP_NAMES = ["intake_queue", "bucket", "model_package_group", "role", "role_policy", "ledger_table", "verify_access"]
+
+
+def _account() -> str:
+    return gateways.platform_sts().account_id()
+
+
+def _expected_steps(tenant: Tenant) -> list[tuple[str, str, str, str]]:
+    region, account, slug = settings.AWS_REGION, _account(), tenant.slug
+    role_arn = f"arn:aws:iam::{account}:role/{naming.role_name(slug)}"
+    if tenant.isolation == Tenant.Isolation.SILO:
+        bucket, prefix = naming.silo_bucket(slug, account), ""
+    else:
+        bucket, prefix = naming.pool_bucket(account), f"tenants/{slug}/"
+    arns = [
+        f"arn:aws:sqs:{region}:{account}:{settings.MLAAS_INTAKE_QUEUE_NAME}",
+        f"arn:aws:s3:::{bucket}/{prefix}",
+        f"arn:aws:sagemaker:{region}:{account}:model-package-group/{naming.model_package_group(slug)}",
+        role_arn,
+        f"{role_arn}/policy/tenant-data",
+        f"arn:aws:dynamodb:{region}:{account}:table/{settings.MLAAS_LEDGER_TABLE}",
+        f"arn:aws:s3:::{bucket}/{prefix}models/{provisioning.PROBE_KEY}",
+    ]
+    return [(name, "succeeded", arn, "") for name, arn in zip(STEP_NAMES, arns, strict=True)]
+
+
+def _steps(tenant: Tenant) -> list[tuple[str, str, str, str]]:
+    return list(tenant.provisioning_steps.order_by("order").values_list("name", "status", "resource_arn", "error"))
+
+
+def _tags(tag_list: list[dict], key: str = "Key", value: str = "Value") -> dict[str, str]:
+    return {t[key]: t[value] for t in tag_list}
+
+
+@pytest.mark.parametrize("isolation", ["silo", "pool"])
+def test_provisioning_records_every_step_with_status_and_arn(make_tenant, isolation):
+    tenant = make_tenant(isolation=isolation)
+    account = _account()
+
+    assert _steps(tenant) == _expected_steps(tenant)
+    assert (tenant.status, tenant.role_arn, tenant.model_package_group) == (
+        "active", f"arn:aws:iam::{account}:role/mlaas-tenant-{tenant.slug}", f"mlaas-{tenant.slug}-models")
+    assert (tenant.bucket, tenant.prefix, tenant.upload_uri) == (
+        (f"mlaas-t-{tenant.slug}-{account}", "", f"s3://mlaas-t-{tenant.slug}-{account}/uploads/")
+        if isolation == "silo" else
+        (f"mlaas-pool-{account}", f"tenants/{tenant.slug}/", f"s3://mlaas-pool-{account}/tenants/{tenant.slug}/uploads/"))
+    assert list(tenant.provisioning_steps.values_list("attempts", flat=True)) == [1] * 7
+
+
+def test_tenant_resources_carry_tenant_and_plan_tags(make_tenant):
+    silo = make_tenant(isolation="silo", plan="premium")
+    pool = make_tenant(isolation="pool", plan="basic")
+    iam, sagemaker = platform_client("iam"), platform_client("sagemaker")
+
+    def tenant_tags(tenant):
+        group_arn = tenant.provisioning_steps.get(name="model_package_group").resource_arn
+        return {
+            "role": _tags(iam.list_role_tags(RoleName=naming.role_name(tenant.slug))["Tags"]),
+            "model_package_group": _tags(sagemaker.list_tags(ResourceArn=group_arn)["Tags"]),
+        }
+
+    assert gateways.platform_s3().bucket_settings(silo.bucket)["tags"] == {
+        "mlaas:tenant": silo.slug, "mlaas:plan": "premium"}
+    assert tenant_tags(silo) == {"role": {"mlaas:tenant": silo.slug, "mlaas:plan": "premium"},
+                                 "model_package_group": {"mlaas:tenant": silo.slug, "mlaas:plan": "premium"}}
+    assert tenant_tags(pool) == {"role": {"mlaas:tenant": pool.slug, "mlaas:plan": "basic"},
+                                 "model_package_group": {"mlaas:tenant": pool.slug, "mlaas:plan": "basic"}}
+
+
+def test_shared_resources_carry_platform_tags(make_tenant):
+    tenant = make_tenant(isolation="pool")
+    sqs, events, dynamodb = platform_client("sqs"), platform_client("events"), platform_client("dynamodb")
+    queue_url = sqs.get_queue_url(QueueName=settings.MLAAS_INTAKE_QUEUE_NAME)["QueueUrl"]
+    rule_arns = [events.describe_rule(Name=naming.intake_rule(i))["Arn"] for i in ("silo", "pool")]
+    table_arn = tenant.provisioning_steps.get(name="ledger_table").resource_arn
+    platform = {"mlaas:component": "platform"}
+
+    assert sqs.list_queue_tags(QueueUrl=queue_url)["Tags"] == platform
+    assert [_tags(events.list_tags_for_resource(ResourceARN=arn)["Tags"]) for arn in rule_arns] == [platform] * 2
+    assert _tags(dynamodb.list_tags_of_resource(ResourceArn=table_arn)["Tags"]) == platform
+    assert gateways.platform_s3().bucket_settings(tenant.bucket)["tags"] == platform  # the shared pool bucket
+
+
+@pytest.mark.parametrize("isolation", ["silo", "pool"])
+def test_bucket_settings_are_hardened(make_tenant, isolation):
+    tenant = make_tenant(isolation=isolation)
+    s3 = platform_client("s3")
+
+    found = gateways.platform_s3().bucket_settings(tenant.bucket)
+    cors = s3.get_bucket_cors(Bucket=tenant.bucket)["CORSRules"]
+    notification = s3.get_bucket_notification_configuration(Bucket=tenant.bucket)
+
+    assert found["public_access_block"] == {"BlockPublicAcls": True, "IgnorePublicAcls": True,
+                                            "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
+    assert (found["encryption"], found["versioning"]) == ("AES256", "Enabled")
+    assert [(rule["AllowedOrigins"], sorted(rule["AllowedMethods"])) for rule in cors] == [
+        ([settings.PORTAL_ORIGIN], ["GET", "HEAD", "POST", "PUT"])]
+    assert notification.get("EventBridgeConfiguration") == {}
+
+
+def test_role_policy_is_scoped_to_the_tenant_location(make_tenant):
+    tenant = make_tenant(isolation="pool")
+    group_arn = tenant.provisioning_steps.get(name="model_package_group").resource_arn
+
+    document = gateways.platform_iam().get_role_policy(naming.role_name(tenant.slug), "tenant-data")
+
+    assert document == policies.tenant_data_policy(bucket=tenant.bucket, prefix=f"tenants/{tenant.slug}/",
+                                                   model_package_group_arn=group_arn)
+    assert document["Statement"][0]["Resource"] == [f"arn:aws:s3:::{tenant.bucket}/tenants/{tenant.slug}/*"]
+    assert document["Statement"][1]["Condition"] == {"StringLike": {"s3:prefix": [f"tenants/{tenant.slug}/*"]}}
+
+
+def test_intake_rules_stay_one_per_isolation_model(make_tenant):
+    for isolation in ("silo", "pool", "silo"):
+        make_tenant(isolation=isolation)
+    events, sqs = platform_client("events"), platform_client("sqs")
+    queue_arn = sqs.get_queue_attributes(
+        QueueUrl=sqs.get_queue_url(QueueName=settings.MLAAS_INTAKE_QUEUE_NAME)["QueueUrl"],
+        AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+    rules = events.list_rules(NamePrefix=f"{settings.MLAAS_RESOURCE_PREFIX}-intake-")["Rules"]
+    targets = {rule["Name"]: [t["Arn"] for t in events.list_targets_by_rule(Rule=rule["Name"])["Targets"]]
+               for rule in rules}
+
+    assert targets == {"mlaas-intake-pool": [queue_arn], "mlaas-intake-silo": [queue_arn]}
+    assert sqs.list_queues(QueueNamePrefix=settings.MLAAS_INTAKE_QUEUE_NAME)["QueueUrls"] == [
+        sqs.get_queue_url(QueueName=settings.MLAAS_INTAKE_QUEUE_NAME)["QueueUrl"]]
+
+
+def _aws_inventory(tenant: Tenant) -> dict:
+    """What exists on AWS for this tenant and the shared intake, by name."""
+    iam, sagemaker, events, s3 = (platform_client(s) for s in ("iam", "sagemaker", "events", "s3"))
+    role = naming.role_name(tenant.slug)
+    groups = sagemaker.list_model_package_groups(NameContains=tenant.slug)["ModelPackageGroupSummaryList"]
+    return {
+        "roles": [r["RoleName"] for r in iam.list_roles()["Roles"] if r["RoleName"] == role],
+        "role_policies": iam.list_role_policies(RoleName=role)["PolicyNames"],
+        "model_package_groups": [g["ModelPackageGroupName"] for g in groups],
+        "rules": sorted(r["Name"] for r in events.list_rules(NamePrefix=f"{settings.MLAAS_RESOURCE_PREFIX}-intake-")["Rules"]),
+        "buckets": [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"] == tenant.bucket],
+        "probe_versions": len(s3.list_object_versions(Bucket=tenant.bucket, Prefix=tenant.output_prefix)
+                              .get("Versions", [])),
+    }
+
+
+@pytest.mark.parametrize("isolation", ["silo", "pool"])
+def test_provisioning_rerun_is_idempotent(make_tenant, isolation):
+    tenant = make_tenant(isolation=isolation)
+    first_steps, first_inventory = _steps(tenant), _aws_inventory(tenant)
+
+    rerun_active = provisioning.run_provisioning(tenant)  # nothing to do: every step succeeded
+    attempts_after_noop = list(tenant.provisioning_steps.values_list("attempts", flat=True))
+    # Lose the step records (as if the database were restored): every step runs again against
+    # resources that already exist.
+    tenant.provisioning_steps.update(status=ProvisioningStep.Status.PENDING, resource_arn="")
+    Tenant.objects.filter(pk=tenant.pk).update(status=Tenant.Status.PROVISIONING)
+    tenant.refresh_from_db()
+    rerun_all = provisioning.run_provisioning(tenant)
+
+    assert (rerun_active, rerun_all, tenant.status) == (True, True, "active")
+    assert attempts_after_noop == [1] * 7
+    assert _steps(tenant) == first_steps
+    assert list(tenant.provisioning_steps.values_list("attempts", flat=True)) == [2] * 7
+    second_inventory = _aws_inventory(tenant)
+    assert {k: v for k, v in second_inventory.items() if k != "probe_versions"} == {
+        "roles": [naming.role_name(tenant.slug)], "role_policies": ["tenant-data"],
+        "model_package_groups": [naming.model_package_group(tenant.slug)],
+        "rules": ["mlaas-intake-pool", "mlaas-intake-silo"], "buckets": [tenant.bucket]}
+    assert {k: v for k, v in first_inventory.items() if k != "probe_versions"} == {
+        k: v for k, v in second_inventory.items() if k != "probe_versions"}
+    # The probe is an object write: versioning keeps one version per run.
+    assert (first_inventory["probe_versions"], second_inventory["probe_versions"]) == (1, 2)
+
+
+def _fail_during(step_name: str, monkeypatch) -> None:
+    """Run `step_name` while the AWS endpoint refuses connections (a real outage, not a mock)."""
+    real = dict(provisioning.STEPS)[step_name]
+
+    def during_outage(tenant):
+        with aws_unreachable():
+            return real(tenant)
+
+    monkeypatch.setattr(provisioning, "STEPS", [(name, during_outage if name == step_name else func)
+                                                for name, func in provisioning.STEPS])
+
+
+def test_provisioning_failure_half_way_then_retry_resumes_from_failed_step(
+        db, emulator, reference_data, monkeypatch, staff_user, logged_in, django_capture_on_commit_callbacks):
+    tenant = services.tenant_onboard(slug="half-way", plan="standard", isolation="silo")
+    _fail_during("role", monkeypatch)
+
+    finished = provisioning.run_provisioning(tenant)
+
+    tenant.refresh_from_db()
+    failed_steps = list(tenant.provisioning_steps.values("name", "status", "attempts", "started_at", "resource_arn"))
+    assert (finished, tenant.status) == (False, "failed")
+    assert [(s["name"], s["status"], s["attempts"]) for s in failed_steps] == [
+        ("intake_queue", "succeeded", 1), ("bucket", "succeeded", 1), ("model_package_group", "succeeded", 1),
+        ("role", "failed", 1), ("role_policy", "pending", 0), ("ledger_table", "pending", 0),
+        ("verify_access", "pending", 0)]
+    error = tenant.provisioning_steps.get(name="role").error
+    assert error.startswith("AWS endpoint unreachable: Could not connect to the endpoint URL")
+    assert error.endswith("(retry may help)")
+    page = logged_in(staff_user).get(reverse("tenants:steps", args=[tenant.slug]))
+    assert error.split(":")[0] in page.content.decode() and "failed" in page.content.decode()
+
+    monkeypatch.undo()
+    with django_capture_on_commit_callbacks() as enqueued:
+        services.tenant_provision_retry(tenant=tenant, actor=staff_user)
+    resumed = jobs.provision_tenant(tenant.id)  # what the enqueued job runs
+
+    tenant.refresh_from_db()
+    assert (len(enqueued), resumed, tenant.status) == (1, True, "active")
+    assert _steps(tenant) == _expected_steps(tenant)
+    assert list(tenant.provisioning_steps.values_list("attempts", flat=True)) == [1, 1, 1, 2, 1, 1, 1]
+    # The steps that had succeeded were not run again.
+    assert [s["started_at"] for s in failed_steps[:3]] == list(
+        tenant.provisioning_steps.filter(order__lt=3).values_list("started_at", flat=True))
+    assert list(tenant.events.values_list("action", "actor")) == [
+        ("provisioning_retried", staff_user.pk), ("onboarded", None)]
+
+
+def test_provision_retry_of_active_tenant_is_refused(make_tenant):
+    tenant = make_tenant(isolation="pool")
+
+    with pytest.raises(Exception) as refused:
+        services.tenant_provision_retry(tenant=tenant)
+
+    assert refused.value.messages == ["Tenant is active; only failed or provisioning tenants can be retried."]
