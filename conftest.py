@@ -89,7 +89,8 @@ def make_tenant(db, emulator, reference_data):
     def make(*, slug: str | None = None, isolation: str = "silo", plan: str = "standard",
              algorithm: str = "gbm-classifier", target: str = "diagnosis", name: str = ""):
         tenant = tenant_onboard(slug=slug or f"t{uuid.uuid4().hex[:10]}", name=name, plan=plan, isolation=isolation,
-                                default_algorithm=Algorithm.objects.get(slug=algorithm), default_target=target)
+                                default_algorithm=Algorithm.objects.get(slug=algorithm), default_target=target,
+                                provision_in_background=False)
         ok = run_provisioning(tenant)
         assert ok, [(s.name, s.error) for s in tenant.provisioning_steps.all()]
         tenant.refresh_from_db()

@@ -9,7 +9,28 @@ class InstancePriceAdmin(admin.ModelAdmin):
     list_editable = ["price_per_hour"]
 
 
-admin.site.register(CostLine)
-admin.site.register(DailyCost)
-admin.site.register(CostSyncRun)
-admin.site.register(BudgetAlert)
+@admin.register(CostLine)
+class CostLineAdmin(admin.ModelAdmin):
+    list_display = ["day", "tenant", "build", "instance_type", "instance_count", "billable_seconds", "amount"]
+    list_filter = ["day"]
+    list_select_related = ["tenant", "build"]
+
+
+@admin.register(DailyCost)
+class DailyCostAdmin(admin.ModelAdmin):
+    list_display = ["day", "tenant_slug", "service", "amount", "estimated", "synced_at"]
+    list_filter = ["estimated", "day"]
+    search_fields = ["tenant_slug", "service"]
+
+
+@admin.register(CostSyncRun)
+class CostSyncRunAdmin(admin.ModelAdmin):
+    list_display = ["started_at", "status", "start_day", "end_day", "requests", "rows", "last_final_day",
+                    "triggered_by"]
+    list_filter = ["status"]
+
+
+@admin.register(BudgetAlert)
+class BudgetAlertAdmin(admin.ModelAdmin):
+    list_display = ["tenant", "month", "threshold_amount", "spend_at_crossing", "crossed_at"]
+    list_select_related = ["tenant"]

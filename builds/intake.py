@@ -102,6 +102,8 @@ def intake_event(event: UploadEvent) -> Build | None:
     if existing is not None:
         return existing
     tenant = resolve_tenant(event.bucket, event.key)
+    if tenant is not None and event.key.startswith(tenant.output_prefix):
+        return None  # the platform's own build outputs, not an upload
     metadata = _object_metadata(event) if tenant is not None else {}
     reason = _rejection_reason(tenant, event, metadata)
     if reason:
@@ -121,6 +123,9 @@ def intake_event(event: UploadEvent) -> Build | None:
         return None
     except IntegrityError:  # a concurrent intake of the same event committed first
         return Build.objects.get(dedup_key=event.dedup_key)
+    from builds.dispatch import dispatch_pending
+
+    dispatch_pending()  # start it now if capacity allows: no queue hop between landing and starting
     return build
 
 

@@ -1,17 +1,28 @@
-"""Reads of the builds app."""
+"""Reads of the builds app. Each function runs a fixed number of queries, whatever the number of rows."""
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from dataclasses import dataclass
+from datetime import datetime
 
-from builds.models import Build
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, QuerySet
+from django.utils import timezone
 
-SORTS = {"created": "created_at", "-created": "-created_at", "status": "status", "tenant": "tenant__slug",
-         "duration": "ended_at", "algorithm": "algorithm__slug"}
+from builds.models import Algorithm, Build, BuildStep, ModelVersion, RejectedUpload
+from tenants.models import Tenant
+
+# The steps of every build, in order (the engines record them under these names).
+STEP_NAMES = ("preprocess", "train", "evaluate", "condition", "register")
+
+SORTS = {"created": "created_at", "-created": "-created_at", "status": "status", "-status": "-status",
+         "tenant": "tenant__slug", "-tenant": "-tenant__slug", "algorithm": "algorithm__slug",
+         "-algorithm": "-algorithm__slug", "plan": "plan__slug", "-plan": "-plan__slug",
+         "duration": "duration", "-duration": "-duration"}
 
 
 def build_list(*, base: QuerySet[Build], tenant: str = "", plan: str = "", status: str = "", algorithm: str = "",
                date_from=None, date_to=None, sort: str = "-created") -> QuerySet[Build]:
+    """Builds filtered and sorted for the list page; created dates compare in the active (user's) zone."""
     qs = base.select_related("tenant", "plan", "algorithm")
     if tenant:
         qs = qs.filter(tenant__slug=tenant)
@@ -25,4 +36,98 @@ def build_list(*, base: QuerySet[Build], tenant: str = "", plan: str = "", statu
         qs = qs.filter(created_at__date__gte=date_from)
     if date_to:
         qs = qs.filter(created_at__date__lte=date_to)
-    return qs.order_by(SORTS.get(sort, "-created_at"), "-id")
+    order = SORTS.get(sort, "-created_at")
+    if order.lstrip("-") == "duration":
+        qs = qs.annotate(duration=ExpressionWrapper(F("ended_at") - F("started_at"), output_field=DurationField()))
+        order = F("duration").desc(nulls_last=True) if order.startswith("-") else F("duration").asc(nulls_last=True)
+    return qs.order_by(order, "-id")
+
+
+@dataclass
+class StepView:
+    """One row of the build timeline: a recorded step, or a placeholder for one not reached yet."""
+
+    name: str
+    status: str
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    billable_seconds: int = 0
+    instance_type: str = ""
+    instance_count: int = 0
+    log: str = ""
+    failure_reason: str = ""
+
+    @property
+    def elapsed_seconds(self) -> float | None:
+        if not self.started_at:
+            return None
+        return ((self.ended_at or timezone.now()) - self.started_at).total_seconds()
+
+
+def build_timeline(build: Build) -> list[StepView]:
+    """The build's steps in pipeline order, with pending placeholders for the ones not started."""
+    recorded = {s.name: s for s in build.steps.all()}
+    rows = []
+    for name in (*STEP_NAMES, *sorted(set(recorded) - set(STEP_NAMES))):
+        step: BuildStep | None = recorded.get(name)
+        if step is None:
+            placeholder = "skipped" if build.is_finished else "pending"
+            rows.append(StepView(name=name, status=placeholder))
+            continue
+        rows.append(StepView(name=step.name, status=step.status, started_at=step.started_at,
+                             ended_at=step.ended_at, billable_seconds=step.billable_seconds,
+                             instance_type=step.instance_type, instance_count=step.instance_count,
+                             log=step.log, failure_reason=step.failure_reason))
+    return rows
+
+
+def build_detail(build: Build) -> dict:
+    """Everything the build page shows: timeline, progress, history, model version and cost (so far)."""
+    from billing.selectors import builds_cost_so_far
+
+    steps = build_timeline(build)
+    done = sum(1 for s in steps if s.status in ("succeeded", "skipped"))
+    cost = builds_cost_so_far([build])[build.pk]
+    return {
+        "steps": steps,
+        "progress": {"done": done, "total": len(steps),
+                     "current": next((s for s in steps if s.status == "running"), None)},
+        "transitions": list(build.transitions.all()),
+        "version": ModelVersion.objects.filter(build=build).select_related("decided_by").first(),
+        "cost": cost.amount,
+        "cost_unpriced": cost.unknown_instance_types,
+        "live": build.status not in Build.FINISHED,
+        "elapsed_seconds": ((build.ended_at or timezone.now()) - build.started_at).total_seconds()
+        if build.started_at else None,
+    }
+
+
+def model_versions(*, tenant: Tenant) -> QuerySet[ModelVersion]:
+    return (ModelVersion.objects.filter(tenant=tenant)
+            .select_related("build", "build__algorithm", "decided_by").order_by("-version"))
+
+
+def dataset_rows(*, tenant: Tenant, objects: list[dict]) -> list[dict]:
+    """S3 listing rows of the tenant's uploads joined with how many builds each started (one query)."""
+    keys = [o["Key"] for o in objects]
+    stats = {row["dataset_key"]: row for row in Build.objects.filter(tenant=tenant, dataset_key__in=keys)
+             .values("dataset_key").annotate(builds=Count("id"), last_build=Max("created_at"))}
+    return [{"key": o["Key"], "name": o["Key"].removeprefix(tenant.upload_prefix), "size": o.get("Size", 0),
+             "uploaded_at": o.get("LastModified"), "builds": stats.get(o["Key"], {}).get("builds", 0)}
+            for o in objects]
+
+
+def upload_outcome(*, tenant: Tenant, key: str) -> dict:
+    """What became of an uploaded object: its build, a rejection, or nothing yet (intake is pending)."""
+    build = Build.objects.filter(tenant=tenant, dataset_key=key).order_by("created_at").first()
+    if build is not None:
+        return {"state": "build", "build": str(build.code), "status": build.status}
+    rejected = RejectedUpload.objects.filter(tenant=tenant, key=key).first()
+    if rejected is not None:
+        return {"state": "rejected", "reason": rejected.reason}
+    return {"state": "pending"}
+
+
+def algorithms(*, active_only: bool = False) -> QuerySet[Algorithm]:
+    qs = Algorithm.objects.all()
+    return qs.filter(active=True) if active_only else qs

@@ -8,6 +8,7 @@ urlpatterns = [
     path("algorithms/", views.algorithms, name="algorithms"),
     path("upload/<slug:slug>/", views.upload, name="upload"),
     path("upload/<slug:slug>/presign/", views.presign, name="presign"),
+    path("upload/<slug:slug>/status/", views.upload_status, name="upload_status"),
     path("models/<slug:slug>/", views.models, name="models"),
     path("models/<slug:slug>/<int:version>/decide/", views.model_decide, name="model_decide"),
     path("models/<slug:slug>/<int:version>/download/", views.model_download, name="model_download"),

@@ -4,47 +4,70 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
 
 from builds import selectors, services
 from builds.forms import BuildFilterForm, StartBuildForm
-from builds.models import Algorithm, Build, ModelVersion, RejectedUpload
+from builds.models import Build, RejectedUpload
 from mlaas_portal import access
 from mlaas_portal.aws.errors import AwsError
 from tenants.models import Tenant
 
+PAGE_SIZE = 25
+
+# Sortable columns of the build table: (column, label, sort key).
+SORTABLE = [("created", "Created", "created"), ("tenant", "Tenant", "tenant"), ("plan", "Plan", "plan"),
+            ("algorithm", "Algorithm", "algorithm"), ("status", "Status", "status"),
+            ("duration", "Duration", "duration")]
+
+
+def _query_without(request, *names: str) -> str:
+    query = request.GET.copy()
+    for name in names:
+        query.pop(name, None)
+    return query.urlencode() + "&" if query else ""
+
+
+def _sort_headers(request, current: str) -> dict[str, dict]:
+    """Per column: the link that sorts by it (toggling direction when it is the current sort)."""
+    base = _query_without(request, "sort", "page")
+    headers = {}
+    for column, label, key in SORTABLE:
+        active = current.lstrip("-") == key
+        descending = current.startswith("-")
+        next_sort = (key if descending else f"-{key}") if active else (f"-{key}" if key in ("created",
+                                                                                            "duration") else key)
+        headers[column] = {"label": label, "href": f"?{base}sort={next_sort}", "active": active,
+                           "arrow": ("↓" if descending else "↑") if active else ""}
+    return headers
+
 
 @login_required
 def build_list(request):
-    form = BuildFilterForm(request.GET or None)
-    if not request.user.is_staff:
-        form.fields["tenant"].queryset = access.tenants_for_user(request.user)
-    filters = form.cleaned_data if form.is_valid() else {}
-    qs = selectors.build_list(
-        base=access.builds_for_user(request.user),
-        tenant=filters.get("tenant").slug if filters.get("tenant") else "",
-        plan=filters.get("plan").slug if filters.get("plan") else "",
-        status=filters.get("status", ""), algorithm=filters.get("algorithm").slug if filters.get("algorithm") else "",
-        date_from=filters.get("date_from"), date_to=filters.get("date_to"), sort=filters.get("sort") or "-created")
-    page = Paginator(qs, 25).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
+    tenant = access.user_tenant(request.user)
+    form = BuildFilterForm(request.GET or None,
+                           tenants=None if request.user.is_staff else access.tenants_for_user(request.user))
+    filters = form.filters() if request.GET else {"sort": "-created"}
+    qs = selectors.build_list(base=access.builds_for_user(request.user), **filters)
+    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
     template = "builds/_rows.html" if request.htmx else "builds/list.html"
-    return render(request, template, {"form": form, "page_obj": page,
-                                      "query_without_page": query.urlencode() + "&" if query else "",
-                                      "tenant": access.user_tenant(request.user)})
+    return render(request, template, {
+        "form": form, "page_obj": page, "builds": page.object_list, "tenant": tenant,
+        "query_without_page": _query_without(request, "page"), "sort_headers": _sort_headers(request,
+                                                                                           filters["sort"]),
+        "filtered": any(v for k, v in filters.items() if k != "sort"),
+        "uploaded": request.GET.get("uploaded", "")[:1024],
+    })
 
 
-def _detail_context(request, build):
-    from billing.selectors import build_cost
-
-    version = ModelVersion.objects.filter(build=build).first()
-    return {"build": build, "steps": build.steps.all(), "transitions": build.transitions.all(),
-            "version": version, "cost": build_cost(build),
-            "can_decide": version is not None and access.is_tenant_owner(request.user, build.tenant),
-            "live": build.status not in Build.FINISHED}
+def _detail_context(request, build: Build) -> dict:
+    data = selectors.build_detail(build)
+    version = data["version"]
+    return {"build": build, **data,
+            "can_decide": version is not None and access.is_tenant_owner(request.user, build.tenant)}
 
 
 @login_required
@@ -60,7 +83,8 @@ def build_cancel(request, code):
     build = access.get_build_for_user(request.user, code)
     try:
         services.build_cancel(build=build, actor=request.user)
-        messages.success(request, "Cancel requested.")
+        messages.success(request, "Cancel requested." if build.status == Build.Status.RUNNING
+                         else "Build cancelled.")
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     return redirect("builds:detail", code=build.code)
@@ -81,16 +105,17 @@ def build_retry(request, code):
 
 @login_required
 def upload(request, slug):
-    tenant = access.get_tenant_for_user(request.user, slug)
     from mlaas_portal.aws import gateways
 
-    datasets = []
+    tenant = access.get_tenant_for_user(request.user, slug)
+    objects: list[dict] = []
+    datasets_unavailable = False
     if tenant.status == Tenant.Status.ACTIVE:
         try:
-            datasets = sorted(gateways.platform_s3().list_keys(tenant.bucket, tenant.upload_prefix),
-                              key=lambda o: o["LastModified"], reverse=True)[:100]
+            objects = sorted(gateways.platform_s3().list_keys(tenant.bucket, tenant.upload_prefix),
+                             key=lambda o: o["LastModified"], reverse=True)[:100]
         except AwsError:
-            messages.warning(request, "The dataset list is unavailable right now.")
+            datasets_unavailable = True
     start_form = StartBuildForm(request.POST or None)
     if request.method == "POST" and start_form.is_valid():
         data = start_form.cleaned_data
@@ -102,19 +127,40 @@ def upload(request, slug):
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
         else:
+            messages.success(request, f"Build queued on {build.dataset_name}.")
             return redirect("builds:detail", code=build.code)
     return render(request, "builds/upload.html", {
-        "tenant": tenant, "algorithms": Algorithm.objects.filter(active=True), "datasets": datasets,
+        "tenant": tenant, "algorithms": selectors.algorithms(active_only=True),
+        "datasets": selectors.dataset_rows(tenant=tenant, objects=objects),
+        "datasets_unavailable": datasets_unavailable,
         "rejected": RejectedUpload.objects.filter(tenant=tenant)[:10], "start_form": start_form,
-        "limit": tenant.plan.upload_size_limit_bytes})
+        "limit": tenant.plan.upload_size_limit_bytes, "uploads_open": tenant.status == Tenant.Status.ACTIVE})
+
+
+@login_required
+@require_GET
+def upload_status(request, slug):
+    """JSON for the upload page: has intake turned the uploaded object into a build yet?"""
+    tenant = access.get_tenant_for_user(request.user, slug)
+    key = request.GET.get("key", "")
+    if not key.startswith(tenant.upload_prefix):
+        return JsonResponse({"code": "invalid", "message": "Unknown upload."}, status=400)
+    outcome = selectors.upload_outcome(tenant=tenant, key=key)
+    if outcome["state"] == "build":
+        from django.urls import reverse
+
+        outcome["url"] = reverse("builds:detail", args=[outcome["build"]])
+    return JsonResponse(outcome)
 
 
 @login_required
 def models(request, slug):
     tenant = access.get_tenant_for_user(request.user, slug)
-    versions = ModelVersion.objects.filter(tenant=tenant).select_related("build", "build__algorithm", "decided_by")
-    return render(request, "builds/models.html", {"tenant": tenant, "versions": versions,
-                                                  "can_decide": access.is_tenant_owner(request.user, tenant)})
+    page = Paginator(selectors.model_versions(tenant=tenant), PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "builds/models.html", {
+        "tenant": tenant, "page_obj": page, "versions": page.object_list,
+        "query_without_page": _query_without(request, "page"),
+        "can_decide": access.is_tenant_owner(request.user, tenant)})
 
 
 @login_required
@@ -129,8 +175,11 @@ def model_decide(request, slug, version):
         messages.success(request, f"Model version {found.version} {'approved' if approve else 'rejected'}.")
     except AwsError as exc:
         messages.error(request, f"The model registry refused the change: {exc}")
-    return redirect(request.POST.get("next") or "builds:models", slug=slug) if not request.POST.get("next") \
-        else redirect(request.POST["next"])
+    next_url = request.POST.get("next", "")
+    if next_url and url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()},
+                                                    require_https=request.is_secure()):
+        return redirect(next_url)
+    return redirect("builds:models", slug=slug)
 
 
 @login_required
@@ -141,23 +190,25 @@ def model_download(request, slug, version):
 
     found = access.get_model_version_for_user(request.user, slug, version)
     tenant = found.tenant
-    creds = tenant_assume(tenant, purpose="download", duration=900)
-    url = gateways.tenant_s3(creds).presigned_get(tenant.bucket, found.artifact_key, expires=300,
-                                                 filename=f"{tenant.slug}-model-v{found.version}.tar.gz")
+    try:
+        creds = tenant_assume(tenant, purpose="download", duration=900)
+        url = gateways.tenant_s3(creds).presigned_get(tenant.bucket, found.artifact_key, expires=300,
+                                                     filename=f"{tenant.slug}-model-v{found.version}.tar.gz")
+    except AwsError:
+        messages.error(request, "The model download is unavailable right now; try again in a minute.")
+        return redirect("builds:models", slug=slug)
     return redirect(url)
 
 
 @access.staff_required
 def algorithms(request):
-    return render(request, "builds/algorithms.html", {"algorithms": Algorithm.objects.all()})
+    return render(request, "builds/algorithms.html", {"algorithms": selectors.algorithms()})
 
 
 @login_required
 @require_POST
 def presign(request, slug):
     """Session-authenticated twin of POST /api/v1/tenants/{slug}/uploads for the upload page."""
-    from django.http import JsonResponse
-
     from builds.uploads import upload_presign
 
     tenant = access.get_tenant_for_user(request.user, slug)
@@ -169,7 +220,9 @@ def presign(request, slug):
         post = upload_presign(tenant=tenant, filename=request.POST.get("filename", ""), size=size,
                               algorithm=request.POST.get("algorithm", ""), target=request.POST.get("target", ""))
     except ValidationError as exc:
-        return JsonResponse({"code": "invalid", "message": " ".join(exc.messages)}, status=400)
+        fields = {k: [str(m) for m in v] for k, v in exc.message_dict.items()} if hasattr(exc, "error_dict") \
+            else None
+        return JsonResponse({"code": "invalid", "message": " ".join(exc.messages), "fields": fields}, status=400)
     except AwsError:
         return JsonResponse({"code": "aws_unavailable", "message": "Storage is unavailable; try again."}, status=503)
     return JsonResponse(post)

@@ -2,17 +2,26 @@
 
 Views stay thin: parse, call one service or selector, shape the response.
 Every tenant-scoped path resolves through mlaas_portal.access, so a user of
-another tenant gets 404.
+another tenant gets 404. Every error, including unknown paths and methods, is
+JSON `{"code": ..., "message": ..., "fields": ...}`.
+
+No `from __future__ import annotations` here: django-ninja reads the
+annotations at import time to build the request models (`Query[...]` under
+postponed annotations broke every paginated list with a 500).
 """
 
-from __future__ import annotations
-
+import functools
+import logging
 from datetime import date, datetime
+from typing import Any
 from uuid import UUID
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponseNotAllowed, JsonResponse
+from django.urls import URLPattern, re_path
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 from ninja import Field, NinjaAPI, Query, Schema
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -22,9 +31,14 @@ from ninja.security import HttpBearer
 from builds import services as build_services
 from builds.models import Build, ModelVersion
 from mlaas_portal import access
-from mlaas_portal.aws.errors import AwsError
+from mlaas_portal.aws.errors import AwsError, AwsValidationError
 from tenants import services as tenant_services
 from tenants.models import ApiToken, Tenant
+
+logger = logging.getLogger(__name__)
+
+MAX_PAGE = 100_000
+MAX_PAGE_SIZE = 100
 
 
 class BearerToken(HttpBearer):
@@ -39,10 +53,46 @@ class BearerToken(HttpBearer):
         return found.user
 
 
-api = NinjaAPI(
+def _error_body(code: str, message: str, fields: dict | None = None) -> dict:
+    return {"code": code, "message": message, "fields": fields}
+
+
+def _json_method_errors(view):
+    """Wrap a ninja path view so a wrong method answers JSON 405 like every other error."""
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        if isinstance(response, HttpResponseNotAllowed):
+            allowed = response["Allow"]
+            response = JsonResponse(_error_body("method_not_allowed", f"Use {allowed} on this path."), status=405)
+            response["Allow"] = allowed
+        return response
+
+    return wrapper
+
+
+@csrf_exempt
+def _unknown_path(request, *args, **kwargs):
+    return JsonResponse(_error_body("not_found", "No such API path; see /api/v1/docs."), status=404)
+
+
+class PortalAPI(NinjaAPI):
+    def _get_urls(self):
+        patterns = super()._get_urls()
+        for pattern in patterns:
+            if isinstance(pattern, URLPattern):
+                pattern.callback = _json_method_errors(pattern.callback)
+        return [*patterns, re_path(r"^.*$", _unknown_path)]
+
+
+api = PortalAPI(
     title="MLaaS Portal API",
     version="1",
-    description="Tenants, uploads, builds, models and costs. Authenticate with `Authorization: Bearer <token>`.",
+    description="Tenants, credentials, uploads, builds, models and costs. Authenticate with "
+                "`Authorization: Bearer <token>` (create one on the portal's API tokens page or with "
+                "`manage.py create_api_token`). Errors are JSON `{code, message, fields}`; another tenant's "
+                "objects answer 404. Lists are paginated with `page` and `page_size` (at most 100).",
     auth=BearerToken(),
     urls_namespace="api",
     openapi_url="/openapi.json",
@@ -51,13 +101,13 @@ api = NinjaAPI(
 
 
 class ErrorOut(Schema):
-    code: str
-    message: str
-    fields: dict[str, list[str]] | None = None
+    code: str = Field(..., description="Stable, machine-readable error code.")
+    message: str = Field(..., description="What went wrong, for a human.")
+    fields: dict[str, list[str]] | None = Field(None, description="Per-field messages of a rejected request.")
 
 
 def _error(request, status: int, code: str, message: str, fields=None):
-    return api.create_response(request, {"code": code, "message": message, "fields": fields}, status=status)
+    return api.create_response(request, _error_body(code, message, fields), status=status)
 
 
 @api.exception_handler(Http404)
@@ -92,14 +142,36 @@ def _invalid_request(request, exc: NinjaValidationError):
 
 @api.exception_handler(HttpError)
 def _http_error(request, exc: HttpError):
-    return _error(request, exc.status_code, "error", str(exc))
+    code = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+            429: "throttled"}.get(exc.status_code, "error")
+    return _error(request, exc.status_code, code, str(exc))
 
 
 @api.exception_handler(AwsError)
 def _aws(request, exc: AwsError):
+    if isinstance(exc, AwsValidationError):
+        return _error(request, 400, "invalid", f"The storage service refused the request: {exc}")
     if exc.retryable:
         return _error(request, 503, "aws_unavailable", "The storage service is busy; try again shortly.")
     return _error(request, 502, "aws_error", "The storage service refused the request.")
+
+
+@api.exception_handler(Exception)
+def _unexpected(request, exc: Exception):
+    logger.exception("API %s %s failed", request.method, request.path)
+    return _error(request, 500, "server_error", "Something went wrong on our side; it has been logged.")
+
+
+class Pagination(PageNumberPagination):
+    """Page numbers with bounds, so an absurd page is a 422, not a database error."""
+
+    class Input(Schema):
+        page: int = Field(1, ge=1, le=MAX_PAGE)
+        page_size: int | None = Field(None, ge=1, le=MAX_PAGE_SIZE)
+
+
+ERRORS = {401: ErrorOut, 422: ErrorOut}
+SCOPED_ERRORS = {**ERRORS, 404: ErrorOut}
 
 
 # ----- tenants -----
@@ -122,13 +194,18 @@ class TenantOut(Schema):
     created_at: datetime
     resources: ResourcesOut
 
+    @staticmethod
+    def resolve_plan(obj: Tenant) -> str:
+        return obj.plan.slug
 
-def tenant_out(t: Tenant) -> dict:
-    return {"slug": t.slug, "name": t.name, "plan": t.plan.slug, "isolation": t.isolation, "status": t.status,
-            "default_algorithm": t.default_algorithm.slug if t.default_algorithm else None,
-            "default_target": t.default_target, "created_at": t.created_at,
-            "resources": {"bucket": t.bucket, "prefix": t.prefix, "upload_uri": t.upload_uri,
-                          "role_arn": t.role_arn, "model_package_group": t.model_package_group}}
+    @staticmethod
+    def resolve_default_algorithm(obj: Tenant) -> str | None:
+        return obj.default_algorithm.slug if obj.default_algorithm_id else None
+
+    @staticmethod
+    def resolve_resources(obj: Tenant) -> dict:
+        return {"bucket": obj.bucket, "prefix": obj.prefix, "upload_uri": obj.upload_uri,
+                "role_arn": obj.role_arn, "model_package_group": obj.model_package_group}
 
 
 class TenantIn(Schema):
@@ -139,26 +216,32 @@ class TenantIn(Schema):
     owner_email: str = Field("", max_length=254)
 
 
-@api.get("/tenants", response=list[TenantOut], tags=["tenants"])
-@paginate(PageNumberPagination, page_size=50)
+def _tenants(user) -> QuerySet[Tenant]:
+    return access.tenants_for_user(user).select_related("plan", "default_algorithm")
+
+
+@api.get("/tenants", response={200: list[TenantOut], **ERRORS}, tags=["tenants"], summary="List tenants")
+@paginate(Pagination, page_size=50)
 def list_tenants(request):
-    qs = access.tenants_for_user(request.auth).select_related("plan", "default_algorithm").order_by("slug")
-    return [tenant_out(t) for t in qs]
+    """Staff see every tenant; a member sees its own."""
+    return _tenants(request.auth).order_by("slug")
 
 
-@api.post("/tenants", response={201: TenantOut, 400: ErrorOut, 403: ErrorOut}, tags=["tenants"])
+@api.post("/tenants", response={201: TenantOut, 400: ErrorOut, 403: ErrorOut, **ERRORS}, tags=["tenants"],
+          summary="Onboard a tenant")
 def create_tenant(request, payload: TenantIn):
+    """Staff only: records the tenant and queues its provisioning (status `provisioning`, then `active`)."""
     if not request.auth.is_staff:
         raise PermissionDenied("Only vendor staff can onboard tenants.")
     tenant = tenant_services.tenant_onboard(slug=payload.slug, name=payload.name, plan=payload.plan,
                                             isolation=payload.isolation, owner_email=payload.owner_email,
                                             actor=request.auth)
-    return 201, tenant_out(access.get_tenant_for_user(request.auth, tenant.slug))
+    return 201, access.get_tenant_for_user(request.auth, tenant.slug)
 
 
-@api.get("/tenants/{slug}", response={200: TenantOut, 404: ErrorOut}, tags=["tenants"])
+@api.get("/tenants/{slug}", response={200: TenantOut, **SCOPED_ERRORS}, tags=["tenants"], summary="Get a tenant")
 def get_tenant(request, slug: str):
-    return tenant_out(access.get_tenant_for_user(request.auth, slug))
+    return access.get_tenant_for_user(request.auth, slug)
 
 
 class CredentialsOut(Schema):
@@ -170,8 +253,8 @@ class CredentialsOut(Schema):
     Endpoint: str
 
 
-@api.post("/tenants/{slug}/credentials", response={200: CredentialsOut, 400: ErrorOut, 404: ErrorOut},
-          tags=["tenants"])
+@api.post("/tenants/{slug}/credentials", response={200: CredentialsOut, 400: ErrorOut, **SCOPED_ERRORS},
+          tags=["credentials"], summary="Short-lived credentials scoped to the tenant's data")
 def tenant_credentials(request, slug: str):
     from tenants.credentials import credentials_payload, tenant_assume
 
@@ -183,7 +266,7 @@ def tenant_credentials(request, slug: str):
 
 class UploadIn(Schema):
     filename: str = Field(..., max_length=255)
-    size: int = Field(..., ge=1)
+    size: int = Field(..., ge=1, le=10**15)
     algorithm: str = Field("", max_length=60)
     target: str = Field("", max_length=120)
 
@@ -196,8 +279,10 @@ class UploadOut(Schema):
     expires_in: int
 
 
-@api.post("/tenants/{slug}/uploads", response={200: UploadOut, 400: ErrorOut, 404: ErrorOut}, tags=["uploads"])
+@api.post("/tenants/{slug}/uploads", response={200: UploadOut, 400: ErrorOut, **SCOPED_ERRORS}, tags=["uploads"],
+          summary="Presigned POST into the tenant's upload location")
 def create_upload(request, slug: str, payload: UploadIn):
+    """POST the returned `fields` plus `file` as multipart/form-data to `url`; a build starts when it lands."""
     from builds.uploads import upload_presign
 
     tenant = access.get_tenant_for_user(request.auth, slug)
@@ -209,6 +294,7 @@ def create_upload(request, slug: str, payload: UploadIn):
 class BuildOut(Schema):
     id: UUID
     tenant: str
+    plan: str
     status: str
     algorithm: str
     target: str
@@ -217,6 +303,22 @@ class BuildOut(Schema):
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
+
+    @staticmethod
+    def resolve_id(obj) -> UUID:
+        return obj["id"] if isinstance(obj, dict) else obj.code
+
+    @staticmethod
+    def resolve_tenant(obj) -> str:
+        return obj["tenant"] if isinstance(obj, dict) else obj.tenant.slug
+
+    @staticmethod
+    def resolve_plan(obj) -> str:
+        return obj["plan"] if isinstance(obj, dict) else obj.plan.slug
+
+    @staticmethod
+    def resolve_algorithm(obj) -> str:
+        return obj["algorithm"] if isinstance(obj, dict) else obj.algorithm.slug
 
 
 class StepOut(Schema):
@@ -240,69 +342,71 @@ class TransitionOut(Schema):
 class BuildDetailOut(BuildOut):
     steps: list[StepOut]
     transitions: list[TransitionOut]
-    metrics: dict
-    data_report: dict
+    metrics: dict[str, float]
+    data_report: dict[str, Any]
     model_package_arn: str | None
     model_version: int | None
-    cost: str
+    cost: str = Field(..., description="USD: metered when finished, cost so far while it runs.")
     failure_reason: str
-
-
-def build_out(b: Build) -> dict:
-    return {"id": b.code, "tenant": b.tenant.slug, "status": b.status, "algorithm": b.algorithm.slug,
-            "target": b.target, "dataset_key": b.dataset_key, "source": b.source, "created_at": b.created_at,
-            "started_at": b.started_at, "ended_at": b.ended_at}
 
 
 def build_detail_out(b: Build) -> dict:
     from billing.selectors import build_cost
 
     version = ModelVersion.objects.filter(build=b).first()
-    out = build_out(b)
-    out.update(
-        steps=list(b.steps.values("name", "status", "started_at", "ended_at", "billable_seconds", "instance_type",
-                                  "instance_count", "failure_reason")),
-        transitions=list(b.transitions.values("from_status", "to_status", "reason", "at")),
-        metrics=b.metrics, data_report=b.data_report,
-        model_package_arn=version.arn if version else None, model_version=version.version if version else None,
-        cost=str(build_cost(b)), failure_reason=b.failure_reason)
-    return out
+    return {
+        "id": b.code, "tenant": b.tenant.slug, "plan": b.plan.slug, "status": b.status,
+        "algorithm": b.algorithm.slug, "target": b.target, "dataset_key": b.dataset_key, "source": b.source,
+        "created_at": b.created_at, "started_at": b.started_at, "ended_at": b.ended_at,
+        "steps": list(b.steps.order_by("order").values(
+            "name", "status", "started_at", "ended_at", "billable_seconds", "instance_type", "instance_count",
+            "failure_reason")),
+        "transitions": list(b.transitions.values("from_status", "to_status", "reason", "at")),
+        "metrics": b.metrics, "data_report": b.data_report,
+        "model_package_arn": version.arn if version else None, "model_version": version.version if version else None,
+        "cost": str(build_cost(b)), "failure_reason": b.failure_reason,
+    }
 
 
 class BuildFilters(Schema):
-    tenant: str | None = None
-    status: str | None = None
+    tenant: str | None = Field(None, max_length=40, description="Tenant slug.")
+    status: Build.Status | None = None
 
 
-@api.get("/builds", response=list[BuildOut], tags=["builds"])
-@paginate(PageNumberPagination, page_size=50)
+@api.get("/builds", response={200: list[BuildOut], **ERRORS}, tags=["builds"], summary="List builds")
+@paginate(Pagination, page_size=50)
 def list_builds(request, filters: Query[BuildFilters]):
-    qs = access.builds_for_user(request.auth).select_related("tenant", "algorithm")
+    """Newest first. Staff see every tenant's builds; a member sees its tenant's."""
+    qs = access.builds_for_user(request.auth).select_related("tenant", "plan", "algorithm")
     if filters.tenant:
         qs = qs.filter(tenant__slug=filters.tenant)
     if filters.status:
         qs = qs.filter(status=filters.status)
-    return [build_out(b) for b in qs.order_by("-created_at", "-id")]
+    return qs.order_by("-created_at", "-id")
 
 
-@api.get("/builds/{build_id}", response={200: BuildDetailOut, 404: ErrorOut}, tags=["builds"])
+@api.get("/builds/{build_id}", response={200: BuildDetailOut, **SCOPED_ERRORS}, tags=["builds"],
+         summary="Get a build with its steps, metrics, model version and cost")
 def get_build(request, build_id: str):
     return build_detail_out(access.get_build_for_user(request.auth, build_id))
 
 
 class BuildIn(Schema):
     tenant: str = Field(..., max_length=40)
-    dataset_key: str = Field(..., max_length=1024)
+    dataset_key: str = Field(..., min_length=1, max_length=1024)
     algorithm: str = Field("", max_length=60)
     target: str = Field("", max_length=120)
 
 
-@api.post("/builds", response={201: BuildDetailOut, 400: ErrorOut, 404: ErrorOut}, tags=["builds"])
+@api.post("/builds", response={201: BuildDetailOut, 400: ErrorOut, **SCOPED_ERRORS}, tags=["builds"],
+          summary="Start a build on a dataset already uploaded")
 def create_build(request, payload: BuildIn):
     from mlaas_portal.aws import gateways
     from mlaas_portal.aws.errors import AwsNotFound
 
     tenant = access.get_tenant_for_user(request.auth, payload.tenant)
+    if tenant.status != Tenant.Status.ACTIVE:
+        raise ValidationError(f"Tenant `{tenant.slug}` is {tenant.status}; builds start only for active tenants.")
     if not payload.dataset_key.startswith(tenant.upload_prefix):
         raise ValidationError({"dataset_key": f"Datasets must be under `{tenant.upload_prefix}`."})
     try:
@@ -316,9 +420,10 @@ def create_build(request, payload: BuildIn):
     return 201, build_detail_out(access.get_build_for_user(request.auth, build.code))
 
 
-@api.post("/builds/{build_id}/cancel", response={200: BuildDetailOut, 400: ErrorOut, 404: ErrorOut},
-          tags=["builds"])
+@api.post("/builds/{build_id}/cancel", response={200: BuildDetailOut, 400: ErrorOut, **SCOPED_ERRORS},
+          tags=["builds"], summary="Cancel a build")
 def cancel_build(request, build_id: str):
+    """A waiting build is cancelled at once; a running one stops within seconds (`cancel_requested`)."""
     build = access.get_build_for_user(request.auth, build_id)
     build_services.build_cancel(build=build, actor=request.auth)
     return build_detail_out(access.get_build_for_user(request.auth, build_id))
@@ -329,20 +434,26 @@ class ModelVersionOut(Schema):
     version: int
     arn: str
     build: UUID
-    metrics: dict
+    metrics: dict[str, float]
     approval_status: str
-    artifact: str
+    artifact: str = Field(..., description="s3:// URI of model.tar.gz")
     created_at: datetime
 
+    @staticmethod
+    def resolve_build(obj: ModelVersion) -> UUID:
+        return obj.build.code
 
-@api.get("/tenants/{slug}/models", response={200: list[ModelVersionOut], 404: ErrorOut}, tags=["models"])
-@paginate(PageNumberPagination, page_size=50)
+    @staticmethod
+    def resolve_artifact(obj: ModelVersion) -> str:
+        return f"s3://{obj.tenant.bucket}/{obj.artifact_key}"
+
+
+@api.get("/tenants/{slug}/models", response={200: list[ModelVersionOut], **SCOPED_ERRORS}, tags=["models"],
+         summary="List the tenant's model versions")
+@paginate(Pagination, page_size=50)
 def list_models(request, slug: str):
     tenant = access.get_tenant_for_user(request.auth, slug)
-    return [{"version": v.version, "arn": v.arn, "build": v.build.code, "metrics": v.metrics,
-             "approval_status": v.approval_status, "artifact": f"s3://{tenant.bucket}/{v.artifact_key}",
-             "created_at": v.created_at}
-            for v in ModelVersion.objects.filter(tenant=tenant).select_related("build").order_by("-version")]
+    return ModelVersion.objects.filter(tenant=tenant).select_related("build", "tenant").order_by("-version")
 
 
 # ----- costs -----
@@ -366,7 +477,8 @@ class CostQuery(Schema):
     end: date
 
 
-@api.get("/tenants/{slug}/costs", response={200: CostsOut, 400: ErrorOut, 404: ErrorOut}, tags=["costs"])
+@api.get("/tenants/{slug}/costs", response={200: CostsOut, 400: ErrorOut, **SCOPED_ERRORS}, tags=["costs"],
+         summary="Daily cost lines and totals (metered, and Cost Explorer when synced)")
 def tenant_costs(request, slug: str, q: Query[CostQuery]):
     from billing.selectors import tenant_daily_costs
 

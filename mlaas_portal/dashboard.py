@@ -10,11 +10,14 @@ from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from builds.models import Build, ModelVersion, RejectedUpload
-from tenants.models import Plan, Tenant
+from tenants.models import AccessRequest, Plan, Tenant
+
+WINDOW_DAYS = 7
 
 
 def plan_capacity() -> list[dict]:
-    plans = list(Plan.objects.order_by("-tier_rank"))
+    """Per plan, highest tier first: builds running and queued against the plan's concurrent limit."""
+    plans = list(Plan.objects.order_by("-tier_rank", "slug"))
     rows = (Build.objects.filter(status__in=(*Build.ACTIVE, Build.Status.QUEUED))
             .values("plan_id").annotate(
                 running=Count("id", filter=Q(status__in=Build.ACTIVE)),
@@ -24,59 +27,84 @@ def plan_capacity() -> list[dict]:
     out = []
     for plan in plans:
         row = by_plan.get(plan.id, {})
-        out.append({"plan": plan, "running": row.get("running", 0), "queued": row.get("queued", 0),
-                    "oldest": row.get("oldest"), "limit": plan.plan_concurrent_limit})
+        running, limit = row.get("running", 0), plan.plan_concurrent_limit
+        out.append({"plan": plan, "running": running, "queued": row.get("queued", 0), "oldest": row.get("oldest"),
+                    "limit": limit, "full": bool(limit) and running >= limit})
     return out
 
 
 def tenant_queue_rows(limit: int = 20) -> list[dict]:
+    """Tenants with builds running or waiting, busiest queue first."""
     return list(Build.objects.filter(status__in=(*Build.ACTIVE, Build.Status.QUEUED))
-                .values("tenant__slug", "plan__slug").annotate(
+                .values("tenant__slug", "tenant__name", "plan__slug", "plan__tenant_concurrent_limit").annotate(
                     running=Count("id", filter=Q(status__in=Build.ACTIVE)),
                     queued=Count("id", filter=Q(status=Build.Status.QUEUED)))
-                .order_by("-queued", "tenant__slug")[:limit])
+                .order_by("-queued", "-running", "tenant__slug")[:limit])
+
+
+def build_outcomes(*, days: int = WINDOW_DAYS) -> dict:
+    """Success rate (cancelled builds left out) and median duration of the builds that ended in the window."""
+    since = timezone.now() - timedelta(days=days)
+    finished = list(Build.objects.filter(ended_at__gte=since, status__in=Build.FINISHED)
+                    .values_list("status", "started_at", "ended_at"))
+    decided = [status for status, _, _ in finished if status != Build.Status.CANCELLED]
+    succeeded = sum(1 for status in decided if status == Build.Status.SUCCEEDED)
+    durations = [(ended - started).total_seconds() for status, started, ended in finished
+                 if status == Build.Status.SUCCEEDED and started and ended]
+    return {"finished": len(finished), "succeeded": succeeded, "failed": len(decided) - succeeded,
+            "success_rate": (100 * succeeded / len(decided)) if decided else None,
+            "median_build_seconds": statistics.median(durations) if durations else None}
 
 
 def staff_dashboard_context() -> dict:
     from billing.selectors import spend_this_month_total
+    from billing.services import utc_today
 
-    now = timezone.now()
-    week = Build.objects.filter(ended_at__gte=now - timedelta(days=7), status__in=Build.FINISHED)
-    finished = list(week.values_list("status", "started_at", "ended_at"))
-    done = [s for s, _, _ in finished if s != Build.Status.CANCELLED]
-    succeeded = [s for s in done if s == Build.Status.SUCCEEDED]
-    durations = [(e - s).total_seconds() for st, s, e in finished if st == Build.Status.SUCCEEDED and s and e]
     capacity = plan_capacity()
+    tenant_counts = dict(Tenant.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    account_running = sum(c["running"] for c in capacity)
     return {
-        "active_tenants": Tenant.objects.filter(status=Tenant.Status.ACTIVE).count(),
+        "active_tenants": tenant_counts.get(Tenant.Status.ACTIVE, 0),
+        "tenant_counts": tenant_counts,
+        "tenants_needing_attention": tenant_counts.get(Tenant.Status.PROVISIONING, 0)
+        + tenant_counts.get(Tenant.Status.FAILED, 0),
         "capacity": capacity,
-        "account_running": sum(c["running"] for c in capacity),
+        "account_running": account_running,
+        "account_queued": sum(c["queued"] for c in capacity),
         "account_limit": settings.MLAAS_ACCOUNT_CONCURRENT_LIMIT,
         "tenant_queues": tenant_queue_rows(),
-        "success_rate": (100 * len(succeeded) / len(done)) if done else None,
-        "median_build_seconds": statistics.median(durations) if durations else None,
-        "spend_this_month": spend_this_month_total(timezone.localdate()),
-        "recent_failures": Build.objects.filter(status=Build.Status.FAILED).select_related("tenant", "algorithm")
-        .order_by("-ended_at")[:8],
-        "rejected_uploads": RejectedUpload.objects.select_related("tenant")[:8],
-        "pending_tenants": Tenant.objects.filter(status__in=[Tenant.Status.PROVISIONING, Tenant.Status.FAILED])[:8],
+        "window_days": WINDOW_DAYS,
+        **build_outcomes(),
+        "spend_this_month": spend_this_month_total(utc_today()),
+        "recent_failures": list(Build.objects.filter(status=Build.Status.FAILED)
+                                .select_related("tenant", "algorithm").order_by("-ended_at", "-id")[:8]),
+        "rejected_uploads": list(RejectedUpload.objects.select_related("tenant").order_by("-created_at")[:8]),
+        "pending_tenants": list(Tenant.objects.filter(status__in=[Tenant.Status.PROVISIONING, Tenant.Status.FAILED])
+                                .order_by("-created_at")[:8]),
+        "pending_requests": AccessRequest.objects.filter(handled_at__isnull=True).count(),
     }
 
 
 def tenant_home_context(user, tenant: Tenant) -> dict:
     from billing.selectors import tenant_spend_this_month
+    from billing.services import utc_today
 
-    spend = tenant_spend_this_month(tenant, timezone.localdate())
+    spend = tenant_spend_this_month(tenant, utc_today())
     budget = tenant.monthly_budget
+    counts = dict(Build.objects.filter(tenant=tenant).values_list("status").annotate(n=Count("id"))
+                  .values_list("status", "n"))
     return {
         "tenant": tenant,
-        "recent_builds": Build.objects.filter(tenant=tenant).select_related("algorithm")[:10],
-        "latest_models": ModelVersion.objects.filter(tenant=tenant).select_related("build")[:5],
-        "rejected_uploads": RejectedUpload.objects.filter(tenant=tenant)[:5],
+        "recent_builds": list(Build.objects.filter(tenant=tenant).select_related("tenant", "plan", "algorithm")
+                              .order_by("-created_at", "-id")[:10]),
+        "latest_models": list(ModelVersion.objects.filter(tenant=tenant).select_related("build__algorithm")
+                              .order_by("-version")[:5]),
+        "rejected_uploads": list(RejectedUpload.objects.filter(tenant=tenant).order_by("-created_at")[:5]),
         "spend": spend,
         "budget": budget,
         "budget_percent": (float(spend) / float(budget) * 100) if budget else None,
         "over_alert": bool(budget and float(spend) >= float(budget) * tenant.budget_alert_percent / 100),
-        "counts": dict(Build.objects.filter(tenant=tenant).values_list("status").annotate(n=Count("id"))
-                       .values_list("status", "n")),
+        "counts": counts,
+        "active": sum(counts.get(s, 0) for s in Build.ACTIVE),
+        "waiting": counts.get(Build.Status.QUEUED, 0) + counts.get(Build.Status.RECEIVED, 0),
     }

@@ -13,32 +13,30 @@ from mlaas_portal import access
 
 @login_required
 def home(request):
-    if request.user.is_staff:
-        from mlaas_portal.dashboard import staff_dashboard_context
+    from mlaas_portal.dashboard import staff_dashboard_context, tenant_home_context
 
+    if request.user.is_staff:
         return render(request, "dashboard/staff_home.html", staff_dashboard_context())
     tenant = access.user_tenant(request.user)
     if tenant is None:
         return render(request, "dashboard/no_tenant.html", status=404)
-    from mlaas_portal.dashboard import tenant_home_context
-
     return render(request, "dashboard/tenant_home.html", tenant_home_context(request.user, tenant))
 
 
 def catalog(request):
-    from builds.models import Algorithm
+    from builds.selectors import algorithms
     from tenants.forms import AccessRequestForm
     from tenants.models import Plan
     from tenants.services import access_request_create
 
-    form = AccessRequestForm(request.POST or None)
+    form = AccessRequestForm(request.POST or None, initial={"plan": request.GET.get("plan")})
     if request.method == "POST" and form.is_valid():
         access_request_create(**form.cleaned_data)
         messages.success(request, "Thanks! We received your request and will be in touch.")
         return redirect("catalog")
     return render(request, "catalog.html", {
-        "algorithms": Algorithm.objects.filter(active=True),
-        "plans": Plan.objects.order_by("tier_rank"),
+        "algorithms": algorithms(active_only=True),
+        "plans": Plan.objects.order_by("tier_rank", "slug"),
         "form": form,
     })
 
@@ -46,10 +44,12 @@ def catalog(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def tokens(request):
+    from mlaas_portal.forms import TokenForm
     from tenants.models import ApiToken
     from tenants.services import api_token_create, api_token_revoke
 
     new_token = None
+    form = TokenForm(request.POST if request.method == "POST" and "revoke" not in request.POST else None)
     if request.method == "POST":
         if "revoke" in request.POST:
             try:
@@ -58,10 +58,12 @@ def tokens(request):
             except (ValueError, ValidationError):
                 messages.error(request, "No such token.")
             return redirect("tokens")
-        new_token = api_token_create(user=request.user, name=request.POST.get("name", "default").strip())
+        if form.is_valid():
+            new_token = api_token_create(user=request.user, name=form.cleaned_data["name"].strip() or "default")
+            form = TokenForm()
     return render(request, "tokens.html", {
         "tokens": ApiToken.objects.filter(user=request.user).order_by("-created_at"),
-        "new_token": new_token,
+        "new_token": new_token, "form": form,
     })
 
 

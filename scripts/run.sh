@@ -11,7 +11,8 @@ export MLAAS_EMULATOR_STATE=${MLAAS_EMULATOR_STATE:-$PWD/.local/emulator.json}
 PIDS=()
 cleanup() {
   trap - EXIT INT TERM
-  for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
+  # Newest first: web and workers stop before the emulator and Redis they use.
+  for ((i=${#PIDS[@]}-1; i>=0; i--)); do kill "${PIDS[$i]}" 2>/dev/null || true; wait "${PIDS[$i]}" 2>/dev/null || true; done
   [ -f .local/redis/redis.pid ] && [ -n "${PRIVATE_REDIS:-}" ] && kill "$(cat .local/redis/redis.pid)" 2>/dev/null || true
   wait 2>/dev/null || true
   echo "stopped."
@@ -27,6 +28,7 @@ if ! redis_reachable "$REDIS_URL"; then
 fi
 
 if [ -n "$AWS_ENDPOINT_URL" ]; then
+  : > .local/emulator.log
   .venv/bin/python -m mlaas_portal.emulator --port "$EMULATOR_PORT" --state "$MLAAS_EMULATOR_STATE" \
     > .local/emulator.log 2>&1 &
   PIDS+=($!)

@@ -42,7 +42,7 @@ def ensure_shared_intake() -> str:
         "silo": {"bucket": {"name": [{"prefix": naming.silo_bucket_prefix()}]},
                  "object": {"key": [{"prefix": "uploads/"}]}},
         "pool": {"bucket": {"name": [naming.pool_bucket(account)]},
-                 "object": {"key": [{"prefix": "tenants/"}]}},
+                 "object": {"key": [{"wildcard": "tenants/*/uploads/*"}]}},
     }
     rule_arns = []
     for isolation, detail in patterns.items():
@@ -182,3 +182,25 @@ def _fail(tenant: Tenant, row: ProvisioningStep, error: str) -> None:
     row.save(update_fields=["status", "error", "ended_at"])
     Tenant.objects.filter(pk=tenant.pk).update(status=Tenant.Status.FAILED)
     tenant.status = Tenant.Status.FAILED
+
+
+def reprovision_missing() -> list[str]:
+    """Re-run provisioning of tenants whose bucket or role is gone.
+
+    The local emulator keeps its state only while it runs: after a restart the
+    database still lists tenants whose AWS resources no longer exist. Every
+    step is idempotent, so provisioning them again restores a working tenant.
+    """
+    s3, iam = gateways.platform_s3(), gateways.platform_iam()
+    restored = []
+    candidates = Tenant.objects.select_related("plan").filter(
+        status__in=[Tenant.Status.ACTIVE, Tenant.Status.PROVISIONING, Tenant.Status.FAILED]).exclude(bucket="")
+    for tenant in candidates:
+        if s3.bucket_exists(tenant.bucket) and iam.role_exists(naming.role_name(tenant.slug)):
+            continue
+        tenant.provisioning_steps.update(status=ProvisioningStep.Status.PENDING, resource_arn="", error="")
+        Tenant.objects.filter(pk=tenant.pk).update(status=Tenant.Status.PROVISIONING)
+        tenant.status = Tenant.Status.PROVISIONING
+        if run_provisioning(tenant):
+            restored.append(tenant.slug)
+    return restored

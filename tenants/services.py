@@ -25,7 +25,9 @@ def _enqueue_provisioning(tenant_id: int) -> None:
 
 
 def tenant_onboard(*, slug: str, name: str = "", plan: Plan | str, isolation: str, owner_email: str = "",
-                   actor: User | None = None, default_algorithm=None, default_target: str = "") -> Tenant:
+                   actor: User | None = None, default_algorithm=None, default_target: str = "",
+                   provision_in_background: bool = True) -> Tenant:
+    """Record the tenant and queue its provisioning (or leave it to the caller to run synchronously)."""
     slug = (slug or "").strip().lower()
     errors: dict[str, str] = {}
     if not SLUG_RE.match(slug):
@@ -65,7 +67,8 @@ def tenant_onboard(*, slug: str, name: str = "", plan: Plan | str, isolation: st
             member_invite(tenant=tenant, email=owner_email, role=Membership.Role.OWNER, actor=None)
         TenantEvent.objects.create(tenant=tenant, action="onboarded", actor=actor,
                                    detail=f"plan={plan_obj.slug} isolation={isolation}")
-        _enqueue_provisioning(tenant.id)
+        if provision_in_background:
+            _enqueue_provisioning(tenant.id)
     return tenant
 
 

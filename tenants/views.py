@@ -51,9 +51,26 @@ def tenant_onboard(request):
         except ValidationError as exc:
             _apply_errors(form, exc)
         else:
-            messages.success(request, f"Tenant {tenant.slug} is being provisioned.")
+            link = _owner_set_password_link(request, tenant)
+            messages.success(request, f"Tenant {tenant.slug} is being provisioned."
+                             + (f" Send the owner this link to set a password: {link}" if link else ""))
             return redirect("tenants:detail", slug=tenant.slug)
     return render(request, "tenants/onboard.html", {"form": form})
+
+
+def _owner_set_password_link(request, tenant) -> str:
+    """The set-password link of a freshly invited owner (shown once to the staff who onboarded them)."""
+    from django.contrib.auth.tokens import default_token_generator
+    from django.urls import reverse
+    from django.utils.encoding import force_bytes
+    from django.utils.http import urlsafe_base64_encode
+
+    owner = tenant.memberships.filter(role="owner").select_related("user").first()
+    if owner is None or owner.user.has_usable_password():
+        return ""
+    uid = urlsafe_base64_encode(force_bytes(owner.user.pk))
+    return request.build_absolute_uri(
+        reverse("password_reset_confirm", args=[uid, default_token_generator.make_token(owner.user)]))
 
 
 @login_required
@@ -161,10 +178,8 @@ def tenant_settings(request, slug):
     if form.is_valid():
         services.tenant_update_defaults(tenant=tenant, **form.cleaned_data)
         messages.success(request, "Settings saved.")
-    else:
-        messages.error(request, "Check the settings: " + "; ".join(
-            f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
-    return redirect("tenants:detail", slug=tenant.slug)
+        return redirect("tenants:detail", slug=tenant.slug)
+    return render(request, "tenants/detail.html", {**_detail_context(request, tenant), "settings_form": form})
 
 
 @login_required
@@ -182,7 +197,12 @@ def tenant_credentials(request, slug):
 
 @access.staff_required
 def plan_list(request):
-    return render(request, "tenants/plans.html", {"plans": Plan.objects.order_by("-tier_rank")})
+    from django.db.models import Count, Q
+
+    return render(request, "tenants/plans.html", {
+        "plans": Plan.objects.annotate(
+            tenant_count=Count("tenants", filter=~Q(tenants__status=Tenant.Status.OFFBOARDED))
+        ).order_by("-tier_rank", "slug")})
 
 
 @access.staff_required
@@ -198,8 +218,10 @@ def plan_edit(request, slug):
 
 @access.staff_required
 def access_requests(request):
+    pending = AccessRequest.objects.select_related("plan").filter(handled_at__isnull=True).order_by("-created_at")
+    page = Paginator(pending, 25).get_page(request.GET.get("page"))
     return render(request, "tenants/access_requests.html", {
-        "requests": AccessRequest.objects.select_related("plan").filter(handled_at__isnull=True)[:200]})
+        "requests": page.object_list, "page_obj": page, "query_without_page": ""})
 
 
 @access.staff_required

@@ -86,7 +86,8 @@ def populate(reference_data):
         DailyCost.objects.bulk_create([
             DailyCost(day=day, tenant_slug=slug, service=service, amount=Decimal("0.07"), estimated=False)
             for day in days for slug in [*(t.slug for t in tenants), ""]
-            for service in ("Amazon SageMaker", "Amazon Simple Storage Service")])
+            for service in ("Amazon SageMaker", "Amazon Simple Storage Service")],
+            ignore_conflicts=True)  # untagged rows of an earlier call
         CostSyncRun.objects.create(status=CostSyncRun.Status.SUCCEEDED, start_day=days[-1], end_day=days[0],
                                    requests=1, rows=len(days), last_final_day=days[-1],
                                    ended_at=datetime.now(UTC))

@@ -77,9 +77,25 @@ def test_costs_api_is_tenant_scoped(api_client_for, two_tenants, staff_user):
     assert "0.46" not in stranger.content.decode()
     assert own.status_code == 200
     assert own.json() == {"tenant": "acme", "start": today, "end": today,
-                          "days": [{"day": today, "metered": "0.230000", "cost_explorer": None}],
+                          "days": [{"day": today, "metered": "0.230000", "cost_explorer": None,
+                                    "difference": None}],
                           "total_metered": "0.230000", "total_cost_explorer": "0"}
     assert (staff.status_code, staff.json()["total_metered"]) == (200, "0.460000")
+
+
+def test_costs_api_difference_once_cost_explorer_has_the_day(api_client_for, two_tenants):
+    from billing.models import DailyCost
+
+    acme, _, acme_user = two_tenants
+    today = utc_today()
+    DailyCost.objects.create(day=today, tenant_slug="acme", service="Amazon SageMaker", amount=Decimal("0.30"))
+
+    body = api_client_for(acme_user).get(f"/api/v1/tenants/{acme.slug}/costs",
+                                         {"start": today.isoformat(), "end": today.isoformat()}).json()
+
+    assert body["days"] == [{"day": today.isoformat(), "metered": "0.230000", "cost_explorer": "0.300000",
+                             "difference": "0.070000"}]
+    assert body["total_cost_explorer"] == "0.300000"
 
 
 def test_tenant_costs_export_has_only_its_rows(client, two_tenants):

@@ -10,9 +10,12 @@ config: target, problem_type ("classification" | "regression"), seed (42),
 delimiter (optional; sniffed when absent).
 
 Writes, under processing/output/:
-    train/train.parquet            cleaned rows, all columns kept as read
-    train/preprocessor.joblib      fitted ColumnTransformer (rides the train channel)
-    train/schema.json              target, problem type, features, classes
+    train/train.parquet            cleaned rows: text trimmed, numbers-in-text converted,
+                                   every column kept (ignored ones too)
+    train/preprocessor.joblib      fitted ColumnTransformer (rides the train channel):
+                                   numbers median-imputed, text most-frequent-imputed and
+                                   ordinal-encoded (see build_preprocessor)
+    train/schema.json              target, problem type, numeric/categorical features, classes
     train/features.npy             the train rows already transformed (float64), so the
                                    train step does not transform them again
     validation/validation.parquet
@@ -52,7 +55,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder
+from sklearn.preprocessing import OrdinalEncoder
 
 from builds.pipeline.contract import StepPaths, stage_inputs, write_json
 from builds.pipeline.failures import StepFailure, quote_list
@@ -67,7 +70,7 @@ SNIFF_BYTES = 64 * 1024
 MAX_COLUMNS = 2_000
 MIN_ROWS = 20
 MAX_CLASSES = 100
-MAX_CATEGORIES = 20  # one-hot columns per categorical feature; rarer values encode as all zeros
+MAX_CATEGORIES = 20  # known values per categorical feature; rarer ones encode as NaN
 ID_LIKE_MIN_DISTINCT = 50  # text columns with more distinct values, mostly unique, are identifiers or free text
 NUMERIC_TEXT_SHARE = 0.95  # a text column whose values parse as numbers this often is numeric
 MAX_MALFORMED_SHARE = 0.01  # rows with the wrong number of fields skipped before we give up
@@ -180,13 +183,18 @@ def run(paths: StepPaths, config: dict) -> dict:
 
 def build_preprocessor(numeric: list[str], categorical: list[str],
                        categories: dict[str, list]) -> ColumnTransformer:
-    """Median-impute numbers; most-frequent-impute + one-hot text (capped categories).
+    """Median-impute numbers; most-frequent-impute + ordinal-encode text (capped categories).
 
-    Scaling is left to the trainers that need it (linear), trees do not.
+    Output columns: the numeric features, then one code per categorical
+    feature (`feature_layout`). Each trainer takes it from there: gradient
+    boosting splits on the codes natively, the linear model one-hot encodes
+    and scales them, the forest uses them as they are. Ordinal codes keep the
+    matrix narrow (one column per feature, not one per value), which is what
+    makes boosting fast.
 
-    Categories are fixed up front (the most frequent MAX_CATEGORIES in the
-    train split) so the encoder stays small; unseen or rare values encode as
-    all zeros.
+    Categories are fixed up front: the MAX_CATEGORIES most frequent in the
+    train split. Rarer and unseen values encode as NaN, "none of the known
+    categories", which every trainer handles.
     """
     transformers = []
     if numeric:
@@ -196,10 +204,16 @@ def build_preprocessor(numeric: list[str], categorical: list[str],
     if categorical:
         transformers.append(("categorical", Pipeline([
             ("impute", SimpleImputer(strategy="most_frequent")),
-            ("encode", OneHotEncoder(categories=[categories[name] for name in categorical],
-                                     handle_unknown="ignore", sparse_output=False)),
+            ("encode", OrdinalEncoder(categories=[categories[name] for name in categorical],
+                                      handle_unknown="use_encoded_value", unknown_value=np.nan)),
         ]), categorical))
     return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
+
+
+def feature_layout(schema: dict) -> list[int]:
+    """Indices of the categorical codes in the preprocessor's output."""
+    first = len(schema["numeric_features"])
+    return list(range(first, first + len(schema["categorical_features"])))
 
 
 def read_split(directory: Path) -> pd.DataFrame:

@@ -151,28 +151,39 @@ def run_step(
     ended_by = ""
     output = bytearray()
     deadline = time.monotonic() + timeout_seconds
+    next_check = time.monotonic() + poll_interval
+    poller = select.poll()  # not select(): a busy web or worker process may hold fds above 1024
+    poller.register(read_fd, select.POLLIN | select.POLLHUP)
+    pipe_open = True
     try:
         while True:
             now = time.monotonic()
-            ready, _, _ = select.select([read_fd], [], [], max(0.0, min(poll_interval, deadline - now)))
-            if ready:
-                chunk = os.read(read_fd, 1 << 16)
-                if chunk:
-                    output += chunk
-                else:  # the child closed its end: it is exiting
-                    wait_status = os.waitpid(pid, 0)[1]
-                    break
+            wait = max(0.0, min(next_check, deadline) - now)
+            if pipe_open:
+                if poller.poll(int(wait * 1000)):
+                    chunk = os.read(read_fd, 1 << 16)
+                    if chunk:
+                        output += chunk
+                    else:  # the child closed its end: it is exiting, reap it promptly
+                        pipe_open = False
+                        poller.unregister(read_fd)
+            else:
+                time.sleep(min(wait, 0.002))
             finished, status = os.waitpid(pid, os.WNOHANG)
             if finished:
                 wait_status = status
-                output += _drain(read_fd)
+                if pipe_open:
+                    output += _drain(read_fd)
                 break
-            if heartbeat is not None:
-                heartbeat()
-            if should_cancel is not None and should_cancel():
-                ended_by = CANCELLED
-                break
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= next_check:
+                next_check = now + poll_interval
+                if heartbeat is not None:
+                    heartbeat()
+                if should_cancel is not None and should_cancel():
+                    ended_by = CANCELLED
+                    break
+            if now >= deadline:
                 ended_by = "timeout"
                 break
     finally:

@@ -42,7 +42,13 @@ from sklearn.utils._param_validation import InvalidParameterError
 from builds.pipeline.contract import StepPaths, read_json, stage_inputs, write_json
 from builds.pipeline.evaluate import INFO_FILE, MODEL_FILE, compute_metrics
 from builds.pipeline.failures import StepFailure
-from builds.pipeline.preprocess import PREPROCESSOR_FILE, SCHEMA_FILE, TRAIN_FEATURES_FILE, read_split
+from builds.pipeline.preprocess import (
+    PREPROCESSOR_FILE,
+    SCHEMA_FILE,
+    TRAIN_FEATURES_FILE,
+    feature_layout,
+    read_split,
+)
 from builds.pipeline.trainers import (
     get_trainer,
     objective_direction,
@@ -74,8 +80,8 @@ def run(paths: StepPaths, config: dict) -> dict:
     ranges = validate_ranges(trainer, config.get("tuning_ranges") or trainer.default_tuning_ranges)
     point = config.get("point")  # the SageMaker tuner's u0..u3
     tuning = bool(config.get("tuning_enabled")) and point is None
-    candidates = _candidates(base, ranges, point, max(1, int(config.get("max_tuning_jobs") or 1)) if tuning else 1,
-                             seed)
+    max_jobs = max(1, int(config.get("max_tuning_jobs") or 1))
+    candidates = _candidates(base, ranges, point, max_jobs if tuning else 1, seed)
     needs_validation = tuning or point is not None
 
     preprocessor = joblib.load(train_dir / PREPROCESSOR_FILE)
@@ -89,7 +95,8 @@ def run(paths: StepPaths, config: dict) -> dict:
     trials: list[dict] = []
     best = None
     for number, hyperparameters in enumerate(candidates, start=1):
-        estimator = trainer.build(problem_type, hyperparameters, seed=seed, n_jobs=n_jobs)
+        estimator = trainer.build(problem_type, hyperparameters, seed=seed, n_jobs=n_jobs,
+                                  categorical=feature_layout(schema))
         try:
             estimator.fit(features, labels)
         except InvalidParameterError as error:
@@ -121,7 +128,7 @@ def run(paths: StepPaths, config: dict) -> dict:
         "objective": {"metric": metric, "higher_is_better": higher_is_better,
                       "value": trial.get("value"), "score": trial.get("score")},
         "validation_metrics": trial.get("validation_metrics"),
-        "tuning": {"enabled": tuning, "max_jobs": len(candidates) if tuning else 0, "ranges": ranges if tuning else {},
+        "tuning": {"enabled": tuning, "max_jobs": max_jobs if tuning else 0, "ranges": ranges if tuning else {},
                    "trials": trials if tuning else [], "best_trial": trial["trial"] if tuning else None},
         "classes": classes,
         "positive_class": classes[1] if len(classes) == 2 else None,

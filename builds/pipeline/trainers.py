@@ -28,6 +28,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
@@ -36,7 +37,7 @@ from sklearn.ensemble import (
 )
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from builds.pipeline.failures import StepFailure, quote_list
 
@@ -57,7 +58,7 @@ class Trainer:
     description: str
     default_hyperparameters: Mapping[str, object]
     default_tuning_ranges: Mapping[str, Mapping[str, object]]
-    _build: Callable[[str, dict, int, int], object] = field(repr=False)
+    _build: Callable[[str, dict, int, int, list[int]], object] = field(repr=False)
 
     def objective_metric(self, problem_type: str) -> str:
         return DEFAULT_OBJECTIVE[problem_type]
@@ -75,24 +76,26 @@ class Trainer:
             chosen[name] = _coerce(value, chosen[name])
         return chosen
 
-    def build(self, problem_type: str, hyperparameters: Mapping[str, object], *, seed: int, n_jobs: int):
-        """An unfitted estimator."""
+    def build(self, problem_type: str, hyperparameters: Mapping[str, object], *, seed: int, n_jobs: int,
+              categorical: list[int] | None = None):
+        """An unfitted estimator for the preprocessor's output; `categorical`: indices of category codes."""
         if problem_type not in PROBLEM_TYPES:
             raise StepFailure(f"problem type `{problem_type}` is not supported; use classification or regression")
-        return self._build(problem_type, dict(hyperparameters), seed, n_jobs)
+        return self._build(problem_type, dict(hyperparameters), seed, n_jobs, list(categorical or []))
 
 
-def _hist_gradient_boosting(problem_type: str, hp: dict, seed: int, n_jobs: int):
+def _hist_gradient_boosting(problem_type: str, hp: dict, seed: int, n_jobs: int, categorical: list[int]):
     cls = HistGradientBoostingClassifier if problem_type == "classification" else HistGradientBoostingRegressor
-    return cls(random_state=seed, **hp)  # threads: OpenMP, limited by the runner
+    # Native categorical splits on the codes; threads are OpenMP's, sized by the runner.
+    return cls(random_state=seed, categorical_features=categorical or None, **hp)
 
 
-def _random_forest(problem_type: str, hp: dict, seed: int, n_jobs: int):
+def _random_forest(problem_type: str, hp: dict, seed: int, n_jobs: int, categorical: list[int]):
     cls = RandomForestClassifier if problem_type == "classification" else RandomForestRegressor
-    return cls(random_state=seed, n_jobs=n_jobs, **hp)
+    return cls(random_state=seed, n_jobs=n_jobs, **hp)  # codes as numbers; NaN (rare value) is supported
 
 
-def _linear(problem_type: str, hp: dict, seed: int, n_jobs: int):
+def _linear(problem_type: str, hp: dict, seed: int, n_jobs: int, categorical: list[int]):
     alpha = float(hp.pop("alpha"))
     if problem_type == "classification":
         if alpha <= 0:
@@ -100,8 +103,10 @@ def _linear(problem_type: str, hp: dict, seed: int, n_jobs: int):
         model = LogisticRegression(C=1.0 / alpha, random_state=seed, **hp)
     else:
         model = Ridge(alpha=alpha, random_state=seed, **hp)
-    # The shared preprocessing does not scale (trees need not); a penalised linear model must.
-    return Pipeline([("scale", StandardScaler()), ("model", model)])
+    # The shared preprocessing neither scales nor one-hot encodes (trees need not); a linear model must.
+    encode = ColumnTransformer([("one_hot", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical)],
+                               remainder=StandardScaler(), sparse_threshold=0.0)
+    return Pipeline([("encode", encode), ("model", model)])
 
 
 TRAINERS: dict[str, Trainer] = {
@@ -116,7 +121,7 @@ TRAINERS: dict[str, Trainer] = {
                 "learning_rate": {"type": "continuous", "min": 0.01, "max": 0.3, "scale": "log"},
                 "max_iter": {"type": "integer", "min": 50, "max": 400},
                 "max_leaf_nodes": {"type": "integer", "min": 8, "max": 64, "scale": "log"},
-                "min_samples_leaf": {"type": "integer", "min": 5, "max": 100, "scale": "log"},
+                "min_samples_leaf": {"type": "integer", "min": 5, "max": 50, "scale": "log"},
             },
             _build=_hist_gradient_boosting,
         ),

@@ -133,6 +133,24 @@ def test_every_trainer_handles_regression(tmp_path, samples):
         assert metrics["r2"] > 0.3, entry_point
 
 
+@pytest.mark.parametrize("entry_point", sorted(TRAINERS))
+def test_categorical_features_with_unseen_and_missing_values_at_prediction(tmp_path, entry_point):
+    rng = np.random.default_rng(3)
+    rows = 600
+    plan = rng.choice(["basic", "pro", "team", "enterprise"], rows)
+    frame = pd.DataFrame({"usage": rng.normal(size=rows).round(3), "plan": plan,
+                          "churn": np.where(np.isin(plan, ["basic", "team"]), "yes", "no")})
+    paths = write_upload(tmp_path, frame.to_csv(index=False))
+    preprocess.run(paths, {"target": "churn", "problem_type": "classification"})
+    train.run(paths, {"entry_point": entry_point})
+
+    assert evaluate.run(paths, {})["metrics"]["accuracy"] > 0.95
+    model = joblib.load(paths.model_dir / "model.joblib")
+    rows = pd.DataFrame({"usage": [0.1, 0.2, None, 0.4], "plan": ["basic", "pro", None, "platinum"]})
+    assert list(model.predict(rows)[:2]) == ["yes", "no"]
+    assert set(model.predict(rows)) <= {"yes", "no"}
+
+
 def test_evaluate_reads_a_model_tarball(tmp_path, samples):
     paths = StepPaths(tmp_path)
     place_dataset(paths, samples["wine"])

@@ -13,7 +13,16 @@ class DynamoDbGateway(Gateway):
         except AwsError as exc:
             if exc.code != "ResourceNotFoundException":
                 raise
-        table = self._call(
+        try:
+            table = self._create_ledger_table(name, tags)
+        except AwsError as exc:
+            if exc.code != "ResourceInUseException":  # created concurrently: fine
+                raise
+            return self._call("describe_table", TableName=name)["Table"]["TableArn"]
+        return table["TableDescription"]["TableArn"]
+
+    def _create_ledger_table(self, name: str, tags: dict[str, str]) -> dict:
+        return self._call(
             "create_table",
             TableName=name,
             AttributeDefinitions=[{"AttributeName": "tenant", "AttributeType": "S"},
@@ -23,7 +32,6 @@ class DynamoDbGateway(Gateway):
             BillingMode="PAY_PER_REQUEST",
             Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
         )
-        return table["TableDescription"]["TableArn"]
 
     def put_item(self, table: str, item: dict[str, Any]) -> None:
         self._call("put_item", TableName=table, Item={k: _attr(v) for k, v in item.items()})

@@ -103,14 +103,34 @@ def test_bucket_settings_are_hardened(make_tenant, isolation):
 
     found = gateways.platform_s3().bucket_settings(tenant.bucket)
     cors = s3.get_bucket_cors(Bucket=tenant.bucket)["CORSRules"]
-    notification = s3.get_bucket_notification_configuration(Bucket=tenant.bucket)
 
     assert found["public_access_block"] == {"BlockPublicAcls": True, "IgnorePublicAcls": True,
                                             "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
     assert (found["encryption"], found["versioning"]) == ("AES256", "Enabled")
     assert [(rule["AllowedOrigins"], sorted(rule["AllowedMethods"])) for rule in cors] == [
         ([settings.PORTAL_ORIGIN], ["GET", "HEAD", "POST", "PUT"])]
-    assert notification.get("EventBridgeConfiguration") == {}
+
+
+@pytest.mark.parametrize("isolation", ["silo", "pool"])
+def test_upload_reaches_intake_queue_through_the_isolation_rule(make_tenant, isolation):
+    # moto does not echo EventBridgeConfiguration in GetBucketNotificationConfiguration, so the
+    # notification setting is proven by its effect: S3 -> EventBridge rule -> SQS -> intake.
+    from builds.intake import intake_poll_once
+    from builds.models import Build
+
+    tenant = make_tenant(isolation=isolation)
+    key = f"{tenant.upload_prefix}notified.csv"
+    version = gateways.platform_s3().put_object(tenant.bucket, key, b"age,diagnosis\n41,1\n")["VersionId"]
+
+    build = None
+    for _ in range(10):  # the queue may also hold events of earlier tests' uploads
+        intake_poll_once(wait_seconds=1)
+        build = Build.objects.filter(tenant=tenant, dataset_key=key).first()
+        if build:
+            break
+
+    assert build is not None
+    assert (build.dataset_bucket, build.dataset_version, build.status) == (tenant.bucket, version, "queued")
 
 
 def test_role_policy_is_scoped_to_the_tenant_location(make_tenant):
@@ -146,12 +166,13 @@ def _aws_inventory(tenant: Tenant) -> dict:
     """What exists on AWS for this tenant and the shared intake, by name."""
     iam, sagemaker, events, s3 = (platform_client(s) for s in ("iam", "sagemaker", "events", "s3"))
     role = naming.role_name(tenant.slug)
+    rules = events.list_rules(NamePrefix=f"{settings.MLAAS_RESOURCE_PREFIX}-intake-")["Rules"]
     groups = sagemaker.list_model_package_groups(NameContains=tenant.slug)["ModelPackageGroupSummaryList"]
     return {
         "roles": [r["RoleName"] for r in iam.list_roles()["Roles"] if r["RoleName"] == role],
         "role_policies": iam.list_role_policies(RoleName=role)["PolicyNames"],
         "model_package_groups": [g["ModelPackageGroupName"] for g in groups],
-        "rules": sorted(r["Name"] for r in events.list_rules(NamePrefix=f"{settings.MLAAS_RESOURCE_PREFIX}-intake-")["Rules"]),
+        "rules": sorted(rule["Name"] for rule in rules),
         "buckets": [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"] == tenant.bucket],
         "probe_versions": len(s3.list_object_versions(Bucket=tenant.bucket, Prefix=tenant.output_prefix)
                               .get("Versions", [])),

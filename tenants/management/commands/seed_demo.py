@@ -5,9 +5,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from mlaas_portal import demo
+from mlaas_portal.aws.errors import AwsError
 
 DEMO_TENANTS = [
     # slug, name, plan, isolation, algorithm, target, sample dataset
@@ -30,11 +32,22 @@ class Command(BaseCommand):
         self.stdout.write("reference data and admin ready")
         if options["no_tenants"]:
             return
-        self._seed_tenants()
-
-    def _seed_tenants(self):
         from builds.pipeline.sample_data import write_sample_csvs
+        from tenants.provisioning import reprovision_missing
 
+        if settings.AWS_ENDPOINT_URL:
+            restored = reprovision_missing()
+            if restored:
+                self.stdout.write(f"emulator restarted: re-provisioned {', '.join(restored)}")
+        with tempfile.TemporaryDirectory() as tmp:
+            samples = write_sample_csvs(Path(tmp))
+            for spec in DEMO_TENANTS:
+                try:
+                    self._seed_tenant(*spec, sample_path=Path(samples[spec[-1]]))
+                except AwsError as exc:  # the rest of the demo still comes up
+                    self.stderr.write(f"{spec[0]}: not ready: {exc}")
+
+    def _seed_tenant(self, slug, name, plan, isolation, algorithm, target, sample, *, sample_path: Path):
         from builds.models import Algorithm, Build
         from mlaas_portal.aws import gateways
         from tenants.credentials import tenant_assume
@@ -42,30 +55,26 @@ class Command(BaseCommand):
         from tenants.provisioning import run_provisioning
         from tenants.services import member_invite, tenant_onboard
 
-        with tempfile.TemporaryDirectory() as tmp:
-            samples = write_sample_csvs(Path(tmp))
-            for slug, name, plan, isolation, algorithm, target, sample in DEMO_TENANTS:
-                tenant = Tenant.objects.filter(slug=slug).first()
-                if tenant is None:
-                    tenant = tenant_onboard(slug=slug, name=name, plan=plan, isolation=isolation,
-                                            default_algorithm=Algorithm.objects.get(slug=algorithm),
-                                            default_target=target)
-                    invitation = member_invite(tenant=tenant, email=f"owner@{slug}.example", role="owner", actor=None)
-                    invitation.user.set_password(f"{slug}-demo")
-                    invitation.user.save()
-                if tenant.status != Tenant.Status.ACTIVE:
-                    tenant.status = Tenant.Status.PROVISIONING
-                    tenant.save(update_fields=["status"])
-                    if not run_provisioning(tenant):
-                        failed = tenant.provisioning_steps.filter(status="failed").first()
-                        self.stderr.write(f"{slug}: provisioning failed at {failed.name}: {failed.error}")
-                        continue
-                tenant.refresh_from_db()
-                s3 = gateways.tenant_s3(tenant_assume(tenant, purpose="seed"))
-                if Build.objects.filter(tenant=tenant).exists() or s3.list_keys(tenant.bucket, tenant.upload_prefix):
-                    self.stdout.write(f"{slug}: ready (sample data already uploaded)")
-                    continue
-                key = f"{tenant.upload_prefix}sample-{sample}.csv"
-                s3.put_object(tenant.bucket, key, Path(samples[sample]).read_bytes(), content_type="text/csv")
-                self.stdout.write(f"{slug}: uploaded s3://{tenant.bucket}/{key}; login owner@{slug}.example "
-                                  f"/ {slug}-demo")
+        tenant = Tenant.objects.filter(slug=slug).first()
+        if tenant is None:
+            tenant = tenant_onboard(slug=slug, name=name, plan=plan, isolation=isolation,
+                                    default_algorithm=Algorithm.objects.get(slug=algorithm),
+                                    default_target=target, provision_in_background=False)
+            invitation = member_invite(tenant=tenant, email=f"owner@{slug}.example", role="owner", actor=None)
+            invitation.user.set_password(f"{slug}-demo")
+            invitation.user.save()
+        if tenant.status != Tenant.Status.ACTIVE:
+            Tenant.objects.filter(pk=tenant.pk).update(status=Tenant.Status.PROVISIONING)
+            tenant.status = Tenant.Status.PROVISIONING
+            if not run_provisioning(tenant):
+                failed = tenant.provisioning_steps.filter(status="failed").first()
+                self.stderr.write(f"{slug}: provisioning failed at {failed.name}: {failed.error}")
+                return
+        tenant.refresh_from_db()
+        s3 = gateways.tenant_s3(tenant_assume(tenant, purpose="seed"))
+        if Build.objects.filter(tenant=tenant).exists() or s3.list_keys(tenant.bucket, tenant.upload_prefix):
+            self.stdout.write(f"{slug}: ready (sample data already uploaded)")
+            return
+        key = f"{tenant.upload_prefix}sample-{sample}.csv"
+        s3.put_object(tenant.bucket, key, sample_path.read_bytes(), content_type="text/csv")
+        self.stdout.write(f"{slug}: uploaded s3://{tenant.bucket}/{key}; login owner@{slug}.example / {slug}-demo")
