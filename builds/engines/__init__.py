@@ -5,6 +5,18 @@ from __future__ import annotations
 from django.conf import settings
 
 
+def read_s3_json(uri: str) -> dict:
+    """Read a JSON report a pipeline step wrote (s3://bucket/key); {} if it is not there."""
+    from mlaas_portal.aws import gateways
+    from mlaas_portal.aws.errors import AwsNotFound
+
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    try:
+        return gateways.platform_s3().get_json(bucket, key)
+    except AwsNotFound:
+        return {}
+
+
 def get_engine(name: str | None = None):
     name = name or settings.MLAAS_ENGINE
     if name == "local":
@@ -15,5 +27,7 @@ def get_engine(name: str | None = None):
         from builds.engines.sagemaker import SageMakerEngine
         from mlaas_portal.aws import gateways
 
-        return SageMakerEngine(gateways.platform_sagemaker, pipeline_name=settings.MLAAS_PIPELINE_NAME)
+        return SageMakerEngine(gateways.platform_sagemaker, pipeline_name=settings.MLAAS_PIPELINE_NAME,
+                               tenant_tag_key=settings.MLAAS_TAG_KEY, plan_tag_key=settings.MLAAS_PLAN_TAG_KEY,
+                               report_reader=read_s3_json)
     raise ValueError(f"unknown engine {name!r}")

@@ -447,7 +447,7 @@ def test_algorithms_page_is_staff_only_and_lists_typical_metrics(reference_data,
     member = logged_in(member_of(acme)).get(reverse("builds:algorithms"))
 
     assert (staff.status_code, member.status_code) == (200, 404)
-    assert "diabetes (442 rows) rmse 53.100 mae 42.500 r2 0.480" in text_of(staff)
+    assert "Diabetes (442 rows) rmse 53.100 mae 42.500 r2 0.480" in text_of(staff)
     assert text_of(staff).count("not measured yet") == 5
 
 

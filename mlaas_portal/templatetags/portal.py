@@ -85,3 +85,10 @@ def percent_of(value, whole) -> float:
         return max(0.0, min(100.0, 100.0 * float(value) / whole)) if whole else 0.0
     except (TypeError, ValueError):
         return 0.0
+
+
+@register.filter
+def label(value: str) -> str:
+    """`breast_cancer` -> `Breast cancer`."""
+    text = str(value or "").replace("_", " ").replace("-", " ").strip()
+    return text[:1].upper() + text[1:]

@@ -1,0 +1,156 @@
+"""Running builds through the database: SageMaker start/poll (Stubber), AWS errors, ledger, cancel."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import botocore.session
+import pytest
+from botocore.config import Config
+from botocore.stub import Stubber
+from django.utils import timezone
+
+from builds import execution, services
+from builds.engines.sagemaker import SageMakerEngine
+from builds.models import Build, ModelVersion
+from mlaas_portal.aws.sagemaker import SageMakerGateway
+
+EXECUTION = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/mlaas-shared-build-pipeline/execution/abc123"
+PACKAGE = "arn:aws:sagemaker:us-east-1:123456789012:model-package/mlaas-x-models/1"
+T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def sm_client():
+    return botocore.session.Session().create_client(
+        "sagemaker", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing",
+        config=Config(retries={"mode": "standard", "max_attempts": 1}))
+
+
+@pytest.fixture
+def stub(sm_client):
+    with Stubber(sm_client) as stubber:
+        yield stubber
+        stubber.assert_no_pending_responses()
+
+
+@pytest.fixture
+def sagemaker_build(make_tenant, sm_client, monkeypatch, settings):
+    """A `starting` build on the SageMaker engine whose client is stubbed."""
+    settings.MLAAS_ENGINE = "sagemaker"
+    engine = SageMakerEngine(lambda: SageMakerGateway(sm_client), settings.MLAAS_PIPELINE_NAME)
+    monkeypatch.setattr(execution, "get_engine", lambda name=None: engine)
+    tenant = make_tenant(isolation="silo", plan="basic")
+    build, _ = services.build_create(tenant=tenant, dataset_key="uploads/data.csv", target="diagnosis")
+    services.build_transition(build, Build.Status.STARTING, reason="test")
+    return build
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def test_sagemaker_build_starts_polls_and_registers(sagemaker_build, stub):
+    build = sagemaker_build
+    stub.add_response("start_pipeline_execution", {"PipelineExecutionArn": EXECUTION})
+    assert execution.build_execute(build.pk) == "started"
+    build.refresh_from_db()
+    assert (build.status, build.engine, build.execution_ref) == ("running", "sagemaker", EXECUTION)
+
+    stub.add_response("describe_pipeline_execution",
+                      {"PipelineExecutionArn": EXECUTION, "PipelineExecutionStatus": "Succeeded"})
+    stub.add_response("list_pipeline_execution_steps", {"PipelineExecutionSteps": [
+        {"StepName": "Preprocess", "StepStatus": "Succeeded", "StartTime": at(0), "EndTime": at(2)},
+        {"StepName": "Train", "StepStatus": "Succeeded", "StartTime": at(2), "EndTime": at(7)},
+        {"StepName": "Evaluate", "StepStatus": "Succeeded", "StartTime": at(7), "EndTime": at(8)},
+        {"StepName": "CheckMetric", "StepStatus": "Succeeded", "StartTime": at(8), "EndTime": at(8)},
+        {"StepName": "Register", "StepStatus": "Succeeded", "StartTime": at(8), "EndTime": at(8),
+         "Metadata": {"RegisterModel": {"Arn": PACKAGE}}},
+    ]})
+    stub.add_response("describe_model_package", {
+        "ModelPackageName": "g", "ModelPackageArn": PACKAGE, "CreationTime": at(9), "ModelPackageStatus": "Completed",
+        "ModelPackageStatusDetails": {"ValidationStatuses": []},
+        "InferenceSpecification": {"Containers": [{"Image": "img", "ModelDataUrl": f"s3://{build.dataset_bucket}/m/model.tar.gz"}],
+                                   "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]}})
+    Build.objects.filter(pk=build.pk).update(poll_after=timezone.now())
+    assert execution.poll_running() == 1
+
+    build.refresh_from_db()
+    assert build.status == Build.Status.SUCCEEDED
+    assert [(s.name, s.billable_seconds) for s in build.steps.all()] == [
+        ("preprocess", 120), ("train", 300), ("evaluate", 60), ("condition", 0), ("register", 0)]
+    assert ModelVersion.objects.get(build=build).arn == PACKAGE
+    assert [line.billable_seconds for line in build.cost_lines.order_by("step__order")] == [120, 300, 60]
+
+
+def test_sagemaker_start_throttled_requeues_the_build(sagemaker_build, stub):
+    stub.add_client_error("start_pipeline_execution", service_error_code="ThrottlingException",
+                          service_message="Rate exceeded", http_status_code=400)
+    assert execution.build_execute(sagemaker_build.pk) == "requeued"
+    sagemaker_build.refresh_from_db()
+    assert sagemaker_build.status == Build.Status.QUEUED
+    assert "AWS was busy (ThrottlingException)" in sagemaker_build.transitions.last().reason
+
+
+def test_sagemaker_start_validation_error_fails_with_reason(sagemaker_build, stub):
+    stub.add_client_error("start_pipeline_execution", service_error_code="ValidationException",
+                          service_message="Pipeline mlaas-shared-build-pipeline does not exist", http_status_code=400)
+    assert execution.build_execute(sagemaker_build.pk) == "failed"
+    sagemaker_build.refresh_from_db()
+    assert sagemaker_build.status == Build.Status.FAILED
+    assert sagemaker_build.failure_reason.startswith("the build could not start: ")
+    assert "does not exist" in sagemaker_build.failure_reason
+
+
+def test_poll_throttled_backs_off_without_failing(sagemaker_build, stub):
+    stub.add_response("start_pipeline_execution", {"PipelineExecutionArn": EXECUTION})
+    execution.build_execute(sagemaker_build.pk)
+    for _ in range(3):
+        stub.add_client_error("describe_pipeline_execution", service_error_code="ThrottlingException",
+                              http_status_code=400)
+        Build.objects.filter(pk=sagemaker_build.pk).update(poll_after=timezone.now())
+        execution.poll_running()
+    sagemaker_build.refresh_from_db()
+    assert (sagemaker_build.status, sagemaker_build.poll_errors) == ("running", 3)
+    delay = (sagemaker_build.poll_after - timezone.now()).total_seconds()
+    assert 35 < delay <= 40  # 5 s x 2^3
+
+
+def test_second_claim_of_a_build_does_nothing(sagemaker_build, stub):
+    stub.add_response("start_pipeline_execution", {"PipelineExecutionArn": EXECUTION})
+    assert execution.build_execute(sagemaker_build.pk) == "started"
+    assert execution.build_execute(sagemaker_build.pk) == "not-claimed"  # a job delivered twice
+
+
+def test_ledger_write_failure_is_retried_and_not_lost(make_tenant, monkeypatch, settings):
+    from builds import ledger
+    from mlaas_portal.aws import gateways
+    from mlaas_portal.aws.errors import AwsRetryableError
+
+    tenant = make_tenant(isolation="pool", plan="basic")
+    build, _ = services.build_create(tenant=tenant, dataset_key=f"{tenant.upload_prefix}d.csv", target="t")
+    services.build_transition(build, Build.Status.FAILED, reason="only one class in target `t`")
+    real = gateways.platform_dynamodb
+
+    class Down:
+        def put_item(self, *args, **kwargs):
+            raise AwsRetryableError("DynamoDB throttled", code="ProvisionedThroughputExceededException")
+
+    monkeypatch.setattr(gateways, "platform_dynamodb", lambda: Down())
+    with pytest.raises(AwsRetryableError):
+        ledger.ledger_write(build=build)  # the RQ job fails and is retried
+    build.refresh_from_db()
+    assert not build.ledger_written
+    monkeypatch.setattr(gateways, "platform_dynamodb", real)
+    Build.objects.filter(pk=build.pk).update(ended_at=timezone.now() - timedelta(minutes=5))
+    assert ledger.ledger_backfill() == 1
+    item = real().get_item(settings.MLAAS_LEDGER_TABLE, {"tenant": tenant.slug, "build": str(build.code)})
+    assert (item["status"], item["failure_reason"]) == ("failed", "only one class in target `t`")
+
+
+def test_cancel_queued_build_is_immediate(make_tenant):
+    tenant = make_tenant(isolation="pool", plan="basic")
+    build, _ = services.build_create(tenant=tenant, dataset_key=f"{tenant.upload_prefix}d.csv", target="t")
+    services.build_cancel(build=build)
+    build.refresh_from_db()
+    assert (build.status, build.transitions.last().reason) == ("cancelled", "cancelled by system")

@@ -1,0 +1,244 @@
+"""Portal pages beyond builds: service catalog (typical metrics measured by `manage.py measure_algorithms`,
+plans, request access -> staff's pending list), API tokens, tenants, plans, onboarding, login; every page has
+a <title>, shows field errors next to the field and has a clear empty state."""
+
+from __future__ import annotations
+
+import re
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+
+from builds.models import Algorithm
+from tenants.models import AccessRequest, ApiToken, Plan
+from tests.web_support import create_build, create_member, create_tenant, logged_in, page_title, text_of  # noqa: F401
+
+
+# ----- catalog -----
+
+def test_measure_algorithms_stores_typical_metrics_the_catalog_shows(reference_data, client):
+    out = StringIO()
+
+    call_command("measure_algorithms", "--algorithm", "linear-classifier", "--algorithm", "linear-regressor",
+                 stdout=out)
+
+    classifier = Algorithm.objects.get(slug="linear-classifier").typical_metrics
+    regressor = Algorithm.objects.get(slug="linear-regressor").typical_metrics
+    assert [(s["dataset"], s["target"], s["rows"]) for s in classifier["samples"]] == [
+        ("breast_cancer", "diagnosis", 569), ("wine", "cultivar", 178)]
+    assert sorted(classifier["samples"][0]["metrics"]) == ["accuracy", "f1", "precision", "recall", "roc_auc"]
+    assert classifier["samples"][0]["metrics"]["accuracy"] > 0.9  # logistic regression on breast cancer
+    assert [(s["dataset"], sorted(s["metrics"])) for s in regressor["samples"]] == [("diabetes", ["mae", "r2", "rmse"])]
+    assert 0.2 < regressor["samples"][0]["metrics"]["r2"] < 0.8
+    assert out.getvalue().splitlines()[-1] == "Measured 2 algorithm(s)."
+    assert Algorithm.objects.get(slug="gbm-classifier").typical_metrics == {}
+
+    page = client.get(reverse("catalog"))
+
+    accuracy = classifier["samples"][0]["metrics"]["accuracy"]
+    assert f"Breast cancer sample (569 rows): accuracy {accuracy:.3f}" in text_of(page)
+    assert text_of(page).count("Not measured yet.") == 4
+
+
+def test_measure_algorithms_rejects_unknown_slugs(reference_data):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="Unknown algorithm"):
+        call_command("measure_algorithms", "--algorithm", "magic")
+
+
+def test_catalog_lists_algorithms_with_input_output_and_plans_with_limits_and_prices(reference_data, client):
+    response = client.get(reverse("catalog"))
+
+    text = text_of(response)
+    assert response.status_code == 200 and page_title(response) == "Service catalog · MLaaS Portal"
+    assert [a.slug for a in response.context["algorithms"]] == list(
+        Algorithm.objects.filter(active=True).values_list("slug", flat=True))
+    assert text.count("Input CSV with a header row") == 6 and text.count("Output A model artifact") == 6
+    assert [p.slug for p in response.context["plans"]] == ["basic", "standard", "premium"]
+    assert "$99 / month 10 build hours included, then $4.00 / hour 1 build at a time" in text
+    assert "$499 / month 60 build hours included, then $3.00 / hour 2 builds at a time, ahead of lower tiers" in text
+    assert "Hyperparameter tuning, up to 10 trials" in text and "Uploads up to 50.0 MB" in text
+
+
+def test_request_access_errors_show_next_to_the_fields(reference_data, client):
+    response = client.post(reverse("catalog"), {"company": "", "contact_email": "not-an-email"})
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert response.context["form"].errors == {"company": ["This field is required."],
+                                               "contact_email": ["Enter a valid email address."]}
+    assert re.search(r'<input[^>]*name="contact_email"[^>]*aria-invalid="true"[^>]*>\s*'
+                     r'<ul class="errorlist" id="id_contact_email_error"><li>Enter a valid email address.</li></ul>',
+                     html)
+    assert AccessRequest.objects.count() == 0
+
+
+def test_request_access_shows_up_as_pending_for_staff(reference_data, client, staff_user, logged_in):
+    standard = Plan.objects.get(slug="standard")
+    preselected = client.get(reverse("catalog"), {"plan": standard.pk})
+
+    sent = client.post(reverse("catalog"), {"company": "Umbrella Corp", "contact_email": "ceo@umbrella.example",
+                                            "plan": standard.pk, "message": "We want churn models."}, follow=True)
+    staff = logged_in(staff_user)
+    pending = staff.get(reverse("tenants:access_requests"))
+    request = AccessRequest.objects.get()
+    onboard = staff.get(reverse("tenants:onboard"), {"request": request.code})
+    staff.post(reverse("tenants:access_request_done", args=[request.code]))
+    after = staff.get(reverse("tenants:access_requests"))
+
+    assert preselected.context["form"]["plan"].value() == str(standard.pk)
+    assert "Thanks! We received your request and will be in touch." in text_of(sent)
+    assert "Umbrella Corp ceo@umbrella.example Standard We want churn models." in text_of(pending)
+    assert onboard.context["form"].initial == {"name": "Umbrella Corp", "owner_email": "ceo@umbrella.example",
+                                               "plan": standard}
+    assert "No pending requests." in text_of(after)
+
+
+# ----- tokens -----
+
+def test_tokens_page_creates_shows_once_and_revokes(db, staff_user, logged_in):
+    client = logged_in(staff_user)
+
+    created = client.post(reverse("tokens"), {"name": "nightly upload"})
+    raw = re.search(r'<code id="new-token">(mlp_[^<]+)</code>', created.content.decode()).group(1)
+    token = ApiToken.objects.get()
+    listing = client.get(reverse("tokens"))
+    api = client.get("/api/v1/builds", HTTP_AUTHORIZATION=f"Bearer {raw}")
+    revoked = client.post(reverse("tokens"), {"revoke": token.pk}, follow=True)
+    after = client.get("/api/v1/builds", HTTP_AUTHORIZATION=f"Bearer {raw}")
+
+    assert (token.name, token.prefix, token.key_hash) == ("nightly upload", raw[:12], ApiToken.hash(raw))
+    assert raw not in listing.content.decode() and f"{raw[:12]}…" in listing.content.decode()
+    assert api.status_code == 200
+    assert "Token revoked." in text_of(revoked) and "No tokens yet" in text_of(revoked)
+    assert after.status_code == 401
+
+
+def test_token_name_too_long_shows_error_next_to_field(db, staff_user, logged_in):
+    response = logged_in(staff_user).post(reverse("tokens"), {"name": "x" * 81})
+
+    assert response.context["form"].errors == {"name": ["Ensure this value has at most 80 characters (it has 81)."]}
+    assert 'id="id_name_error"' in response.content.decode()
+    assert ApiToken.objects.count() == 0
+
+
+def test_another_users_token_cannot_be_revoked(reference_data, staff_user, logged_in):
+    from tenants.services import api_token_create
+
+    tenant = create_tenant()
+    owner = create_member(tenant)
+    api_token_create(user=owner, name="theirs")
+
+    response = logged_in(staff_user).post(reverse("tokens"), {"revoke": ApiToken.objects.get().pk}, follow=True)
+
+    assert "No such token." in text_of(response)
+    assert ApiToken.objects.count() == 1
+
+
+# ----- tenants (staff) -----
+
+def test_tenants_list_search_status_and_empty_states(reference_data, staff_user, logged_in):
+    client = logged_in(staff_user)
+    empty = client.get(reverse("tenants:list"))
+    create_tenant(slug="acme", name="Acme Corp")
+    create_tenant(slug="globex", status="suspended")
+
+    found = client.get(reverse("tenants:list"), {"q": "acm"})
+    suspended = client.get(reverse("tenants:list"), {"status": "suspended"})
+    none = client.get(reverse("tenants:list"), {"q": "zzz"})
+
+    assert "No tenants yet: onboard your first tenant." in text_of(empty)
+    assert [t.slug for t in found.context["page_obj"].object_list] == ["acme"]
+    assert [t.slug for t in suspended.context["page_obj"].object_list] == ["globex"]
+    assert "No tenants match. Show all tenants." in text_of(none)
+
+
+def test_onboarding_shows_the_owner_set_password_link(reference_data, staff_user, logged_in, client,
+                                                      django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks():  # provisioning is enqueued on commit; not run here
+        response = logged_in(staff_user).post(reverse("tenants:onboard"), {
+            "slug": "umbrella", "name": "Umbrella", "plan": "basic", "isolation": "pool",
+            "owner_email": "ceo@umbrella.example"}, follow=True)
+
+    link = re.search(r"Send the owner this link to set a password: (http://testserver(/reset/\S+/))",
+                     text_of(response))
+    form_page = client.get(link.group(2), follow=True)
+    set_password = client.post(form_page.redirect_chain[-1][0],
+                               {"new_password1": "a-Long-pass-123", "new_password2": "a-Long-pass-123"}, follow=True)
+    logged = client.post(reverse("login"), {"username": "ceo@umbrella.example", "password": "a-Long-pass-123"})
+
+    assert page_title(form_page) == "Set your password · MLaaS Portal"
+    assert "Password set" in text_of(set_password)
+    assert (logged.status_code, logged.url) == (302, reverse("home"))
+
+
+def test_tenant_settings_errors_show_next_to_the_fields(reference_data, logged_in):
+    tenant = create_tenant()
+    owner = create_member(tenant, role="owner")
+
+    response = logged_in(owner).post(reverse("tenants:settings", args=[tenant.slug]),
+                                     {"default_target": "y", "monthly_budget": "-5", "budget_alert_percent": "300"})
+
+    assert response.status_code == 200
+    assert sorted(response.context["settings_form"].errors) == ["budget_alert_percent", "monthly_budget"]
+    assert 'id="id_monthly_budget_error"' in response.content.decode()
+    tenant.refresh_from_db()
+    assert tenant.monthly_budget is None
+
+
+def test_plans_page_lists_limits_prices_and_tenant_counts(reference_data, staff_user, logged_in):
+    create_tenant(plan="basic")
+    create_tenant(plan="basic", status="offboarded")
+
+    response = logged_in(staff_user).get(reverse("tenants:plans"))
+
+    assert [(p.slug, p.tenant_count) for p in response.context["plans"]] == [
+        ("premium", 0), ("standard", 0), ("basic", 1)]
+    assert "Basic basic 1 1 4 / 1 1 × ml.t3.medium 1 × ml.m5.large – 50.0 MB $99.00 10 $4.00 Edit" in text_of(response)
+
+
+def test_login_errors_are_shown(db, client):
+    response = client.post(reverse("login"), {"username": "x@example.com", "password": "wrong"})
+
+    assert response.status_code == 200
+    assert "Please enter a correct username and password." in text_of(response)
+
+
+# ----- every page: a title, a phone-friendly menu -----
+
+def _pages(staff_user):
+    tenant = create_tenant(slug="acme", name="Acme Corp")
+    build = create_build(tenant, version=True)
+    owner = create_member(tenant, role="owner")
+    staff_pages = [reverse(n) for n in ("home", "tokens", "builds:list", "builds:algorithms", "tenants:list",
+                                        "tenants:plans", "tenants:access_requests", "tenants:onboard")]
+    staff_pages += [reverse("tenants:detail", args=["acme"]), reverse("builds:detail", args=[build.code]),
+                    reverse("tenants:plan_edit", args=["basic"])]
+    tenant_pages = [reverse("home"), reverse("builds:list"), reverse("builds:models", args=["acme"]),
+                    reverse("builds:detail", args=[build.code]), reverse("tenants:detail", args=["acme"]),
+                    reverse("tokens")]
+    return [(staff_user, url) for url in staff_pages] + [(owner, url) for url in tenant_pages] + [
+        (None, reverse("catalog")), (None, reverse("login"))]
+
+
+def test_every_page_has_a_specific_title_and_the_menu(reference_data, staff_user, logged_in):
+    from django.test import Client
+
+    seen = []
+    for user, url in _pages(staff_user):
+        response = (logged_in(user) if user else Client()).get(url)
+        html, title = response.content.decode(), page_title(response)
+        seen.append((url, response.status_code, bool(re.fullmatch(r".+ · MLaaS Portal", title)),
+                     'id="nav-toggle"' in html, 'name="viewport" content="width=device-width, initial-scale=1"' in html))
+
+    assert [row for row in seen if row[1:] != (200, True, True, True)] == []
+    assert len(seen) == 19
+
+
+def test_current_page_is_marked_in_the_menu(reference_data, staff_user, logged_in):
+    html = logged_in(staff_user).get(reverse("tenants:plans")).content.decode()
+
+    assert re.findall(r'<a href="([^"]+)" aria-current="page">', html) == [reverse("tenants:plans")]
