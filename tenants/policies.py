@@ -18,7 +18,8 @@ def tenant_trust_policy(platform_principal_arn: str) -> dict:
     }
 
 
-def tenant_data_policy(*, bucket: str, prefix: str, model_package_group_arn: str = "") -> dict:
+def tenant_data_policy(*, bucket: str, prefix: str, model_package_group_arn: str = "",
+                       pipeline_code_bucket_prefix: str = "") -> dict:
     """Allow the tenant's own bucket (silo) or prefix (pool), and nothing else."""
     objects = f"arn:aws:s3:::{bucket}/{prefix}*"
     statements: list[dict] = [
@@ -47,6 +48,14 @@ def tenant_data_policy(*, bucket: str, prefix: str, model_package_group_arn: str
                        "sagemaker:ListModelPackages", "sagemaker:DescribeModelPackageGroup"],
             "Resource": [model_package_group_arn, model_package_group_arn.replace(
                 ":model-package-group/", ":model-package/") + "/*"],
+        })
+    if pipeline_code_bucket_prefix:
+        # SageMaker processing jobs run as the tenant role and read the shared step code.
+        statements.append({
+            "Sid": "SharedPipelineCode",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": [f"arn:aws:s3:::{pipeline_code_bucket_prefix}*/*"],
         })
     return {"Version": "2012-10-17", "Statement": statements}
 

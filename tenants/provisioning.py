@@ -97,8 +97,9 @@ def step_role(tenant: Tenant) -> str:
 def step_role_policy(tenant: Tenant) -> str:
     group_arn = (f"arn:aws:sagemaker:{settings.AWS_REGION}:{_account_id()}:model-package-group/"
                  f"{tenant.model_package_group}")
-    document = policies.tenant_data_policy(bucket=tenant.bucket, prefix=tenant.prefix,
-                                           model_package_group_arn=group_arn)
+    document = policies.tenant_data_policy(
+        bucket=tenant.bucket, prefix=tenant.prefix, model_package_group_arn=group_arn,
+        pipeline_code_bucket_prefix=f"{settings.MLAAS_RESOURCE_PREFIX}-pipeline-code-")
     gateways.platform_iam().put_role_policy(naming.role_name(tenant.slug), "tenant-data", document)
     return f"{tenant.role_arn}/policy/tenant-data"
 

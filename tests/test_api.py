@@ -14,16 +14,14 @@ from builds.models import Build
 from tenants.models import Tenant
 from tests.web_support import T0, create_build, create_member, create_tenant  # noqa: F401
 
-ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
 NOT_FOUND = {"code": "not_found", "message": "Not found.", "fields": None}
 
 
 def iso(dt) -> str | None:
-    """How the API renders a datetime (UTC, pydantic's ISO format)."""
-    if dt is None:
-        return None
-    text = dt.isoformat().replace("+00:00", "Z")
-    return text
+    """How the API renders a datetime (Django's JSON encoder: UTC, milliseconds, `Z`)."""
+    from django.core.serializers.json import DjangoJSONEncoder
+
+    return None if dt is None else DjangoJSONEncoder().default(dt)
 
 
 @pytest.fixture

@@ -28,7 +28,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +47,6 @@ TENANT_PARAMETERS = {
     "TrainingInstanceCount", "TenantRoleArn", "ModelPackageGroupName", "TrainingImageUri", "TargetColumn",
     "ProblemType", "Algorithm", "MinMetric", "MaxTuningJobs", "TenantTag", "PlanTag", "TuningEnabled",
 }
-FAKE_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-}
 STEP_TYPE_SCHEMAS = {"Processing": "ProcessingStep", "Training": "TrainingStep", "Tuning": "TuningStep",
                      "Condition": "ConditionStep", "RegisterModel": "RegisterModelStep", "Fail": "FailStep"}
 STEP_OPERATIONS = {"Processing": "CreateProcessingJob", "Training": "CreateTrainingJob",
@@ -61,25 +54,21 @@ STEP_OPERATIONS = {"Processing": "CreateProcessingJob", "Training": "CreateTrain
 EXPRESSION_KEYS = {"Get", "Std:Join", "Std:JsonGet"}
 
 
-@dataclass(frozen=True)
-class FakeCredentials:
-    access_key_id: str = "testing"
-    secret_access_key: str = "testing"
-    session_token: str = "testing"
-
-
 @pytest.fixture(scope="module")
-def aws():
-    """moto in-process for the whole module, fake credentials set before any client."""
-    saved = {name: os.environ.get(name) for name in [*FAKE_ENV, "AWS_ENDPOINT_URL", "AWS_PROFILE"]}
-    os.environ.update(FAKE_ENV)
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    os.environ.pop("AWS_PROFILE", None)
-    from moto import mock_aws
+def aws(emulator):
+    """The session's emulator (moto server, IAM enforced) as the default AWS for plain boto3 clients.
 
+    An in-process `mock_aws()` cannot be used here: moto's state is process-wide,
+    and the session emulator (with enforcement on) already owns it.
+    """
+    env = {"AWS_ACCESS_KEY_ID": emulator.access_key_id, "AWS_SECRET_ACCESS_KEY": emulator.secret_access_key,
+           "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL": emulator.endpoint}
+    saved = {name: os.environ.get(name) for name in [*env, "AWS_SESSION_TOKEN", "AWS_PROFILE"]}
+    os.environ.update(env)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    os.environ.pop("AWS_PROFILE", None)
     try:
-        with mock_aws():
-            yield
+        yield emulator
     finally:
         for name, value in saved.items():
             if value is None:
@@ -92,8 +81,8 @@ def aws():
 def definition(aws) -> dict:
     from mlaas_portal.aws.pipeline_definition import build_pipeline_definition
 
-    return build_pipeline_definition(pipeline_name=PIPELINE, region=REGION, endpoint_url=None,
-                                     credentials=FakeCredentials(), default_bucket=CODE_BUCKET)
+    return build_pipeline_definition(pipeline_name=PIPELINE, region=REGION, endpoint_url=aws.endpoint,
+                                     credentials=aws.aws_config(), default_bucket=CODE_BUCKET)
 
 
 @pytest.fixture
@@ -408,25 +397,19 @@ def test_importing_the_modules_does_not_load_the_sdk():
 
 
 @pytest.mark.skipif(not os.environ.get("DJANGO_SETTINGS_MODULE"), reason="needs Django settings (pytest-django)")
-def test_deploy_command_builds_and_upserts_with_platform_identity(aws):
-    from django.conf import settings
+def test_deploy_command_builds_and_upserts_with_platform_identity(aws, settings, capsys):
+    """`manage.py deploy_pipeline` against the emulator, as the platform identity in settings."""
+    from django.core.management import call_command
+
+    settings.MLAAS_PIPELINE_ROLE_ARN = ""
+    call_command("deploy_pipeline", "--name", "deploy-test-pipeline")
+    out = capsys.readouterr().out
+    assert ":pipeline/deploy-test-pipeline" in out
+    assert ":role/mlaas-pipeline-execution" in out
 
     from builds.management.commands.deploy_pipeline import pipeline_deploy
-    from mlaas_portal.aws.clients import reset_client_cache
 
-    saved = {name: getattr(settings, name) for name in
-             ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION",
-              "MLAAS_PIPELINE_ROLE_ARN")}
-    settings.AWS_ENDPOINT_URL, settings.AWS_ACCESS_KEY_ID, settings.AWS_SECRET_ACCESS_KEY = "", "testing", "testing"
-    settings.AWS_REGION, settings.MLAAS_PIPELINE_ROLE_ARN = REGION, ""
-    reset_client_cache()
-    try:
-        deployment = pipeline_deploy(name="deploy-test-pipeline")
-    finally:
-        for name, value in saved.items():
-            setattr(settings, name, value)
-        reset_client_cache()
-
+    deployment = pipeline_deploy(name="deploy-test-pipeline")  # a second deploy updates the same pipeline
     assert deployment.pipeline_arn.endswith(":pipeline/deploy-test-pipeline")
     assert deployment.role_arn.endswith(":role/mlaas-pipeline-execution")
     assert deployment.parameter_names == PARAMETER_NAMES

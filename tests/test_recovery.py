@@ -29,6 +29,7 @@ def start_worker(env: dict, *queues: str, burst: bool = True) -> subprocess.Pope
     args = [sys.executable, "manage.py", "rqworker", *queues]
     if burst:
         args.append("--burst")
+    (ROOT / ".local").mkdir(exist_ok=True)
     log = open(ROOT / ".local" / "test-worker.log", "ab")  # noqa: SIM115 - kept open for the child
     return subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True, stdout=log, stderr=log)
 

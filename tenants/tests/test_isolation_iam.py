@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 import requests
 from django.conf import settings
 from django.core.management import call_command
+from django.urls import reverse
 
 from builds.uploads import upload_presign
 from mlaas_portal.aws import gateways
@@ -109,8 +110,8 @@ def test_issued_credentials_reach_own_uploads_only(neighbours, pool_bucket, make
     assert sorted(payload) == ["AccessKeyId", "Endpoint", "Expiration", "Region", "SecretAccessKey",
                                "SessionToken"]
     assert (payload["Region"], payload["Endpoint"]) == (settings.AWS_REGION, emulator.endpoint)
-    assert datetime.fromisoformat(payload["Expiration"]) > datetime.now(tz=datetime.fromisoformat(
-        payload["Expiration"]).tzinfo)
+    lifetime = (datetime.fromisoformat(payload["Expiration"]) - datetime.now(UTC)).total_seconds()
+    assert 0 < lifetime <= settings.MLAAS_CREDENTIALS_TTL_SECONDS
     assert reach == _expected(a_isolation)
     assert _untouched(b, b_key, pool_bucket) == [NEIGHBOUR_BODY, b"platform only\n"]
 
@@ -177,3 +178,16 @@ def test_api_upload_presign_lets_a_member_upload_to_its_tenant(make_tenant, make
 
     assert (response.status_code, presigned["key"].startswith(a.upload_prefix)) == (200, True)
     assert (uploaded.status_code, gateways.platform_s3().get_bytes(a.bucket, presigned["key"])) == (204, body)
+
+
+def test_credentials_page_gives_a_member_credentials_for_its_uploads(make_tenant, make_member, logged_in):
+    a = make_tenant(isolation="pool")
+
+    response = logged_in(make_member(a)).post(reverse("tenants:credentials", args=[a.slug]))
+
+    creds = response.context["creds"]
+    assert (response.status_code, sorted(creds)) == (200, ["AccessKeyId", "Endpoint", "Expiration", "Region",
+                                                          "SecretAccessKey", "SessionToken"])
+    assert s3_access(config_from_payload(creds), bucket=a.bucket, key=f"{a.upload_prefix}web.csv",
+                     prefix=a.upload_prefix) == {"put": "ok", "get": "ok", "list": "ok", "list_bucket": DENIED}
+    assert f"aws s3 cp data.csv {a.upload_uri}" in response.content.decode()

@@ -164,3 +164,19 @@ def test_plan_change_repoints_queued_builds_but_not_started_ones(tenant_row, sta
         "succeeded": "standard"}
     assert list(tenant.events.values_list("action", "detail", "actor")) == [
         ("plan_changed", "standard -> premium", staff_user.pk)]
+
+
+def test_suspended_tenant_gets_no_credentials(make_tenant, make_member, api_client_for):
+    from django.core.management import CommandError, call_command
+
+    tenant = make_tenant(isolation="pool")
+    services.tenant_suspend(tenant=tenant)
+
+    response = api_client_for(make_member(tenant)).post(f"/api/v1/tenants/{tenant.slug}/credentials")
+    with pytest.raises(CommandError) as refused:
+        call_command("tenant_credentials", tenant.slug)
+
+    assert (response.status_code, response.json()) == (400, {
+        "code": "invalid", "message": "Tenant is suspended; credentials are issued for active tenants only.",
+        "fields": None})
+    assert str(refused.value) == f"tenant `{tenant.slug}` is suspended; credentials are for active tenants"

@@ -9,7 +9,7 @@ from builds.models import Algorithm, Build
 from tenants.models import Plan, Tenant
 
 PAGE_QUERIES = 4  # session, user, paginator count, page rows (plan, build counts and spend annotated)
-API_QUERIES = 3  # token with its user, its last-use stamp, the rows
+API_QUERIES = 4  # token with its user, its last-use stamp, count, page rows
 
 
 def _tenants(n: int) -> list[Tenant]:

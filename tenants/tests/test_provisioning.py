@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from mlaas_portal.aws import gateways
 from mlaas_portal.aws.clients import platform_client
-from tenants import jobs, naming, policies, provisioning, services
+from tenants import jobs, naming, provisioning, services
 from tenants.models import ProvisioningStep, Tenant
 from tenants.tests.helpers import aws_unreachable
 
@@ -130,19 +130,26 @@ def test_upload_reaches_intake_queue_through_the_isolation_rule(make_tenant, iso
             break
 
     assert build is not None
-    assert (build.dataset_bucket, build.dataset_version, build.status) == (tenant.bucket, version, "queued")
+    assert (build.dataset_bucket, build.dataset_version) == (tenant.bucket, version)
+    assert list(build.transitions.values_list("to_status", flat=True))[:2] == ["received", "queued"]
 
 
 def test_role_policy_is_scoped_to_the_tenant_location(make_tenant):
     tenant = make_tenant(isolation="pool")
-    group_arn = tenant.provisioning_steps.get(name="model_package_group").resource_arn
+    bucket, prefix = tenant.bucket, f"tenants/{tenant.slug}/"
 
     document = gateways.platform_iam().get_role_policy(naming.role_name(tenant.slug), "tenant-data")
 
-    assert document == policies.tenant_data_policy(bucket=tenant.bucket, prefix=f"tenants/{tenant.slug}/",
-                                                   model_package_group_arn=group_arn)
-    assert document["Statement"][0]["Resource"] == [f"arn:aws:s3:::{tenant.bucket}/tenants/{tenant.slug}/*"]
-    assert document["Statement"][1]["Condition"] == {"StringLike": {"s3:prefix": [f"tenants/{tenant.slug}/*"]}}
+    statements = {statement["Sid"]: statement for statement in document["Statement"]}
+    s3_resources = sorted(resource for statement in document["Statement"] for resource in statement["Resource"]
+                          if resource.startswith("arn:aws:s3:::"))
+    assert statements["TenantObjects"]["Resource"] == [f"arn:aws:s3:::{bucket}/{prefix}*"]
+    assert (statements["TenantListing"]["Resource"], statements["TenantListing"]["Condition"]) == (
+        [f"arn:aws:s3:::{bucket}"], {"StringLike": {"s3:prefix": [f"{prefix}*"]}})
+    # Nothing else in S3 but the read-only shared pipeline code.
+    assert s3_resources == sorted([f"arn:aws:s3:::{bucket}/{prefix}*", f"arn:aws:s3:::{bucket}",
+                                   f"arn:aws:s3:::{settings.MLAAS_RESOURCE_PREFIX}-pipeline-code-*/*"])
+    assert statements["SharedPipelineCode"]["Action"] == ["s3:GetObject"]
 
 
 def test_intake_rules_stay_one_per_isolation_model(make_tenant):
