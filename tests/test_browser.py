@@ -13,6 +13,7 @@ running build and the upload page on every run.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 import time
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
-RESULTS = Path(__file__).resolve().parent.parent / "test-results"
+RESULTS = Path(os.environ.get("MLAAS_TEST_RESULTS", Path(__file__).resolve().parent.parent / "test-results"))
 SCREENS = RESULTS / "screens"
 PASSWORD = "pw-Secret-123"
 DESKTOP = {"width": 1280, "height": 900}
@@ -164,8 +165,6 @@ def test_onboard_upload_build_model_spend_and_isolation(chromium, live_server, s
         invite = re.search(r"set a password: (\S+/reset/\S+/)", staff.inner_text(".flash.success")).group(1)
 
         # Provisioning: the job the form queued, run by a worker; the page polls until the tenant is active.
-        print("DEBUG", django_rq.get_queue("provisioning").count, Tenant.objects.values_list("slug", "status"),
-              django_rq.get_queue("provisioning").connection, django_rq.get_queue("provisioning").job_ids)
         assert django_rq.get_worker("provisioning", worker_class=SimpleWorker).work(burst=True)
         staff.wait_for_selector('#tenant-status[data-status="active"]', timeout=15_000)
         tenant = Tenant.objects.get(slug="browser-co")
@@ -191,6 +190,9 @@ def test_onboard_upload_build_model_spend_and_isolation(chromium, live_server, s
         shot(owner, "upload")
         with LocalStack(["default", "plan-premium"]):
             owner.click("#upload-submit")
+            owner.on("console", lambda m: print("CONSOLE", m.text))
+            time.sleep(8)
+            print("STATUS", owner.inner_text("#upload-status"), owner.url, Build.objects.count())
             owner.wait_for_url(re.compile(rf"{re.escape(base)}/builds/[0-9a-f-]{{36}}/$"), timeout=30_000)
             build = Build.objects.get(tenant=tenant)
             assert owner.url == f"{base}/builds/{build.code}/"

@@ -124,3 +124,25 @@ def test_flushed_redis_queued_builds_still_run_once(make_tenant, subprocess_env,
         build.refresh_from_db()
         assert (build.status, build.attempts) == (Build.Status.SUCCEEDED, 1), build.failure_reason
         assert build.transitions.filter(to_status="running").count() == 1
+
+
+def test_cancel_kills_a_running_local_build(make_tenant, subprocess_env, clean_redis):
+    from builds.services import build_cancel
+
+    tenant = make_tenant(isolation="silo", plan="basic", target="label")
+    build = queue_build(tenant, f"{tenant.upload_prefix}big.csv", big_csv(150_000))
+    django_rq.get_worker("default", worker_class=SimpleWorker).work(burst=True)  # dispatch
+    worker = start_worker(subprocess_env, "plan-basic", "default")
+    try:
+        assert wait_for(lambda: build.steps.filter(status="running").exists(), 60)
+        build.refresh_from_db()
+        build_cancel(build=build)
+        assert wait_for(lambda: Build.objects.filter(pk=build.pk, status="cancelled").exists(), 30)
+        assert worker.wait(60) == 0  # the worker went on and finished its burst normally
+    finally:
+        if worker.poll() is None:
+            kill_tree(worker.pid)
+    build.refresh_from_db()
+    assert build.ended_at is not None
+    assert {s.status for s in build.steps.all()} <= {"succeeded", "cancelled", "skipped"}
+    assert build.steps.filter(status="cancelled").count() == 1
