@@ -127,9 +127,15 @@ def tenant_offboard(*, tenant: Tenant, delete_data: bool, confirm_slug: str, act
 
 
 def tenant_change_plan(*, tenant: Tenant, plan: Plan, actor: User | None = None) -> None:
-    """Takes effect for builds not yet started: queued builds re-point to the new plan."""
+    """Takes effect for builds not yet started: queued builds re-point to the new plan.
+
+    The tenant's tagged resources get the new `mlaas:plan` tag first, so cost
+    reports by plan stay true; if AWS refuses, nothing changes.
+    """
     from builds.models import Build
 
+    if tenant.role_arn:
+        _retag_resources(tenant, plan)
     with transaction.atomic():
         old = tenant.plan.slug
         Tenant.objects.filter(pk=tenant.pk).update(plan=plan)
@@ -207,3 +213,17 @@ def access_request_create(*, company: str, contact_email: str, plan: Plan | None
 def access_request_mark_handled(*, request: AccessRequest) -> None:
     request.handled_at = timezone.now()
     request.save(update_fields=["handled_at"])
+
+
+def _retag_resources(tenant: Tenant, plan: Plan) -> None:
+    from mlaas_portal.aws import gateways
+    from tenants import naming
+
+    tags = naming.tenant_tags(tenant.slug, plan.slug)
+    gateways.platform_iam().tag_role(naming.role_name(tenant.slug), tags)
+    if tenant.isolation == Tenant.Isolation.SILO and tenant.bucket:
+        gateways.platform_s3().put_tags(tenant.bucket, tags)
+    group_arn = tenant.provisioning_steps.filter(name="model_package_group").values_list(
+        "resource_arn", flat=True).first()
+    if group_arn:
+        gateways.platform_sagemaker().tag_resource(group_arn, tags)

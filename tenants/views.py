@@ -129,6 +129,8 @@ def tenant_action(request, slug, action):
             raise Http404
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
+    except AwsError as exc:
+        messages.error(request, f"AWS refused the change, nothing was changed: {exc}")
     return redirect("tenants:detail", slug=tenant.slug)
 
 

@@ -45,6 +45,9 @@ class IamGateway(Gateway):
         except AwsNotFound:
             return
 
+    def tag_role(self, role: str, tags: dict[str, str]) -> None:
+        self._call("tag_role", RoleName=role, Tags=[{"Key": k, "Value": v} for k, v in sorted(tags.items())])
+
     def role_exists(self, role: str) -> bool:
         try:
             self._call("get_role", RoleName=role)

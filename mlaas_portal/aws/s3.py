@@ -51,6 +51,10 @@ class S3Gateway(Gateway):
         self.put_cors(bucket, cors_origin)
         self.enable_eventbridge(bucket)
 
+    def put_tags(self, bucket: str, tags: dict[str, str]) -> None:
+        self._call("put_bucket_tagging", Bucket=bucket,
+                   Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(tags.items())]})
+
     def put_cors(self, bucket: str, origin: str) -> None:
         self._call(
             "put_bucket_cors",

@@ -119,6 +119,9 @@ class SageMakerGateway(Gateway):
                 "ContentType": "application/json", "S3Uri": metrics_s3_uri}}}
         return self._call("create_model_package", **kwargs)["ModelPackageArn"]
 
+    def tag_resource(self, arn: str, tags: dict[str, str]) -> None:
+        self._call("add_tags", ResourceArn=arn, Tags=_tag_list(tags))
+
     def describe_model_package(self, arn: str) -> dict:
         return self._call("describe_model_package", ModelPackageName=arn)
 

@@ -17,13 +17,13 @@ def tenant_row(db, reference_data):
     from tenants.models import Plan, Tenant
 
     def make(*, slug: str | None = None, isolation: str = "silo", plan: str = "standard",
-             status: str = Tenant.Status.ACTIVE, name: str = "") -> Tenant:
+             status: str = Tenant.Status.ACTIVE, name: str = "", role_arn: str | None = None) -> Tenant:
         slug = slug or f"r{uuid.uuid4().hex[:10]}"
         silo = isolation == Tenant.Isolation.SILO
         return Tenant.objects.create(
             slug=slug, name=name or f"Tenant {slug}", plan=Plan.objects.get(slug=plan), isolation=isolation,
             status=status, bucket=f"mlaas-t-{slug}-123456789012" if silo else "mlaas-pool-123456789012",
-            prefix="" if silo else f"tenants/{slug}/", role_arn=f"arn:aws:iam::123456789012:role/mlaas-tenant-{slug}",
+            prefix="" if silo else f"tenants/{slug}/", role_arn=f"arn:aws:iam::123456789012:role/mlaas-tenant-{slug}" if role_arn is None else role_arn,
             model_package_group=f"mlaas-{slug}-models",
         )
 

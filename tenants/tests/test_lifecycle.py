@@ -147,7 +147,7 @@ def test_offboard_of_offboarded_tenant_is_refused(make_tenant):
 
 
 def test_plan_change_repoints_queued_builds_but_not_started_ones(tenant_row, staff_user, logged_in):
-    tenant = tenant_row(plan="standard")
+    tenant = tenant_row(plan="standard", role_arn="")  # a row only: no AWS resources to re-tag
     algorithm = Algorithm.objects.get(slug="gbm-classifier")
     standard = Plan.objects.get(slug="standard")
     builds = {status: Build.objects.create(tenant=tenant, plan=standard, algorithm=algorithm, target="y",
@@ -180,3 +180,20 @@ def test_suspended_tenant_gets_no_credentials(make_tenant, make_member, api_clie
         "code": "invalid", "message": "Tenant is suspended; credentials are issued for active tenants only.",
         "fields": None})
     assert str(refused.value) == f"tenant `{tenant.slug}` is suspended; credentials are for active tenants"
+
+
+def test_plan_change_retags_the_tenants_resources(make_tenant):
+    from mlaas_portal.aws import gateways
+    from tenants import naming
+    from tenants.models import Plan
+    from tenants.services import tenant_change_plan
+
+    tenant = make_tenant(isolation="silo", plan="basic")
+    tenant_change_plan(tenant=tenant, plan=Plan.objects.get(slug="premium"))
+    role_tags = gateways.platform_iam().client.list_role_tags(RoleName=naming.role_name(tenant.slug))["Tags"]
+    bucket_tags = gateways.platform_s3().bucket_settings(tenant.bucket)["tags"]
+    group_arn = tenant.provisioning_steps.get(name="model_package_group").resource_arn
+    group_tags = gateways.platform_sagemaker().client.list_tags(ResourceArn=group_arn)["Tags"]
+    assert {t["Key"]: t["Value"] for t in role_tags}["mlaas:plan"] == "premium"
+    assert bucket_tags["mlaas:plan"] == "premium"
+    assert {t["Key"]: t["Value"] for t in group_tags}["mlaas:plan"] == "premium"
