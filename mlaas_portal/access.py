@@ -5,6 +5,8 @@ A user of another tenant gets 404 (never 403, never data); staff see all.
 
 from __future__ import annotations
 
+import re
+import uuid
 from functools import wraps
 
 from django.contrib.auth.decorators import login_required
@@ -38,7 +40,12 @@ def tenants_for_user(user) -> QuerySet[Tenant]:
     return Tenant.objects.filter(pk=membership.tenant_id)
 
 
+SLUG_SHAPE = re.compile(r"^[a-z0-9-]{1,40}$")
+
+
 def get_tenant_for_user(user, slug: str) -> Tenant:
+    if not isinstance(slug, str) or not SLUG_SHAPE.match(slug):
+        raise Http404("No such tenant")  # never reaches the database (NUL bytes, huge strings)
     tenant = tenants_for_user(user).select_related("plan", "default_algorithm").filter(slug=slug).first()
     if tenant is None:
         raise Http404("No such tenant")
@@ -53,11 +60,10 @@ def builds_for_user(user) -> QuerySet[Build]:
 
 def get_build_for_user(user, code) -> Build:
     try:
-        build = builds_for_user(user).select_related("tenant", "plan", "algorithm").filter(code=code).first()
-    except (ValueError, TypeError, Exception) as exc:  # malformed UUID
-        if isinstance(exc, Http404):
-            raise
-        build = None
+        code = code if isinstance(code, uuid.UUID) else uuid.UUID(str(code))
+    except ValueError:
+        raise Http404("No such build") from None
+    build = builds_for_user(user).select_related("tenant", "plan", "algorithm").filter(code=code).first()
     if build is None:
         raise Http404("No such build")
     return build

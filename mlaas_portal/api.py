@@ -461,6 +461,7 @@ class CostDayOut(Schema):
     day: date
     metered: str
     cost_explorer: str | None
+    difference: str | None = Field(None, description="Cost Explorer minus metered, once Cost Explorer has the day")
 
 
 class CostsOut(Schema):

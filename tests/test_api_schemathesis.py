@@ -54,6 +54,18 @@ def known(make_tenant, staff_user):
     return {"ids": {"slug": tenant.slug, "build_id": str(build.code)}, "token": api_token_create(user=staff_user)}
 
 
+def _call_examples(strategy, *, headers: dict, label: str, calls: dict[str, int]) -> None:
+    @settings(max_examples=EXAMPLES, deadline=None, phases=[Phase.explicit, Phase.generate],
+              suppress_health_check=list(HealthCheck), derandomize=True, database=None)
+    @given(case=strategy)
+    def call(case):
+        response = case.call(headers=headers)
+        case.validate_response(response, checks=[not_a_server_error], headers=headers)
+        calls[label] = calls.get(label, 0) + 1
+
+    call()
+
+
 def test_api_never_answers_5xx(api_schema, known):
     headers = {"Authorization": f"Bearer {known['token']}"}
     operations = [result.ok() for result in api_schema.get_all_operations()]
@@ -66,16 +78,7 @@ def test_api_never_answers_5xx(api_schema, known):
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             for path_parameters in ([None, fixed_ids] if fixed_ids else [None]):
                 strategy = operation.as_strategy(generation_mode=mode, path_parameters=path_parameters)
-
-                @settings(max_examples=EXAMPLES, deadline=None, phases=[Phase.explicit, Phase.generate],
-                          suppress_health_check=list(HealthCheck), derandomize=True, database=None)
-                @given(case=strategy)
-                def call(case):
-                    response = case.call(headers=headers)
-                    case.validate_response(response, checks=[not_a_server_error], headers=headers)
-                    calls[label] = calls.get(label, 0) + 1
-
-                call()
+                _call_examples(strategy, headers=headers, label=label, calls=calls)
 
     assert len(operations) == 11
     assert sorted(calls) == sorted(f"{op.method.upper()} {op.path}" for op in operations)

@@ -16,7 +16,6 @@ import contextlib
 import os
 import re
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -190,9 +189,6 @@ def test_onboard_upload_build_model_spend_and_isolation(chromium, live_server, s
         shot(owner, "upload")
         with LocalStack(["default", "plan-premium"]):
             owner.click("#upload-submit")
-            owner.on("console", lambda m: print("CONSOLE", m.text))
-            time.sleep(8)
-            print("STATUS", owner.inner_text("#upload-status"), owner.url, Build.objects.count())
             owner.wait_for_url(re.compile(rf"{re.escape(base)}/builds/[0-9a-f-]{{36}}/$"), timeout=30_000)
             build = Build.objects.get(tenant=tenant)
             assert owner.url == f"{base}/builds/{build.code}/"
@@ -276,7 +272,7 @@ def test_main_pages_fit_a_phone_and_a_desktop(chromium, live_server, reference_d
     for n in range(8):
         create_build(tenant, status=("succeeded", "failed", "running", "queued")[n % 4], version=n % 4 == 0,
                      created_at=timezone.now() - timedelta(hours=n), metrics={"accuracy": 0.9, "f1": 0.88},
-                     failure_reason="column `label` not found; columns are: `a`, `b`, `c`")
+                     failure_reason="column `label` not found; columns are: `a`, `b`, `c`" if n % 4 == 1 else "")
     running = tenant.builds.filter(status="running").first()
     pages = {
         staff_user.username: ["/", "/builds/", "/tenants/", "/tenants/plans/", "/builds/algorithms/",

@@ -12,10 +12,10 @@ from django.utils import timezone
 
 from builds.models import Build, RejectedUpload
 from tenants.models import AccessRequest
-from tests.web_support import create_build, create_member, create_tenant, logged_in, page_title, text_of  # noqa: F401
+from tests.web_support import client_for, create_build, create_member, create_tenant, page_title, text_of
 
 
-def spend(tenant, build, amount: str, *, days_ago: int = 0) -> None:
+def spend(db, tenant, build, amount: str, *, days_ago: int = 0) -> None:
     from billing.models import CostLine
     from billing.services import utc_today
 
@@ -26,7 +26,7 @@ def spend(tenant, build, amount: str, *, days_ago: int = 0) -> None:
                             day=utc_today() - timedelta(days=days_ago))
 
 
-def ended_ago(hours: float, duration_s: int):
+def ended_ago(db, hours: float, duration_s: int):
     """created_at for create_build so the build ends `hours` ago after `duration_s` seconds of running."""
     return timezone.now() - timedelta(hours=hours) - timedelta(seconds=duration_s + 30)
 
@@ -58,10 +58,10 @@ def vendor(reference_data, settings):
     return acme, globex, failed
 
 
-def test_staff_dashboard_numbers(vendor, staff_user, logged_in):
+def test_staff_dashboard_numbers(vendor, staff_user):
     acme, globex, failed = vendor
 
-    response = logged_in(staff_user).get(reverse("home"))
+    response = client_for(staff_user).get(reverse("home"))
 
     c = response.context
     assert response.status_code == 200
@@ -87,8 +87,8 @@ def test_staff_dashboard_numbers(vendor, staff_user, logged_in):
     assert reverse("tenants:detail", args=["hooli"]) in response.content.decode()  # needs attention
 
 
-def test_staff_dashboard_empty(reference_data, staff_user, logged_in):
-    response = logged_in(staff_user).get(reverse("home"))
+def test_staff_dashboard_empty(reference_data, staff_user):
+    response = client_for(staff_user).get(reverse("home"))
 
     text = text_of(response)
     assert "– success rate, last 7 days" in text and "– median build time" in text
@@ -96,25 +96,25 @@ def test_staff_dashboard_empty(reference_data, staff_user, logged_in):
     assert "$0.00 metered spend this month" in text
 
 
-def test_full_plan_is_flagged(reference_data, staff_user, logged_in):
+def test_full_plan_is_flagged(reference_data, staff_user):
     tenant = create_tenant(plan="basic")
     for _ in range(4):
         create_build(tenant, status="running")
 
-    response = logged_in(staff_user).get(reverse("home"))
+    response = client_for(staff_user).get(reverse("home"))
 
     basic = next(r for r in response.context["capacity"] if r["plan"].slug == "basic")
     assert (basic["running"], basic["full"]) == (4, True)
     assert '<progress value="4" max="4" class="full"' in response.content.decode()
 
 
-def test_tenant_home_shows_builds_models_and_spend_against_budget(vendor, logged_in):
+def test_tenant_home_shows_builds_models_and_spend_against_budget(vendor):
     acme, globex, _ = vendor
     acme.monthly_budget, acme.budget_alert_percent = Decimal("0.30"), 80
     acme.save()
     create_build(acme, status="succeeded", version=True, metrics={"accuracy": 0.9912})
 
-    response = logged_in(create_member(acme)).get(reverse("home"))
+    response = client_for(create_member(acme)).get(reverse("home"))
 
     c = response.context
     text = text_of(response)
@@ -130,10 +130,10 @@ def test_tenant_home_shows_builds_models_and_spend_against_budget(vendor, logged
     assert 'hx-trigger="every 5s"' in response.content.decode()  # builds running: the list refreshes
 
 
-def test_tenant_home_empty_states(reference_data, logged_in):
+def test_tenant_home_empty_states(reference_data):
     tenant = create_tenant()
 
-    response = logged_in(create_member(tenant)).get(reverse("home"))
+    response = client_for(create_member(tenant)).get(reverse("home"))
 
     text = text_of(response)
     assert "No builds yet: upload a CSV to start one." in text
@@ -142,16 +142,16 @@ def test_tenant_home_empty_states(reference_data, logged_in):
     assert 'hx-trigger="every 5s"' not in response.content.decode()
 
 
-def test_user_without_tenant_gets_a_clear_page(db, logged_in):
+def test_user_without_tenant_gets_a_clear_page(db):
     from django.contrib.auth.models import User
 
-    response = logged_in(User.objects.create_user("lost@example.com")).get(reverse("home"))
+    response = client_for(User.objects.create_user("lost@example.com")).get(reverse("home"))
 
     assert response.status_code == 404
     assert "Your account is not a member of any tenant." in text_of(response)
 
 
-def test_anonymous_home_goes_to_login(client):
+def test_anonymous_home_goes_to_login(db, client):
     response = client.get(reverse("home"))
 
     assert (response.status_code, response.url) == (302, f"{reverse('login')}?next=/")

@@ -13,8 +13,7 @@ from django.urls import reverse
 
 from builds.models import Algorithm
 from tenants.models import AccessRequest, ApiToken, Plan
-from tests.web_support import create_build, create_member, create_tenant, logged_in, page_title, text_of  # noqa: F401
-
+from tests.web_support import client_for, create_build, create_member, create_tenant, page_title, text_of
 
 # ----- catalog -----
 
@@ -76,13 +75,13 @@ def test_request_access_errors_show_next_to_the_fields(reference_data, client):
     assert AccessRequest.objects.count() == 0
 
 
-def test_request_access_shows_up_as_pending_for_staff(reference_data, client, staff_user, logged_in):
+def test_request_access_shows_up_as_pending_for_staff(reference_data, client, staff_user):
     standard = Plan.objects.get(slug="standard")
     preselected = client.get(reverse("catalog"), {"plan": standard.pk})
 
     sent = client.post(reverse("catalog"), {"company": "Umbrella Corp", "contact_email": "ceo@umbrella.example",
                                             "plan": standard.pk, "message": "We want churn models."}, follow=True)
-    staff = logged_in(staff_user)
+    staff = client_for(staff_user)
     pending = staff.get(reverse("tenants:access_requests"))
     request = AccessRequest.objects.get()
     onboard = staff.get(reverse("tenants:onboard"), {"request": request.code})
@@ -99,8 +98,8 @@ def test_request_access_shows_up_as_pending_for_staff(reference_data, client, st
 
 # ----- tokens -----
 
-def test_tokens_page_creates_shows_once_and_revokes(db, staff_user, logged_in):
-    client = logged_in(staff_user)
+def test_tokens_page_creates_shows_once_and_revokes(db, staff_user):
+    client = client_for(staff_user)
 
     created = client.post(reverse("tokens"), {"name": "nightly upload"})
     raw = re.search(r'<code id="new-token">(mlp_[^<]+)</code>', created.content.decode()).group(1)
@@ -117,22 +116,22 @@ def test_tokens_page_creates_shows_once_and_revokes(db, staff_user, logged_in):
     assert after.status_code == 401
 
 
-def test_token_name_too_long_shows_error_next_to_field(db, staff_user, logged_in):
-    response = logged_in(staff_user).post(reverse("tokens"), {"name": "x" * 81})
+def test_token_name_too_long_shows_error_next_to_field(db, staff_user):
+    response = client_for(staff_user).post(reverse("tokens"), {"name": "x" * 81})
 
     assert response.context["form"].errors == {"name": ["Ensure this value has at most 80 characters (it has 81)."]}
     assert 'id="id_name_error"' in response.content.decode()
     assert ApiToken.objects.count() == 0
 
 
-def test_another_users_token_cannot_be_revoked(reference_data, staff_user, logged_in):
+def test_another_users_token_cannot_be_revoked(reference_data, staff_user):
     from tenants.services import api_token_create
 
     tenant = create_tenant()
     owner = create_member(tenant)
     api_token_create(user=owner, name="theirs")
 
-    response = logged_in(staff_user).post(reverse("tokens"), {"revoke": ApiToken.objects.get().pk}, follow=True)
+    response = client_for(staff_user).post(reverse("tokens"), {"revoke": ApiToken.objects.get().pk}, follow=True)
 
     assert "No such token." in text_of(response)
     assert ApiToken.objects.count() == 1
@@ -140,8 +139,8 @@ def test_another_users_token_cannot_be_revoked(reference_data, staff_user, logge
 
 # ----- tenants (staff) -----
 
-def test_tenants_list_search_status_and_empty_states(reference_data, staff_user, logged_in):
-    client = logged_in(staff_user)
+def test_tenants_list_search_status_and_empty_states(reference_data, staff_user):
+    client = client_for(staff_user)
     empty = client.get(reverse("tenants:list"))
     create_tenant(slug="acme", name="Acme Corp")
     create_tenant(slug="globex", status="suspended")
@@ -156,10 +155,10 @@ def test_tenants_list_search_status_and_empty_states(reference_data, staff_user,
     assert "No tenants match. Show all tenants." in text_of(none)
 
 
-def test_onboarding_shows_the_owner_set_password_link(reference_data, staff_user, logged_in, client,
+def test_onboarding_shows_the_owner_set_password_link(reference_data, staff_user, client,
                                                       django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks():  # provisioning is enqueued on commit; not run here
-        response = logged_in(staff_user).post(reverse("tenants:onboard"), {
+        response = client_for(staff_user).post(reverse("tenants:onboard"), {
             "slug": "umbrella", "name": "Umbrella", "plan": "basic", "isolation": "pool",
             "owner_email": "ceo@umbrella.example"}, follow=True)
 
@@ -175,11 +174,11 @@ def test_onboarding_shows_the_owner_set_password_link(reference_data, staff_user
     assert (logged.status_code, logged.url) == (302, reverse("home"))
 
 
-def test_tenant_settings_errors_show_next_to_the_fields(reference_data, logged_in):
+def test_tenant_settings_errors_show_next_to_the_fields(reference_data):
     tenant = create_tenant()
     owner = create_member(tenant, role="owner")
 
-    response = logged_in(owner).post(reverse("tenants:settings", args=[tenant.slug]),
+    response = client_for(owner).post(reverse("tenants:settings", args=[tenant.slug]),
                                      {"default_target": "y", "monthly_budget": "-5", "budget_alert_percent": "300"})
 
     assert response.status_code == 200
@@ -189,11 +188,11 @@ def test_tenant_settings_errors_show_next_to_the_fields(reference_data, logged_i
     assert tenant.monthly_budget is None
 
 
-def test_plans_page_lists_limits_prices_and_tenant_counts(reference_data, staff_user, logged_in):
+def test_plans_page_lists_limits_prices_and_tenant_counts(reference_data, staff_user):
     create_tenant(plan="basic")
     create_tenant(plan="basic", status="offboarded")
 
-    response = logged_in(staff_user).get(reverse("tenants:plans"))
+    response = client_for(staff_user).get(reverse("tenants:plans"))
 
     assert [(p.slug, p.tenant_count) for p in response.context["plans"]] == [
         ("premium", 0), ("standard", 0), ("basic", 1)]
@@ -224,21 +223,22 @@ def _pages(staff_user):
         (None, reverse("catalog")), (None, reverse("login"))]
 
 
-def test_every_page_has_a_specific_title_and_the_menu(reference_data, staff_user, logged_in):
+def test_every_page_has_a_specific_title_and_the_menu(reference_data, staff_user):
     from django.test import Client
 
     seen = []
     for user, url in _pages(staff_user):
-        response = (logged_in(user) if user else Client()).get(url)
+        response = (client_for(user) if user else Client()).get(url)
         html, title = response.content.decode(), page_title(response)
+        viewport = 'name="viewport" content="width=device-width, initial-scale=1"' in html
         seen.append((url, response.status_code, bool(re.fullmatch(r".+ · MLaaS Portal", title)),
-                     'id="nav-toggle"' in html, 'name="viewport" content="width=device-width, initial-scale=1"' in html))
+                     'id="nav-toggle"' in html, viewport))
 
     assert [row for row in seen if row[1:] != (200, True, True, True)] == []
     assert len(seen) == 19
 
 
-def test_current_page_is_marked_in_the_menu(reference_data, staff_user, logged_in):
-    html = logged_in(staff_user).get(reverse("tenants:plans")).content.decode()
+def test_current_page_is_marked_in_the_menu(reference_data, staff_user):
+    html = client_for(staff_user).get(reverse("tenants:plans")).content.decode()
 
     assert re.findall(r'<a href="([^"]+)" aria-current="page">', html) == [reverse("tenants:plans")]

@@ -9,14 +9,14 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from tests.web_support import T0, create_build, create_member, create_tenant, logged_in  # noqa: F401
+from tests.web_support import T0, client_for, create_build, create_member, create_tenant
 
 
-def _tenants(n: int) -> list:
+def _tenants(db, n: int) -> list:
     return [create_tenant(plan=("basic", "standard", "premium")[i % 3], budget=Decimal("100")) for i in range(n)]
 
 
-def _spend(tenant, build, amount: str = "0.25") -> None:
+def _spend(db, tenant, build, amount: str = "0.25") -> None:
     from billing.models import CostLine
     from billing.services import utc_today
 
@@ -26,7 +26,7 @@ def _spend(tenant, build, amount: str = "0.25") -> None:
                             amount=Decimal(amount), day=utc_today())
 
 
-def _rejected(tenant, n: int) -> None:
+def _rejected(db, tenant, n: int) -> None:
     from builds.models import RejectedUpload
 
     RejectedUpload.objects.bulk_create([
@@ -158,10 +158,10 @@ PAGES = {
 
 @pytest.mark.parametrize("rows", [1, 50])
 @pytest.mark.parametrize("scenario", list(PAGES), ids=[f.__name__ for f in PAGES])
-def test_list_page_query_count_does_not_grow_with_rows(reference_data, staff_user, logged_in, rows, scenario,
+def test_list_page_query_count_does_not_grow_with_rows(reference_data, staff_user, rows, scenario,
                                                        django_assert_max_num_queries):
     user, url = scenario(rows, staff_user)
-    client = logged_in(user) if user else __import__("django.test", fromlist=["Client"]).Client()
+    client = client_for(user) if user else __import__("django.test", fromlist=["Client"]).Client()
 
     with django_assert_max_num_queries(PAGES[scenario]):
         response = client.get(url)
@@ -174,10 +174,10 @@ def test_list_page_query_count_does_not_grow_with_rows(reference_data, staff_use
 
 
 @pytest.mark.parametrize("scenario", [builds_staff, builds_tenant], ids=["staff", "tenant"])
-def test_live_build_rows_refresh_query_count_does_not_grow(reference_data, staff_user, logged_in, scenario,
-                                                          django_assert_max_num_queries):
+def test_live_build_rows_refresh_query_count_does_not_grow(reference_data, staff_user, scenario,
+                                                           django_assert_max_num_queries):
     user, url = scenario(50, staff_user)
-    client = logged_in(user)
+    client = client_for(user)
 
     with django_assert_max_num_queries(PAGES[scenario]):
         response = client.get(url, HTTP_HX_REQUEST="true")
@@ -185,8 +185,7 @@ def test_live_build_rows_refresh_query_count_does_not_grow(reference_data, staff
     assert response.status_code == 200 and "<html" not in response.content.decode()
 
 
-def test_build_detail_query_count_does_not_grow_with_steps_or_history(reference_data, logged_in,
-                                                                      django_assert_max_num_queries):
+def test_build_detail_query_count_does_not_grow_with_steps_or_history(reference_data, django_assert_max_num_queries):
     from builds.models import BuildTransition
 
     tenant = create_tenant()
@@ -194,7 +193,7 @@ def test_build_detail_query_count_does_not_grow_with_steps_or_history(reference_
     BuildTransition.objects.bulk_create([BuildTransition(build=build, to_status="queued", reason=f"r{i}")
                                          for i in range(50)])
 
-    client = logged_in(create_member(tenant))
+    client = client_for(create_member(tenant))
 
     with django_assert_max_num_queries(11):
         response = client.get(reverse("builds:detail", args=[build.code]), HTTP_HX_REQUEST="true")

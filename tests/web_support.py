@@ -1,4 +1,4 @@
-"""Factories and fixtures of the web and API tests (import the fixtures into a test module to use them).
+"""Factories of the web and API tests: plain functions (call them from a test that has database access).
 
 Rows only, no AWS: for pages and endpoints that read the database. Anything that calls AWS uses the root
 conftest's `make_tenant` against the emulator.
@@ -10,8 +10,6 @@ import itertools
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-
-import pytest
 
 _seq = itertools.count()
 
@@ -104,30 +102,12 @@ def text_of(response) -> str:
     return re.sub(r"\s+([.,;:!?)])", r"\1", text)
 
 
-@pytest.fixture
-def tenant_row(reference_data):
-    return create_tenant
-
-
-@pytest.fixture
-def build_row(reference_data):
-    return create_build
-
-
-@pytest.fixture
-def member_of(db):
-    return create_member
-
-
-@pytest.fixture
-def logged_in(db):
+def client_for(user, *, tz: str = ""):
+    """A Django test client logged in as `user`, optionally with the browser's `tz` cookie."""
     from django.test import Client
 
-    def make(user, *, tz: str = "") -> Client:
-        client = Client()
-        client.force_login(user)
-        if tz:
-            client.cookies["tz"] = tz
-        return client
-
-    return make
+    client = Client()
+    client.force_login(user)
+    if tz:
+        client.cookies["tz"] = tz
+    return client

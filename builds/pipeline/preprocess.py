@@ -147,17 +147,20 @@ def run(paths: StepPaths, config: dict) -> dict:
     target_report = _target_report(frame[target], problem_type)
 
     parts, stratified = _split(frame, target, problem_type, seed)
+    train_dir = paths.processing_output("train")
+    train_dir.mkdir(parents=True, exist_ok=True)
     # Parquet writing runs in Arrow without the GIL: overlap it with fitting.
     with ThreadPoolExecutor(max_workers=1) as writer:
-        written = writer.submit(_write_splits, parts, paths)
+        written = [writer.submit(_write_splits, parts, paths)]
         categories = {name: _top_categories(parts["train"][name]) for name in categorical}
         preprocessor = build_preprocessor(numeric, categorical, categories)
         # ColumnTransformer.fit transforms the rows anyway; keep them for the train step.
         train_features = preprocessor.fit_transform(parts["train"].drop(columns=[target]))
-        written.result()
-    train_dir = paths.processing_output("train")
-    np.save(train_dir / TRAIN_FEATURES_FILE, np.ascontiguousarray(train_features, dtype=np.float64))
-    joblib.dump(preprocessor, train_dir / PREPROCESSOR_FILE)
+        written.append(writer.submit(np.save, train_dir / TRAIN_FEATURES_FILE,
+                                     np.ascontiguousarray(train_features, dtype=np.float64)))
+        joblib.dump(preprocessor, train_dir / PREPROCESSOR_FILE)
+        for task in written:
+            task.result()
     schema = {"target": target, "problem_type": problem_type, "numeric_features": numeric,
               "categorical_features": categorical, "classes": target_report.get("classes", [])}
     write_json(train_dir / SCHEMA_FILE, schema)
@@ -538,7 +541,8 @@ def _split(frame: pd.DataFrame, target: str, problem_type: str, seed: int) -> tu
         train, holdout = train_test_split(positions, test_size=HOLDOUT_FRACTION, random_state=seed)
         validation, test = train_test_split(holdout, test_size=0.5, random_state=seed)
         stratified = False
-    parts = {name: frame.iloc[index].reset_index(drop=True)
+    # File order within each split: contiguous reads, and no estimator here depends on row order.
+    parts = {name: frame.iloc[np.sort(index)].reset_index(drop=True)
              for name, index in (("train", train), ("validation", validation), ("test", test))}
     return parts, stratified
 

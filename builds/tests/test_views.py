@@ -10,31 +10,31 @@ import pytest
 from django.urls import reverse
 
 from builds.models import Build, ModelVersion, RejectedUpload
-from tests.web_support import T0, build_row, logged_in, member_of, page_title, tenant_row, text_of  # noqa: F401
+from tests.web_support import T0, client_for, create_build, create_member, create_tenant, page_title, text_of
 
 
 @pytest.fixture
-def acme(tenant_row):
-    return tenant_row(slug="acme", name="Acme Corp", plan="basic")
+def acme(db):
+    return create_tenant(slug="acme", name="Acme Corp", plan="basic")
 
 
 @pytest.fixture
-def globex(tenant_row):
-    return tenant_row(slug="globex", name="Globex", plan="premium")
+def globex(db):
+    return create_tenant(slug="globex", name="Globex", plan="premium")
 
 
-def codes(response) -> list[str]:
+def codes(db, response) -> list[str]:
     return [str(b.code) for b in response.context["page_obj"].object_list]
 
 
 # ----- list -----
 
-def test_build_list_for_member_shows_only_its_builds_newest_first(acme, globex, build_row, member_of, logged_in):
-    old = build_row(acme, created_at=T0)
-    new = build_row(acme, created_at=T0 + timedelta(hours=1))
-    build_row(globex)
+def test_build_list_for_member_shows_only_its_builds_newest_first(acme, globex):
+    old = create_build(acme, created_at=T0)
+    new = create_build(acme, created_at=T0 + timedelta(hours=1))
+    create_build(globex)
 
-    response = logged_in(member_of(acme)).get(reverse("builds:list"))
+    response = client_for(create_member(acme)).get(reverse("builds:list"))
 
     assert response.status_code == 200
     assert codes(response) == [str(new.code), str(old.code)]
@@ -43,14 +43,13 @@ def test_build_list_for_member_shows_only_its_builds_newest_first(acme, globex, 
     assert "globex" not in response.content.decode()
 
 
-def test_build_list_filters_by_tenant_plan_status_algorithm_and_date(acme, globex, build_row, staff_user,
-                                                                       logged_in):
-    a1 = build_row(acme, status="failed", failure_reason="column `label` not found", created_at=T0)
-    a2 = build_row(acme, status="succeeded", algorithm="random-forest-classifier", created_at=T0 + timedelta(days=2))
-    g1 = build_row(globex, status="running", created_at=T0 + timedelta(days=1))
-    client = logged_in(staff_user)
+def test_build_list_filters_by_tenant_plan_status_algorithm_and_date(acme, globex, staff_user):
+    a1 = create_build(acme, status="failed", failure_reason="column `label` not found", created_at=T0)
+    a2 = create_build(acme, status="succeeded", algorithm="random-forest-classifier", created_at=T0 + timedelta(days=2))
+    g1 = create_build(globex, status="running", created_at=T0 + timedelta(days=1))
+    client = client_for(staff_user)
 
-    def listed(**query) -> list[str]:
+    def listed(db, **query) -> list[str]:
         return codes(client.get(reverse("builds:list"), query))
 
     assert listed(tenant="acme") == [str(a2.code), str(a1.code)]
@@ -62,13 +61,13 @@ def test_build_list_filters_by_tenant_plan_status_algorithm_and_date(acme, globe
     assert listed(tenant="acme", status="succeeded") == [str(a2.code)]
 
 
-def test_build_list_sorts_by_column_both_ways(acme, globex, build_row, staff_user, logged_in):
-    fast = build_row(globex, duration=timedelta(seconds=30), created_at=T0)
-    slow = build_row(acme, duration=timedelta(minutes=9), created_at=T0 + timedelta(hours=1))
-    waiting = build_row(acme, status="queued", created_at=T0 + timedelta(hours=2))
-    client = logged_in(staff_user)
+def test_build_list_sorts_by_column_both_ways(acme, globex, staff_user):
+    fast = create_build(globex, duration=timedelta(seconds=30), created_at=T0)
+    slow = create_build(acme, duration=timedelta(minutes=9), created_at=T0 + timedelta(hours=1))
+    waiting = create_build(acme, status="queued", created_at=T0 + timedelta(hours=2))
+    client = client_for(staff_user)
 
-    def listed(sort) -> list[str]:
+    def listed(db, sort) -> list[str]:
         return codes(client.get(reverse("builds:list"), {"sort": sort}))
 
     assert listed("created") == [str(fast.code), str(slow.code), str(waiting.code)]
@@ -81,10 +80,10 @@ def test_build_list_sorts_by_column_both_ways(acme, globex, build_row, staff_use
     assert headers["created"]["href"] == "?sort=-created"
 
 
-def test_build_list_paginates_and_keeps_filters_in_page_links(acme, build_row, member_of, logged_in):
+def test_build_list_paginates_and_keeps_filters_in_page_links(acme):
     for n in range(27):
-        build_row(acme, status="succeeded", created_at=T0 + timedelta(minutes=n))
-    client = logged_in(member_of(acme))
+        create_build(acme, status="succeeded", created_at=T0 + timedelta(minutes=n))
+    client = client_for(create_member(acme))
 
     first = client.get(reverse("builds:list"), {"status": "succeeded"})
     second = client.get(reverse("builds:list"), {"status": "succeeded", "page": 2})
@@ -95,10 +94,11 @@ def test_build_list_paginates_and_keeps_filters_in_page_links(acme, build_row, m
     assert "Page 1 of 2 · 27 in all" in text_of(first)
 
 
-def test_build_list_htmx_refresh_returns_only_the_rows(acme, build_row, member_of, logged_in):
-    build = build_row(acme, status="running")
+def test_build_list_htmx_refresh_returns_only_the_rows(acme):
+    build = create_build(acme, status="running")
 
-    response = logged_in(member_of(acme)).get(reverse("builds:list"), {"status": "running"}, HTTP_HX_REQUEST="true")
+    response = client_for(create_member(acme)).get(reverse("builds:list"), {"status": "running"},
+                                                   HTTP_HX_REQUEST="true")
 
     html = response.content.decode()
     assert (response.status_code, "<html" in html, 'id="build-table"' in html) == (200, False, True)
@@ -106,17 +106,17 @@ def test_build_list_htmx_refresh_returns_only_the_rows(acme, build_row, member_o
     assert f'id="build-{build.code}"' in html
 
 
-def test_build_list_page_polls_its_rows(acme, member_of, logged_in):
-    html = logged_in(member_of(acme)).get(reverse("builds:list"), {"status": "queued"}).content.decode()
+def test_build_list_page_polls_its_rows(acme):
+    html = client_for(create_member(acme)).get(reverse("builds:list"), {"status": "queued"}).content.decode()
 
     assert 'id="build-rows" hx-get="/builds/?status=queued" hx-trigger="every 5s"' in html
 
 
-def test_build_list_empty_states(acme, build_row, member_of, logged_in, staff_user):
-    tenant_page = logged_in(member_of(acme)).get(reverse("builds:list"))
-    staff_page = logged_in(staff_user).get(reverse("builds:list"))
-    build_row(acme, status="succeeded")
-    filtered = logged_in(staff_user).get(reverse("builds:list"), {"status": "failed"})
+def test_build_list_empty_states(acme, staff_user):
+    tenant_page = client_for(create_member(acme)).get(reverse("builds:list"))
+    staff_page = client_for(staff_user).get(reverse("builds:list"))
+    create_build(acme, status="succeeded")
+    filtered = client_for(staff_user).get(reverse("builds:list"), {"status": "failed"})
 
     assert "No builds yet: upload a CSV to start one." in text_of(tenant_page)
     assert reverse("builds:upload", args=["acme"]) in tenant_page.content.decode()
@@ -124,10 +124,10 @@ def test_build_list_empty_states(acme, build_row, member_of, logged_in, staff_us
     assert "No builds match these filters. Clear the filters." in text_of(filtered)
 
 
-def test_build_list_invalid_filter_shows_the_error_next_to_the_field(acme, build_row, staff_user, logged_in):
-    build = build_row(acme)
+def test_build_list_invalid_filter_shows_the_error_next_to_the_field(acme, staff_user):
+    build = create_build(acme)
 
-    response = logged_in(staff_user).get(reverse("builds:list"), {"date_from": "2026-03-05",
+    response = client_for(staff_user).get(reverse("builds:list"), {"date_from": "2026-03-05",
                                                                   "date_to": "2026-03-01", "status": "nope"})
 
     html = response.content.decode()
@@ -140,10 +140,10 @@ def test_build_list_invalid_filter_shows_the_error_next_to_the_field(acme, build
     assert str(build.code) not in html
 
 
-def test_member_cannot_filter_the_list_to_another_tenant(acme, globex, build_row, member_of, logged_in):
-    build_row(globex)
+def test_member_cannot_filter_the_list_to_another_tenant(acme, globex):
+    create_build(globex)
 
-    response = logged_in(member_of(acme)).get(reverse("builds:list"), {"tenant": "globex"})
+    response = client_for(create_member(acme)).get(reverse("builds:list"), {"tenant": "globex"})
 
     assert codes(response) == []
     assert "tenant" in response.context["form"].errors
@@ -151,14 +151,14 @@ def test_member_cannot_filter_the_list_to_another_tenant(acme, globex, build_row
 
 # ----- detail -----
 
-def test_build_detail_shows_timeline_metrics_report_version_and_cost(acme, build_row, member_of, logged_in):
-    build = build_row(acme, status="succeeded", metrics={"accuracy": 0.9649, "f1": 0.9722}, version=True,
+def test_build_detail_shows_timeline_metrics_report_version_and_cost(acme):
+    build = create_build(acme, status="succeeded", metrics={"accuracy": 0.9649, "f1": 0.9722}, version=True,
                       data_report={"rows_in": 569, "rows_out": 569, "dropped": {"duplicates": 0},
                                    "features": {"numeric": 30, "categorical": 0, "ignored": 0},
                                    "splits": {"train": 398, "validation": 85, "test": 86}})
-    owner = member_of(acme, role="owner")
+    owner = create_member(acme, role="owner")
 
-    response = logged_in(owner).get(reverse("builds:detail", args=[build.code]))
+    response = client_for(owner).get(reverse("builds:detail", args=[build.code]))
 
     text = text_of(response)
     assert response.status_code == 200
@@ -175,9 +175,9 @@ def test_build_detail_shows_timeline_metrics_report_version_and_cost(acme, build
     assert 'hx-trigger="every 2s"' not in response.content.decode()  # finished: no polling
 
 
-def test_running_build_polls_every_two_seconds_and_stops_when_finished(acme, build_row, member_of, logged_in):
-    build = build_row(acme, status="running", steps=2)
-    client = logged_in(member_of(acme))
+def test_running_build_polls_every_two_seconds_and_stops_when_finished(acme):
+    build = create_build(acme, status="running", steps=2)
+    client = client_for(create_member(acme))
 
     page = client.get(reverse("builds:detail", args=[build.code]))
     fragment = client.get(reverse("builds:detail", args=[build.code]), HTTP_HX_REQUEST="true")
@@ -197,20 +197,20 @@ def test_running_build_polls_every_two_seconds_and_stops_when_finished(acme, bui
     assert 'id="cancel-build"' not in final.content.decode()
 
 
-def test_running_build_shows_cost_so_far(acme, build_row, member_of, logged_in):
+def test_running_build_shows_cost_so_far(acme):
     from django.utils import timezone
 
-    build = build_row(acme, status="running", steps=2, created_at=timezone.now() - timedelta(hours=1))
+    build = create_build(acme, status="running", steps=2, created_at=timezone.now() - timedelta(hours=1))
 
-    response = logged_in(member_of(acme)).get(reverse("builds:detail", args=[build.code]))
+    response = client_for(create_member(acme)).get(reverse("builds:detail", args=[build.code]))
 
     assert response.context["cost"] > 0
     assert "cost so far" in text_of(response)
 
 
-def test_failed_build_shows_its_reason_and_retry(acme, build_row, member_of, logged_in):
-    build = build_row(acme, status="failed", steps=1, failure_reason="column `label` not found; columns are: `a`")
-    client = logged_in(member_of(acme))
+def test_failed_build_shows_its_reason_and_retry(acme):
+    build = create_build(acme, status="failed", steps=1, failure_reason="column `label` not found; columns are: `a`")
+    client = client_for(create_member(acme))
 
     page = client.get(reverse("builds:detail", args=[build.code]))
     retried = client.post(reverse("builds:retry", args=[build.code]))
@@ -223,30 +223,30 @@ def test_failed_build_shows_its_reason_and_retry(acme, build_row, member_of, log
     assert (new.status, new.source, new.dataset_key) == ("queued", "retry", build.dataset_key)
 
 
-def test_cancel_a_queued_build(acme, build_row, member_of, logged_in):
-    build = build_row(acme, status="queued")
+def test_cancel_a_queued_build(acme):
+    build = create_build(acme, status="queued")
 
-    response = logged_in(member_of(acme)).post(reverse("builds:cancel", args=[build.code]))
+    response = client_for(create_member(acme)).post(reverse("builds:cancel", args=[build.code]))
 
     build.refresh_from_db()
     assert (response.status_code, build.status) == (302, "cancelled")
     assert build.transitions.last().reason.startswith("cancelled by u")
 
 
-def test_cancel_a_finished_build_says_why_not(acme, build_row, member_of, logged_in):
-    build = build_row(acme, status="succeeded")
+def test_cancel_a_finished_build_says_why_not(acme):
+    build = create_build(acme, status="succeeded")
 
-    response = logged_in(member_of(acme)).post(reverse("builds:cancel", args=[build.code]), follow=True)
+    response = client_for(create_member(acme)).post(reverse("builds:cancel", args=[build.code]), follow=True)
 
     assert "Build is already succeeded." in text_of(response)
 
 
-def test_detail_times_are_in_the_users_time_zone(acme, build_row, member_of, logged_in):
-    build = build_row(acme, status="queued", created_at=T0)  # 09:00 UTC
+def test_detail_times_are_in_the_users_time_zone(acme):
+    build = create_build(acme, status="queued", created_at=T0)  # 09:00 UTC
 
-    tokyo = logged_in(member_of(acme), tz="Asia/Tokyo").get(reverse("builds:detail", args=[build.code]))
-    utc = logged_in(member_of(acme)).get(reverse("builds:detail", args=[build.code]))
-    bogus = logged_in(member_of(acme), tz="Mars/Olympus").get(reverse("builds:detail", args=[build.code]))
+    tokyo = client_for(create_member(acme), tz="Asia/Tokyo").get(reverse("builds:detail", args=[build.code]))
+    utc = client_for(create_member(acme)).get(reverse("builds:detail", args=[build.code]))
+    bogus = client_for(create_member(acme), tz="Mars/Olympus").get(reverse("builds:detail", args=[build.code]))
 
     assert "since 18:00:00" in text_of(tokyo) and "times in Asia/Tokyo" in text_of(tokyo)
     assert "since 09:00:00" in text_of(utc) and "times in UTC" in text_of(utc)
@@ -256,13 +256,13 @@ def test_detail_times_are_in_the_users_time_zone(acme, build_row, member_of, log
 
 # ----- models -----
 
-def test_models_page_lists_versions_with_metrics_and_actions_for_owner(acme, build_row, member_of, logged_in):
-    build_row(acme, version=True, metrics={"accuracy": 0.91})
-    build_row(acme, version=True, metrics={"accuracy": 0.93}, approval="Approved")
-    owner, member = member_of(acme, role="owner"), member_of(acme)
+def test_models_page_lists_versions_with_metrics_and_actions_for_owner(acme):
+    create_build(acme, version=True, metrics={"accuracy": 0.91})
+    create_build(acme, version=True, metrics={"accuracy": 0.93}, approval="Approved")
+    owner, member = create_member(acme, role="owner"), create_member(acme)
 
-    as_owner = logged_in(owner).get(reverse("builds:models", args=["acme"]))
-    as_member = logged_in(member).get(reverse("builds:models", args=["acme"]))
+    as_owner = client_for(owner).get(reverse("builds:models", args=["acme"]))
+    as_member = client_for(member).get(reverse("builds:models", args=["acme"]))
 
     assert [v.version for v in as_owner.context["versions"]] == [2, 1]
     assert "accuracy 0.930" in text_of(as_owner) and "Approved" in text_of(as_owner)
@@ -271,28 +271,28 @@ def test_models_page_lists_versions_with_metrics_and_actions_for_owner(acme, bui
     assert reverse("builds:model_download", args=["acme", 2]) in as_member.content.decode()
 
 
-def test_models_page_empty_state(acme, member_of, logged_in):
-    response = logged_in(member_of(acme)).get(reverse("builds:models", args=["acme"]))
+def test_models_page_empty_state(acme):
+    response = client_for(create_member(acme)).get(reverse("builds:models", args=["acme"]))
 
     assert "No model versions yet: upload a CSV; every successful build registers one." in text_of(response)
 
 
-def test_owner_approves_a_version_and_returns_to_the_build(acme, build_row, member_of, logged_in, monkeypatch):
+def test_owner_approves_a_version_and_returns_to_the_build(acme, monkeypatch):
     from mlaas_portal.aws import gateways
 
     decided = []
 
     class Registry:
-        def update_model_package_approval(self, arn, status):
+        def update_model_package_approval(db, self, arn, status):
             decided.append((arn, status))
 
     monkeypatch.setattr(gateways, "platform_sagemaker", lambda: Registry())  # the AWS boundary only
-    build = build_row(acme, version=True)
-    owner = member_of(acme, role="owner")
+    build = create_build(acme, version=True)
+    owner = create_member(acme, role="owner")
 
-    response = logged_in(owner).post(reverse("builds:model_decide", args=["acme", 1]),
+    response = client_for(owner).post(reverse("builds:model_decide", args=["acme", 1]),
                                      {"decision": "approve", "next": reverse("builds:detail", args=[build.code])})
-    evil = logged_in(owner).post(reverse("builds:model_decide", args=["acme", 1]),
+    evil = client_for(owner).post(reverse("builds:model_decide", args=["acme", 1]),
                                  {"decision": "reject", "next": "https://evil.example/"})
 
     version = ModelVersion.objects.get(build=build)
@@ -302,10 +302,10 @@ def test_owner_approves_a_version_and_returns_to_the_build(acme, build_row, memb
     assert [status for _, status in decided] == ["Approved", "Rejected"]
 
 
-def test_plain_member_cannot_decide(acme, build_row, member_of, logged_in):
-    build_row(acme, version=True)
+def test_plain_member_cannot_decide(acme):
+    create_build(acme, version=True)
 
-    response = logged_in(member_of(acme)).post(reverse("builds:model_decide", args=["acme", 1]),
+    response = client_for(create_member(acme)).post(reverse("builds:model_decide", args=["acme", 1]),
                                                {"decision": "approve"})
 
     assert response.status_code == 404
@@ -314,11 +314,11 @@ def test_plain_member_cannot_decide(acme, build_row, member_of, logged_in):
 
 # ----- upload page helpers -----
 
-def test_upload_status_reports_pending_build_or_rejection(acme, build_row, member_of, logged_in):
-    build = build_row(acme, status="queued", name="mine.csv")
+def test_upload_status_reports_pending_build_or_rejection(acme):
+    build = create_build(acme, status="queued", name="mine.csv")
     RejectedUpload.objects.create(tenant=acme, bucket=acme.bucket, key="uploads/bad.csv", dedup_key="x",
                                   reason="the file is empty")
-    client = logged_in(member_of(acme))
+    client = client_for(create_member(acme))
     url = reverse("builds:upload_status", args=["acme"])
 
     assert client.get(url, {"key": "uploads/mine.csv"}).json() == {
@@ -329,8 +329,8 @@ def test_upload_status_reports_pending_build_or_rejection(acme, build_row, membe
     assert client.get(url, {"key": "models/x"}).status_code == 400
 
 
-def test_presign_rejects_bad_input_with_field_errors(acme, member_of, logged_in):
-    response = logged_in(member_of(acme)).post(reverse("builds:presign", args=["acme"]),
+def test_presign_rejects_bad_input_with_field_errors(acme):
+    response = client_for(create_member(acme)).post(reverse("builds:presign", args=["acme"]),
                                                {"filename": "data.xlsx", "size": "0", "algorithm": "nope"})
 
     body = response.json()
@@ -340,7 +340,7 @@ def test_presign_rejects_bad_input_with_field_errors(acme, member_of, logged_in)
     assert body["fields"]["filename"] == ["Upload a .csv file."]
 
 
-def test_upload_page_lists_datasets_with_build_counts(make_tenant, make_member, logged_in, samples_dir):
+def test_upload_page_lists_datasets_with_build_counts(make_tenant, make_member, samples_dir):
     from mlaas_portal.aws import gateways
 
     tenant = make_tenant(isolation="pool", plan="basic")
@@ -350,7 +350,7 @@ def test_upload_page_lists_datasets_with_build_counts(make_tenant, make_member, 
     build_row_for = __import__("tests.web_support", fromlist=["create_build"]).create_build
     build_row_for(tenant, name="first.csv")
 
-    response = logged_in(make_member(tenant)).get(reverse("builds:upload", args=[tenant.slug]))
+    response = client_for(make_member(tenant)).get(reverse("builds:upload", args=[tenant.slug]))
 
     assert response.status_code == 200
     assert [(d["name"], d["builds"]) for d in response.context["datasets"]] == [("first.csv", 1)]
@@ -360,15 +360,15 @@ def test_upload_page_lists_datasets_with_build_counts(make_tenant, make_member, 
     assert 'id="upload-progress"' in html and 'id="upload-algorithm"' in html and 'id="upload-target"' in html
 
 
-def test_upload_page_empty_state(make_tenant, make_member, logged_in):
+def test_upload_page_empty_state(make_tenant, make_member):
     tenant = make_tenant(isolation="silo", plan="basic")
 
-    response = logged_in(make_member(tenant)).get(reverse("builds:upload", args=[tenant.slug]))
+    response = client_for(make_member(tenant)).get(reverse("builds:upload", args=[tenant.slug]))
 
     assert "No datasets yet: upload a CSV above to start your first build." in text_of(response)
 
 
-def test_model_download_redirects_to_a_presigned_link_of_that_artifact(make_tenant, make_member, logged_in):
+def test_model_download_redirects_to_a_presigned_link_of_that_artifact(make_tenant, make_member):
     import requests
 
     from mlaas_portal.aws import gateways
@@ -379,7 +379,7 @@ def test_model_download_redirects_to_a_presigned_link_of_that_artifact(make_tena
     key = ModelVersion.objects.get(build=build).artifact_key
     gateways.platform_s3().client.put_object(Bucket=tenant.bucket, Key=key, Body=b"model bytes")
 
-    response = logged_in(make_member(tenant)).get(reverse("builds:model_download", args=[tenant.slug, 1]))
+    response = client_for(make_member(tenant)).get(reverse("builds:model_download", args=[tenant.slug, 1]))
 
     assert response.status_code == 302
     assert f"/{key}?" in response.url and "X-Amz-Signature=" in response.url
@@ -389,7 +389,7 @@ def test_model_download_redirects_to_a_presigned_link_of_that_artifact(make_tena
 
 
 @pytest.fixture
-def samples_dir(tmp_path):
+def samples_dir(db, tmp_path):
     from pathlib import Path
 
     from builds.pipeline.sample_data import write_sample_csvs
@@ -410,10 +410,10 @@ def samples_dir(tmp_path):
     ("post", "builds:model_decide", "version"),
     ("get", "builds:model_download", "version"),
 ])
-def test_another_tenants_user_gets_404(acme, globex, build_row, member_of, logged_in, method, name, kind):
-    build = build_row(globex, status="failed", version=True)
+def test_another_tenants_user_gets_404(acme, globex, method, name, kind):
+    build = create_build(globex, status="failed", version=True)
     args = {"build": [build.code], "tenant": ["globex"], "version": ["globex", 1]}[kind]
-    stranger = logged_in(member_of(acme, role="owner"))
+    stranger = client_for(create_member(acme, role="owner"))
 
     response = getattr(stranger, method)(reverse(name, args=args), {"key": "uploads/x.csv", "decision": "approve"})
 
@@ -423,8 +423,8 @@ def test_another_tenants_user_gets_404(acme, globex, build_row, member_of, logge
     assert ModelVersion.objects.get().approval_status == "PendingManualApproval"
 
 
-def test_malformed_build_code_is_404(member_of, acme, logged_in):
-    assert logged_in(member_of(acme)).get("/builds/not-a-uuid/").status_code == 404
+def test_malformed_build_code_is_404(acme):
+    assert client_for(create_member(acme)).get("/builds/not-a-uuid/").status_code == 404
 
 
 def test_pages_need_login(client, acme):
@@ -434,8 +434,7 @@ def test_pages_need_login(client, acme):
         assert (response.status_code, response.url.split("?")[0]) == (302, reverse("login"))
 
 
-def test_algorithms_page_is_staff_only_and_lists_typical_metrics(reference_data, staff_user, acme, member_of,
-                                                                 logged_in):
+def test_algorithms_page_is_staff_only_and_lists_typical_metrics(reference_data, staff_user, acme):
     from builds.models import Algorithm
 
     Algorithm.objects.filter(slug="linear-regressor").update(typical_metrics={
@@ -443,18 +442,18 @@ def test_algorithms_page_is_staff_only_and_lists_typical_metrics(reference_data,
         "samples": [{"dataset": "diabetes", "target": "progression", "rows": 442, "test_rows": 67,
                      "metrics": {"rmse": 53.1, "mae": 42.5, "r2": 0.48}}]})
 
-    staff = logged_in(staff_user).get(reverse("builds:algorithms"))
-    member = logged_in(member_of(acme)).get(reverse("builds:algorithms"))
+    staff = client_for(staff_user).get(reverse("builds:algorithms"))
+    member = client_for(create_member(acme)).get(reverse("builds:algorithms"))
 
     assert (staff.status_code, member.status_code) == (200, 404)
     assert "Diabetes (442 rows) rmse 53.100 mae 42.500 r2 0.480" in text_of(staff)
     assert text_of(staff).count("not measured yet") == 5
 
 
-def test_presign_success_returns_a_post_for_the_upload_prefix(make_tenant, make_member, logged_in):
+def test_presign_success_returns_a_post_for_the_upload_prefix(make_tenant, make_member):
     tenant = make_tenant(isolation="pool", plan="basic")
 
-    response = logged_in(make_member(tenant)).post(reverse("builds:presign", args=[tenant.slug]),
+    response = client_for(make_member(tenant)).post(reverse("builds:presign", args=[tenant.slug]),
                                                    {"filename": "my data.csv", "size": "1000",
                                                     "algorithm": "linear-classifier", "target": "y"})
 

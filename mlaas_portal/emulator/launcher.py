@@ -22,7 +22,7 @@ from typing import Any
 import requests
 
 from mlaas_portal.aws.clients import AwsConfig
-from mlaas_portal.emulator import presigned_auth
+from mlaas_portal.emulator import post_cors, presigned_auth
 from mlaas_portal.emulator.bootstrap import (
     bootstrap_platform_identity,
     enable_iam_enforcement,
@@ -125,6 +125,7 @@ def start_emulator(
             listener.close()
             raise EmulatorError(f"an emulator already runs in this process at {_active.endpoint}")
         presigned_auth.apply()
+        post_cors.apply()
         _disable_global_cors()
         server = make_server(
             address,

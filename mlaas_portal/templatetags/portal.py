@@ -63,7 +63,11 @@ def usd(value, places: int = 2) -> str:
         amount = Decimal(str(value))
     except (InvalidOperation, ValueError):
         return str(value)
-    return f"${amount:,.{int(places)}f}"
+    places = int(places)
+    smallest = Decimal(1).scaleb(-places)
+    if Decimal(0) < abs(amount) < smallest:
+        return f"< ${smallest}"  # a real but tiny cost must not read as nothing
+    return f"${amount:,.{places}f}"
 
 
 @register.filter
