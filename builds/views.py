@@ -31,15 +31,20 @@ def _query_without(request, *names: str) -> str:
     return query.urlencode() + "&" if query else ""
 
 
+DESCENDING_FIRST = {"created", "duration"}  # newest and longest first is what one looks for
+
+
 def _sort_headers(request, current: str) -> dict[str, dict]:
-    """Per column: the link that sorts by it (toggling direction when it is the current sort)."""
+    """Per column: the link that sorts by it (toggling the direction when it is the current sort)."""
     base = _query_without(request, "sort", "page")
+    descending = current.startswith("-")
     headers = {}
     for column, label, key in SORTABLE:
         active = current.lstrip("-") == key
-        descending = current.startswith("-")
-        next_sort = (key if descending else f"-{key}") if active else (f"-{key}" if key in ("created",
-                                                                                            "duration") else key)
+        if active:
+            next_sort = key if descending else f"-{key}"
+        else:
+            next_sort = f"-{key}" if key in DESCENDING_FIRST else key
         headers[column] = {"label": label, "href": f"?{base}sort={next_sort}", "active": active,
                            "arrow": ("↓" if descending else "↑") if active else ""}
     return headers

@@ -22,7 +22,7 @@ from django.http import Http404, HttpRequest, HttpResponseNotAllowed, JsonRespon
 from django.urls import URLPattern, re_path
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from ninja import Field, NinjaAPI, Query, Schema
+from ninja import Field, NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.pagination import PageNumberPagination, paginate
@@ -236,7 +236,7 @@ def create_tenant(request, payload: TenantIn):
     tenant = tenant_services.tenant_onboard(slug=payload.slug, name=payload.name, plan=payload.plan,
                                             isolation=payload.isolation, owner_email=payload.owner_email,
                                             actor=request.auth)
-    return 201, access.get_tenant_for_user(request.auth, tenant.slug)
+    return Status(201, access.get_tenant_for_user(request.auth, tenant.slug))
 
 
 @api.get("/tenants/{slug}", response={200: TenantOut, **SCOPED_ERRORS}, tags=["tenants"], summary="Get a tenant")
@@ -417,7 +417,7 @@ def create_build(request, payload: BuildIn):
         tenant=tenant, dataset_key=payload.dataset_key, algorithm_slug=payload.algorithm or None,
         target=payload.target, source=Build.Source.API, dataset_version=head.get("VersionId") or "",
         dataset_size=head.get("ContentLength", 0), created_by=request.auth)
-    return 201, build_detail_out(access.get_build_for_user(request.auth, build.code))
+    return Status(201, build_detail_out(access.get_build_for_user(request.auth, build.code)))
 
 
 @api.post("/builds/{build_id}/cancel", response={200: BuildDetailOut, 400: ErrorOut, **SCOPED_ERRORS},

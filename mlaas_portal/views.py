@@ -30,6 +30,7 @@ def catalog(request):
     from tenants.services import access_request_create
 
     form = AccessRequestForm(request.POST or None, initial={"plan": request.GET.get("plan")})
+    form.fields["plan"].empty_label = "Not sure yet"
     if request.method == "POST" and form.is_valid():
         access_request_create(**form.cleaned_data)
         messages.success(request, "Thanks! We received your request and will be in touch.")

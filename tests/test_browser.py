@@ -183,6 +183,12 @@ def test_onboard_upload_build_model_spend_and_isolation(chromium, live_server, s
         # Upload through the page: presigned POST straight to S3 with a progress bar.
         owner.goto(f"{base}/builds/upload/browser-co/")
         assert "No datasets yet" in owner.inner_text("#datasets")
+        not_csv = sample_csv.with_name("notes.txt")
+        not_csv.write_text("just notes\n")
+        owner.set_input_files("#upload-file", str(not_csv))
+        owner.click("#upload-submit")
+        assert owner.inner_text("#file-error") == "Upload a .csv file."  # next to the field, nothing sent
+        assert owner.get_attribute("#upload-file", "aria-invalid") == "true"
         owner.set_input_files("#upload-file", str(sample_csv))
         owner.select_option("#upload-algorithm", "gbm-classifier")
         owner.fill("#upload-target", "diagnosis")

@@ -15,7 +15,7 @@ from tenants.models import AccessRequest
 from tests.web_support import client_for, create_build, create_member, create_tenant, page_title, text_of
 
 
-def spend(db, tenant, build, amount: str, *, days_ago: int = 0) -> None:
+def spend(tenant, build, amount: str, *, days_ago: int = 0) -> None:
     from billing.models import CostLine
     from billing.services import utc_today
 
@@ -26,7 +26,7 @@ def spend(db, tenant, build, amount: str, *, days_ago: int = 0) -> None:
                             day=utc_today() - timedelta(days=days_ago))
 
 
-def ended_ago(db, hours: float, duration_s: int):
+def ended_ago(hours: float, duration_s: int):
     """created_at for create_build so the build ends `hours` ago after `duration_s` seconds of running."""
     return timezone.now() - timedelta(hours=hours) - timedelta(seconds=duration_s + 30)
 

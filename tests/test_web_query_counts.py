@@ -12,11 +12,11 @@ from django.urls import reverse
 from tests.web_support import T0, client_for, create_build, create_member, create_tenant
 
 
-def _tenants(db, n: int) -> list:
+def _tenants(n: int) -> list:
     return [create_tenant(plan=("basic", "standard", "premium")[i % 3], budget=Decimal("100")) for i in range(n)]
 
 
-def _spend(db, tenant, build, amount: str = "0.25") -> None:
+def _spend(tenant, build, amount: str = "0.25") -> None:
     from billing.models import CostLine
     from billing.services import utc_today
 
@@ -26,7 +26,7 @@ def _spend(db, tenant, build, amount: str = "0.25") -> None:
                             amount=Decimal(amount), day=utc_today())
 
 
-def _rejected(db, tenant, n: int) -> None:
+def _rejected(tenant, n: int) -> None:
     from builds.models import RejectedUpload
 
     RejectedUpload.objects.bulk_create([

@@ -14,16 +14,16 @@ from tests.web_support import T0, client_for, create_build, create_member, creat
 
 
 @pytest.fixture
-def acme(db):
+def acme(reference_data):
     return create_tenant(slug="acme", name="Acme Corp", plan="basic")
 
 
 @pytest.fixture
-def globex(db):
+def globex(reference_data):
     return create_tenant(slug="globex", name="Globex", plan="premium")
 
 
-def codes(db, response) -> list[str]:
+def codes(response) -> list[str]:
     return [str(b.code) for b in response.context["page_obj"].object_list]
 
 
@@ -49,7 +49,7 @@ def test_build_list_filters_by_tenant_plan_status_algorithm_and_date(acme, globe
     g1 = create_build(globex, status="running", created_at=T0 + timedelta(days=1))
     client = client_for(staff_user)
 
-    def listed(db, **query) -> list[str]:
+    def listed(**query) -> list[str]:
         return codes(client.get(reverse("builds:list"), query))
 
     assert listed(tenant="acme") == [str(a2.code), str(a1.code)]
@@ -67,7 +67,7 @@ def test_build_list_sorts_by_column_both_ways(acme, globex, staff_user):
     waiting = create_build(acme, status="queued", created_at=T0 + timedelta(hours=2))
     client = client_for(staff_user)
 
-    def listed(db, sort) -> list[str]:
+    def listed(sort) -> list[str]:
         return codes(client.get(reverse("builds:list"), {"sort": sort}))
 
     assert listed("created") == [str(fast.code), str(slow.code), str(waiting.code)]
@@ -283,7 +283,7 @@ def test_owner_approves_a_version_and_returns_to_the_build(acme, monkeypatch):
     decided = []
 
     class Registry:
-        def update_model_package_approval(db, self, arn, status):
+        def update_model_package_approval(self, arn, status):
             decided.append((arn, status))
 
     monkeypatch.setattr(gateways, "platform_sagemaker", lambda: Registry())  # the AWS boundary only
@@ -389,7 +389,7 @@ def test_model_download_redirects_to_a_presigned_link_of_that_artifact(make_tena
 
 
 @pytest.fixture
-def samples_dir(db, tmp_path):
+def samples_dir(tmp_path):
     from pathlib import Path
 
     from builds.pipeline.sample_data import write_sample_csvs

@@ -10,6 +10,7 @@
   if (browserTz && document.cookie.indexOf("tz=" + browserTz) === -1) {
     document.cookie = "tz=" + browserTz + "; path=/; max-age=31536000; SameSite=Lax";
   }
+  var MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
   function pad(n) { return (n < 10 ? "0" : "") + n; }
   function localize(root) {
     if (!browserTz || browserTz === serverTz) return;
@@ -22,6 +23,8 @@
       if (/^\d{2}:\d{2}:\d{2}$/.test(text)) { el.textContent = time + ":" + pad(d.getSeconds()); }
       else if (/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/.test(text)) { el.textContent = date + " " + time + ":" + pad(d.getSeconds()); }
       else if (/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}$/.test(text)) { el.textContent = date + " " + time; }
+      else if (/^\d{4}-\d{2}-\d{2}$/.test(text)) { el.textContent = date; }
+      else if (/^[A-Z][a-z]{2} \d{1,2}, \d{2}:\d{2}$/.test(text)) { el.textContent = MONTHS[d.getMonth()] + " " + d.getDate() + ", " + time; }
     });
     var name = document.getElementById("portal-tz-name");
     if (name) { name.textContent = browserTz; }
