@@ -64,7 +64,8 @@ def buckets(platform: AwsConfig) -> None:
             Bucket=bucket,
             CORSConfiguration={
                 "CORSRules": [
-                    {"AllowedOrigins": [PORTAL_ORIGIN], "AllowedMethods": ["GET", "PUT", "POST"], "AllowedHeaders": ["*"]}
+                    {"AllowedOrigins": [PORTAL_ORIGIN], "AllowedMethods": ["GET", "PUT", "POST"],
+                     "AllowedHeaders": ["*"]}
                 ]
             },
         )

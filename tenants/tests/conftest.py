@@ -20,10 +20,12 @@ def tenant_row(db, reference_data):
              status: str = Tenant.Status.ACTIVE, name: str = "", role_arn: str | None = None) -> Tenant:
         slug = slug or f"r{uuid.uuid4().hex[:10]}"
         silo = isolation == Tenant.Isolation.SILO
+        if role_arn is None:
+            role_arn = f"arn:aws:iam::123456789012:role/mlaas-tenant-{slug}"
         return Tenant.objects.create(
             slug=slug, name=name or f"Tenant {slug}", plan=Plan.objects.get(slug=plan), isolation=isolation,
             status=status, bucket=f"mlaas-t-{slug}-123456789012" if silo else "mlaas-pool-123456789012",
-            prefix="" if silo else f"tenants/{slug}/", role_arn=f"arn:aws:iam::123456789012:role/mlaas-tenant-{slug}" if role_arn is None else role_arn,
+            prefix="" if silo else f"tenants/{slug}/", role_arn=role_arn,
             model_package_group=f"mlaas-{slug}-models",
         )
 
