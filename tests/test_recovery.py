@@ -89,7 +89,7 @@ def test_killed_worker_build_is_recovered_and_finishes(make_tenant, subprocess_e
 
     counts = reconcile()
     build.refresh_from_db()
-    assert counts["worker_lost"] == 1, (build.status, build.heartbeat_at, list(build.transitions.values_list("to_status", "reason")))
+    assert counts["worker_lost"] == 1, (build.status, build.heartbeat_at)
     assert build.status in (Build.Status.QUEUED, Build.Status.STARTING)
     assert "worker lost" in build.transitions.filter(to_status="queued").last().reason
 
