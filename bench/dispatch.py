@@ -65,6 +65,11 @@ def bench_dispatch(tenants: int, builds: int, rounds: int) -> None:
         Build(tenant=t, plan_id=t.plan_id, algorithm=algorithm, target="y", dataset_bucket="bench",
               dataset_key=f"{t.prefix}uploads/{i}.csv", status=Build.Status.QUEUED)
         for i, t in enumerate(owners)], batch_size=1000)
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE builds_build")
     limits = {p.id: p for p in Plan.objects.all()}
     account_limit = settings.MLAAS_ACCOUNT_CONCURRENT_LIMIT
     decisions = violations = 0

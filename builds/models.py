@@ -86,6 +86,9 @@ class Build(models.Model):
         indexes = [
             models.Index(fields=["status", "plan", "tenant", "created_at"]),
             models.Index(fields=["tenant", "-created_at"]),
+            # The dispatcher's candidate query: the oldest queued builds of each tenant.
+            models.Index(fields=["tenant", "created_at", "id"], condition=models.Q(status="queued"),
+                         name="build_queued_by_tenant"),
         ]
 
     def __str__(self) -> str:
