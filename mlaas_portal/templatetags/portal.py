@@ -96,3 +96,15 @@ def label(value: str) -> str:
     """`breast_cancer` -> `Breast cancer`."""
     text = str(value or "").replace("_", " ").replace("-", " ").strip()
     return text[:1].upper() + text[1:]
+
+
+METRIC_ORDER = ("accuracy", "f1", "precision", "recall", "roc_auc", "rmse", "mae", "r2")
+
+
+@register.filter
+def metric_items(metrics) -> list[tuple[str, object]]:
+    """Metrics in a fixed reading order (PostgreSQL's jsonb does not keep key order)."""
+    if not isinstance(metrics, dict):
+        return []
+    rank = {name: i for i, name in enumerate(METRIC_ORDER)}
+    return sorted(metrics.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0]))
