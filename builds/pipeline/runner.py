@@ -306,6 +306,25 @@ def warm_up() -> None:
 
 # --- child -------------------------------------------------------------------------------------
 
+def _die_with_parent() -> None:
+    """Linux: the kernel kills the step if the worker that forked it dies (SIGKILL, OOM).
+
+    Otherwise an orphaned step would run on, burning the plan's CPU, while the
+    reconciler already restarts the build elsewhere.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(75)
+
+
 def _child(func, paths, config, limits: _Limits, log_path: Path, write_fd: int) -> None:
     """Body of the forked child; always ends the process."""
     exit_status = 70
@@ -316,6 +335,7 @@ def _child(func, paths, config, limits: _Limits, log_path: Path, write_fd: int) 
             pass
         for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(number, signal.SIG_DFL)
+        _die_with_parent()
         log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)

@@ -195,3 +195,45 @@ def test_instance_limits():
     assert "ml.m5.2xlarge" in INSTANCE_TYPES
     with pytest.raises(ValueError, match=r"unknown instance type `ml.z9.huge`; known types: ml.c5.18xlarge, "):
         instance_limits("ml.z9.huge")
+
+
+def test_step_child_dies_with_the_worker_that_forked_it(tmp_path):
+    """A SIGKILLed worker must not leave its step running on (PR_SET_PDEATHSIG)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    import psutil
+
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        from builds.pipeline.contract import StepPaths
+        from builds.pipeline.runner import run_step
+
+        def sleepy(paths, config):
+            time.sleep(60)
+            return {{}}
+
+        run_step(sleepy, StepPaths({str(tmp_path)!r}), {{}}, cpu_count=1, memory_bytes=None,
+                 timeout_seconds=120, log_path={str(tmp_path / "step.log")!r})
+    """)
+    worker = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 20
+        children: list = []
+        while time.monotonic() < deadline and not children:
+            children = psutil.Process(worker.pid).children()
+            time.sleep(0.05)
+        assert children, "the step child never started"
+        step_pid = children[0].pid
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+        gone, alive = psutil.wait_procs([psutil.Process(step_pid)], timeout=5)
+        assert [p.pid for p in gone] == [step_pid] and alive == []
+    finally:
+        if worker.poll() is None:
+            worker.kill()
