@@ -86,7 +86,11 @@ def _local_callbacks(build: Build) -> dict:
         services.build_record_steps(build, steps)
         Build.objects.filter(pk=build.pk).update(heartbeat_at=timezone.now())
 
-    return {"on_progress": on_progress, "should_cancel": should_cancel, "heartbeat": heartbeat}
+    def on_data_report(report: dict) -> None:
+        Build.objects.filter(pk=build.pk).update(data_report=report)
+
+    return {"on_progress": on_progress, "should_cancel": should_cancel, "heartbeat": heartbeat,
+            "on_data_report": on_data_report}
 
 
 def _requeue(build: Build, reason: str) -> None:

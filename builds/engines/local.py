@@ -71,6 +71,7 @@ class LocalEngine:
         launch: BuildLaunch,
         *,
         on_progress: Callable[[list[StepStatus]], None] | None = None,
+        on_data_report: Callable[[dict], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
         heartbeat: Callable[[], None] | None = None,
     ) -> EngineStatus:
@@ -129,9 +130,12 @@ class LocalEngine:
                     return self._stop_here(status, ordered, report, result.status, result.failure_reason)
                 summaries[name] = result.summary or {}
                 self._upload_step_outputs(s3, launch, paths, name)
+                if name == "preprocess":
+                    report_path = paths.processing_output("report") / "data_report.json"
+                    status.data_report = contract.read_json(report_path) if report_path.exists() else {}
+                    if on_data_report:
+                        on_data_report(status.data_report)  # visible while training runs
                 report(ordered)
-            report_path = paths.processing_output("report") / "data_report.json"
-            status.data_report = contract.read_json(report_path) if report_path.exists() else {}
             evaluation = contract.read_json(paths.processing_output("evaluation") / "evaluation.json")
             metrics = evaluation.get("metrics", evaluation)
             status.metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
