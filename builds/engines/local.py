@@ -20,6 +20,7 @@ from django.conf import settings
 
 from builds.engines.base import (
     ENGINE_FAILED,
+    ENGINE_RUNNING,
     ENGINE_STOPPED,
     ENGINE_SUCCEEDED,
     BuildLaunch,
@@ -61,7 +62,21 @@ class LocalEngine:
         return f"local:{launch.build_code}"
 
     def status(self, execution_ref: str, launch: BuildLaunch) -> EngineStatus:
-        raise NotImplementedError("local builds report their status as they run")
+        """What the running worker last recorded on the build row (it reports as it goes)."""
+        from builds.models import Build
+
+        build = Build.objects.filter(code=launch.build_code).first()
+        if build is None:
+            return EngineStatus(state=ENGINE_FAILED, failure_reason="the build no longer exists")
+        state = {Build.Status.SUCCEEDED: ENGINE_SUCCEEDED, Build.Status.FAILED: ENGINE_FAILED,
+                 Build.Status.CANCELLED: ENGINE_STOPPED}.get(build.status, ENGINE_RUNNING)
+        steps = [StepStatus(s.name, s.status, s.started_at, s.ended_at, s.billable_seconds, s.instance_type,
+                            s.instance_count, s.log, s.failure_reason) for s in build.steps.all()]
+        version = getattr(build, "model_version", None) if state == ENGINE_SUCCEEDED else None
+        return EngineStatus(state=state, steps=steps, failure_reason=build.failure_reason, metrics=build.metrics,
+                            model_package_arn=version.arn if version else "",
+                            artifact_uri=f"s3://{launch.bucket}/{version.artifact_key}" if version else "",
+                            data_report=build.data_report)
 
     def stop(self, execution_ref: str, launch: BuildLaunch) -> None:
         """Cancellation is a flag on the build row that the running worker polls."""
