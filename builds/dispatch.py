@@ -102,7 +102,9 @@ def load_state():
     max_tenant_limit = max((p.tenant_limit for p in plans.values()), default=1)
     # Only the first few queued builds of each tenant can start now: the window
     # keeps the candidate set small even with thousands queued.
+    now = timezone.now()
     ranked = (Build.objects.filter(status=Build.Status.QUEUED, tenant__status=Tenant.Status.ACTIVE)
+              .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
               .annotate(rank=Window(RowNumber(), partition_by=[F("tenant_id")], order_by=[F("created_at"), F("id")]))
               .values_list("id", "tenant_id", "plan_id", "created_at", "rank"))
     candidates = [Candidate(i, t, p, c) for i, t, p, c, rank in ranked.filter(rank__lte=max_tenant_limit)]

@@ -26,7 +26,8 @@ from mlaas_portal.aws.errors import AwsError
 
 logger = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 2
+MAX_ATTEMPTS = 2  # restarts after a lost worker
+MAX_TRANSIENT_ATTEMPTS = 8  # starts refused by throttling/capacity before the build fails
 
 
 def worker_identity() -> str:
@@ -54,8 +55,8 @@ def build_execute(build_id: int) -> str:
         Build.objects.filter(pk=build.pk).update(execution_ref=ref, poll_after=timezone.now())
         return "started"
     except AwsError as exc:
-        if exc.retryable:
-            _requeue(build, f"AWS was busy ({exc.code or 'transient error'}); the build will retry")
+        if exc.retryable and build.attempts < MAX_TRANSIENT_ATTEMPTS:
+            _requeue(build, f"AWS was busy ({exc.code or 'transient error'}); the build will retry", backoff=True)
             return "requeued"
         _fail(build, f"the build could not start: {exc}")
         return "failed"
@@ -93,10 +94,16 @@ def _local_callbacks(build: Build) -> dict:
             "on_data_report": on_data_report}
 
 
-def _requeue(build: Build, reason: str) -> None:
+def _requeue(build: Build, reason: str, *, backoff: bool = False) -> None:
+    """Back to the queue; after a transient AWS error, not before an exponential backoff."""
+    not_before = None
+    if backoff:
+        delay = min(300, 5 * 2 ** max(0, build.attempts - 1))
+        not_before = timezone.now() + timedelta(seconds=delay)
+        reason = f"{reason} in {delay} s"
     try:
         services.build_transition(build, Build.Status.QUEUED, expect=(Build.Status.RUNNING, Build.Status.STARTING),
-                                  reason=reason, execution_ref="", worker_id="")
+                                  reason=reason, execution_ref="", worker_id="", not_before=not_before)
     except services.TransitionRefused:
         pass
     transaction.on_commit(services._kick_dispatch)

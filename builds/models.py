@@ -73,6 +73,7 @@ class Build(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
     poll_after = models.DateTimeField(null=True, blank=True)
+    not_before = models.DateTimeField(null=True, blank=True, help_text="A requeued build waits until then (backoff).")
     poll_errors = models.PositiveIntegerField(default=0)
     ledger_written = models.BooleanField(default=False)
     created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

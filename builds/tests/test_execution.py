@@ -89,7 +89,22 @@ def test_sagemaker_start_throttled_requeues_the_build(sagemaker_build, stub):
     assert execution.build_execute(sagemaker_build.pk) == "requeued"
     sagemaker_build.refresh_from_db()
     assert sagemaker_build.status == Build.Status.QUEUED
-    assert "AWS was busy (ThrottlingException)" in sagemaker_build.transitions.last().reason
+    assert sagemaker_build.transitions.last().reason == (
+        "AWS was busy (ThrottlingException); the build will retry in 5 s")
+    from builds.dispatch import dispatch_pending
+
+    assert dispatch_pending() == []  # backing off: not restarted at once
+    Build.objects.filter(pk=sagemaker_build.pk).update(not_before=timezone.now() - timedelta(seconds=1))
+    assert dispatch_pending() == [sagemaker_build.pk]
+
+
+def test_sagemaker_start_throttled_too_often_fails(sagemaker_build, stub):
+    Build.objects.filter(pk=sagemaker_build.pk).update(attempts=execution.MAX_TRANSIENT_ATTEMPTS)
+    stub.add_client_error("start_pipeline_execution", service_error_code="ThrottlingException",
+                          service_message="Rate exceeded", http_status_code=400)
+    assert execution.build_execute(sagemaker_build.pk) == "failed"
+    sagemaker_build.refresh_from_db()
+    assert sagemaker_build.failure_reason.startswith("the build could not start: ")
 
 
 def test_sagemaker_start_validation_error_fails_with_reason(sagemaker_build, stub):
