@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import botocore.session
 import pytest
-from botocore.config import Config
-from botocore.stub import Stubber
 from django.utils import timezone
 
 from builds import execution, services
@@ -21,24 +18,10 @@ T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def sm_client():
-    return botocore.session.Session().create_client(
-        "sagemaker", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing",
-        config=Config(retries={"mode": "standard", "max_attempts": 1}))
-
-
-@pytest.fixture
-def stub(sm_client):
-    with Stubber(sm_client) as stubber:
-        yield stubber
-        stubber.assert_no_pending_responses()
-
-
-@pytest.fixture
-def sagemaker_build(make_tenant, sm_client, monkeypatch, settings):
+def sagemaker_build(make_tenant, sagemaker_client, monkeypatch, settings):
     """A `starting` build on the SageMaker engine whose client is stubbed."""
     settings.MLAAS_ENGINE = "sagemaker"
-    engine = SageMakerEngine(lambda: SageMakerGateway(sm_client), settings.MLAAS_PIPELINE_NAME)
+    engine = SageMakerEngine(lambda: SageMakerGateway(sagemaker_client), settings.MLAAS_PIPELINE_NAME)
     monkeypatch.setattr(execution, "get_engine", lambda name=None: engine)
     tenant = make_tenant(isolation="silo", plan="basic")
     build, _ = services.build_create(tenant=tenant, dataset_key="uploads/data.csv", target="diagnosis")

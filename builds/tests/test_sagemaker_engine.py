@@ -8,9 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-import botocore.session
 import pytest
-from botocore.config import Config
 from botocore.stub import Stubber
 
 from builds.engines.base import BuildLaunch, EngineStatus, StepStatus
@@ -61,19 +59,8 @@ def make_launch(**changes) -> BuildLaunch:
 
 
 @pytest.fixture
-def client():
-    session = botocore.session.Session()
-    return session.create_client(
-        "sagemaker", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing",
-        config=Config(retries={"mode": "standard", "max_attempts": 1}),
-    )
-
-
-@pytest.fixture
-def stub(client):
-    with Stubber(client) as stubber:
-        yield stubber
-        stubber.assert_no_pending_responses()
+def client(sagemaker_client):
+    return sagemaker_client
 
 
 @pytest.fixture
