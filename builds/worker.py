@@ -13,5 +13,7 @@ class PreloadedWorker(Worker):
 
         import builds.pipeline.preprocess  # noqa: F401
         import builds.pipeline.train  # noqa: F401
+        from builds.pipeline.runner import warm_up
 
+        warm_up()  # lazily loaded parts of pyarrow/scikit-learn, once, before any fork
         super().__init__(*args, **kwargs)
