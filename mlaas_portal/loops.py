@@ -33,6 +33,8 @@ class Loop:
                 failures = 0
                 delay = idle_seconds
             except Exception:  # noqa: BLE001 - a loop never crash-loops
+                if self.stopping.is_set():
+                    break  # shutting down: the services it talks to may already be gone
                 failures += 1
                 delay = min(max_backoff, idle_seconds * 2 ** failures)
                 logger.exception("%s: tick failed (%d in a row); retrying in %.1f s", self.name, failures, delay)

@@ -29,7 +29,8 @@ fi
 
 if [ -n "$AWS_ENDPOINT_URL" ]; then
   : > .local/emulator.log
-  .venv/bin/python -m mlaas_portal.emulator --port "$EMULATOR_PORT" --state "$MLAAS_EMULATOR_STATE" \
+  # Its own session: Ctrl-C reaches web and workers first; the cleanup stops the emulator after them.
+  setsid .venv/bin/python -m mlaas_portal.emulator --port "$EMULATOR_PORT" --state "$MLAAS_EMULATOR_STATE" \
     > .local/emulator.log 2>&1 &
   PIDS+=($!)
   for _ in $(seq 1 100); do
