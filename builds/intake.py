@@ -115,7 +115,7 @@ def intake_event(event: UploadEvent) -> Build | None:
         build, _ = services.build_create(
             tenant=tenant, dataset_key=event.key, algorithm_slug=metadata.get("algorithm") or None,
             target=metadata.get("target", ""), source=Build.Source.UPLOAD, dataset_version=event.version,
-            dataset_size=event.size, dedup_key=event.dedup_key)
+            dataset_size=event.size, dedup_key=event.dedup_key, dispatch_now=True)
     except ValidationError as exc:
         text = "; ".join(exc.messages)
         services.rejected_upload_record(tenant=tenant, bucket=event.bucket, key=event.key,
@@ -123,9 +123,6 @@ def intake_event(event: UploadEvent) -> Build | None:
         return None
     except IntegrityError:  # a concurrent intake of the same event committed first
         return Build.objects.get(dedup_key=event.dedup_key)
-    from builds.dispatch import dispatch_pending
-
-    dispatch_pending()  # start it now if capacity allows: no queue hop between landing and starting
     return build
 
 

@@ -80,8 +80,13 @@ def _resolve_algorithm(tenant: Tenant, algorithm_slug: str | None) -> Algorithm:
 
 def build_create(*, tenant: Tenant, dataset_key: str, algorithm_slug: str | None = None, target: str = "",
                  source: str = Build.Source.PORTAL, dataset_version: str = "", dataset_size: int = 0,
-                 dedup_key: str | None = None, created_by: User | None = None) -> tuple[Build, bool]:
-    """Create a build and queue it; returns (build, created). Idempotent on dedup_key."""
+                 dedup_key: str | None = None, created_by: User | None = None,
+                 dispatch_now: bool = False) -> tuple[Build, bool]:
+    """Create a build and queue it; returns (build, created). Idempotent on dedup_key.
+
+    After the commit the dispatcher runs: in this process when `dispatch_now`
+    (intake, where latency matters), otherwise as a job on the default queue.
+    """
     if tenant.status != Tenant.Status.ACTIVE:
         raise ValidationError(f"Tenant `{tenant.slug}` is {tenant.status}; builds start only for active tenants.")
     if not dataset_key.startswith(tenant.upload_prefix):
@@ -91,24 +96,26 @@ def build_create(*, tenant: Tenant, dataset_key: str, algorithm_slug: str | None
     target = (target or tenant.default_target).strip()
     if not target:
         raise ValidationError({"target": "No target column given and the tenant has no default target."})
-    if dedup_key and Build.objects.filter(dedup_key=dedup_key).exists():
-        return Build.objects.get(dedup_key=dedup_key), False
+    existing = Build.objects.filter(dedup_key=dedup_key).first() if dedup_key else None
+    if existing is not None:
+        return existing, False
     with transaction.atomic():
-        build, created = Build.objects.get_or_create(
-            dedup_key=dedup_key,
-            defaults=dict(tenant=tenant, plan_id=tenant.plan_id, algorithm=algorithm, target=target,
-                          source=source, dataset_bucket=tenant.bucket, dataset_key=dataset_key,
-                          dataset_version=dataset_version, dataset_size=dataset_size, created_by=created_by),
-        ) if dedup_key else (Build.objects.create(
+        # A concurrent create of the same dedup key fails on the unique constraint (IntegrityError).
+        build = Build.objects.create(
             tenant=tenant, plan_id=tenant.plan_id, algorithm=algorithm, target=target, source=source,
             dataset_bucket=tenant.bucket, dataset_key=dataset_key, dataset_version=dataset_version,
-            dataset_size=dataset_size, created_by=created_by), True)
-        if created:
-            BuildTransition.objects.create(build=build, from_status="", to_status=Build.Status.RECEIVED,
-                                           reason=f"{source}: {dataset_key}")
-            build_transition(build, Build.Status.QUEUED, reason=f"waiting in queue {tenant.plan.queue_name}")
-            transaction.on_commit(_kick_dispatch)
-    return build, created
+            dataset_size=dataset_size, dedup_key=dedup_key, created_by=created_by)
+        BuildTransition.objects.create(build=build, from_status="", to_status=Build.Status.RECEIVED,
+                                       reason=f"{source}: {dataset_key}")
+        build_transition(build, Build.Status.QUEUED, reason=f"waiting in queue {tenant.plan.queue_name}")
+        transaction.on_commit(_dispatch_now if dispatch_now else _kick_dispatch)
+    return build, True
+
+
+def _dispatch_now() -> None:
+    from builds.dispatch import dispatch_pending
+
+    dispatch_pending()
 
 
 def _kick_dispatch() -> None:
