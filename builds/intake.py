@@ -87,13 +87,12 @@ def _object_metadata(event: UploadEvent) -> dict[str, str]:
     from mlaas_portal.aws.errors import AwsError
 
     try:
-        head = gateways.platform_s3().head_object(event.bucket, event.key,
-                                                  event.version if len(event.version) < 200 else "")
+        return gateways.platform_s3().object_metadata(event.bucket, event.key,
+                                                      event.version if len(event.version) < 200 else "")
     except AwsError as exc:
         if exc.retryable:
             raise
         return {}
-    return {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
 
 
 def intake_event(event: UploadEvent) -> Build | None:
@@ -126,8 +125,74 @@ def intake_event(event: UploadEvent) -> Build | None:
     return build
 
 
-def intake_poll_once(*, wait_seconds: int = 10) -> int:
-    """Receive one batch from the intake queue; returns how many messages were handled."""
+def retry_delay_seconds(attempt: int) -> int:
+    """Exponential backoff between deliveries of a failing event: base, 2 x base, 4 x base ... (5 min at most)."""
+    from django.conf import settings
+
+    return min(300, settings.MLAAS_INTAKE_RETRY_BASE_SECONDS * 2 ** max(0, attempt - 1))
+
+
+def max_attempts_for(exc: Exception) -> int:
+    """Deliveries before a failing event is rejected.
+
+    A failure that says a retry can help (AWS throttling or a timeout, a database that is
+    restarting) is given four times as many, about 80 minutes with backoff, so an outage
+    does not turn good uploads into rejections; anything else is this message's own fault.
+    """
+    from django.conf import settings
+    from django.db import InterfaceError, OperationalError
+
+    from mlaas_portal.aws.errors import AwsError
+
+    transient = (isinstance(exc, AwsError) and exc.retryable) or isinstance(exc, OperationalError | InterfaceError)
+    return settings.MLAAS_INTAKE_MAX_ATTEMPTS * (4 if transient else 1)
+
+
+def intake_message_handle(sqs, url: str, message) -> bool:
+    """Handle one SQS message; True if it became (or already was) a build or a rejection.
+
+    A message that fails is retried with backoff, then, after `MLAAS_INTAKE_MAX_ATTEMPTS`
+    deliveries, recorded as a rejection the tenant and staff can see, and deleted: one bad
+    upload never holds up the messages behind it.
+    """
+    try:
+        event = parse_event(message.body)
+    except NotAnUploadEvent as exc:
+        logger.warning("dropping intake message %s: %s", message.message_id, exc)
+        sqs.delete(url, message.receipt_handle)
+        return False
+    try:
+        intake_event(event)  # commits
+    except Exception as exc:  # noqa: BLE001 - isolate this message whatever went wrong
+        attempts = message.receive_count
+        if attempts < max_attempts_for(exc):
+            delay = retry_delay_seconds(attempts)
+            logger.warning("intake of s3://%s/%s failed (attempt %d of %d), retrying in %d s: %s",
+                           event.bucket, event.key, attempts, max_attempts_for(exc), delay, exc)
+            sqs.retry_later(url, message.receipt_handle, delay_seconds=delay)
+            return False
+        logger.exception("intake of s3://%s/%s failed %d times: recorded as rejected", event.bucket, event.key,
+                         attempts)
+        services.rejected_upload_record(
+            tenant=resolve_tenant(event.bucket, event.key), bucket=event.bucket, key=event.key,
+            dedup_key=event.dedup_key,
+            reason=(f"the portal could not read this upload after {attempts} attempts "
+                    f"({_error_summary(exc)}); upload it again, or contact support if it keeps failing"))
+    sqs.delete(url, message.receipt_handle)
+    return True
+
+
+def _error_summary(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def intake_poll_once(*, wait_seconds: int = 10, should_stop=lambda: False) -> int:
+    """Receive one batch from the intake queue; returns how many messages were handled.
+
+    `should_stop` is asked before each message: messages not reached stay in the queue
+    and are delivered again after their visibility timeout.
+    """
     from django.conf import settings
 
     from mlaas_portal.aws import gateways
@@ -138,13 +203,8 @@ def intake_poll_once(*, wait_seconds: int = 10) -> int:
         return 0
     handled = 0
     for message in sqs.receive(url, wait_seconds=wait_seconds):
-        try:
-            event = parse_event(message.body)
-        except NotAnUploadEvent as exc:
-            logger.warning("dropping intake message %s: %s", message.message_id, exc)
-            sqs.delete(url, message.receipt_handle)
-            continue
-        intake_event(event)  # commits (or raises and the message is redelivered later)
-        sqs.delete(url, message.receipt_handle)
-        handled += 1
+        if should_stop():
+            break
+        if intake_message_handle(sqs, url, message):
+            handled += 1
     return handled

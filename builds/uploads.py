@@ -17,13 +17,27 @@ from django.utils import timezone
 from builds.models import Algorithm
 from tenants.models import Tenant
 
-SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+# Letters and digits of any script stay (S3 keys are UTF-8); everything else becomes a dash.
+UNSAFE_NAME_CHARS = re.compile(r"[^\w.-]+")
+MAX_NAME_CHARS = 100
+
+
+def clean_upload_name(filename: str) -> str:
+    """A readable object name that keeps the file's extension: `売上 2024.csv` -> `売上-2024.csv`."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    stem, dot, extension = name.rpartition(".")
+    if not dot:
+        stem, extension = name, ""
+    extension = UNSAFE_NAME_CHARS.sub("", extension).lower()[:10]
+    stem = UNSAFE_NAME_CHARS.sub("-", stem).strip("-._") or "dataset"
+    stem = stem[: MAX_NAME_CHARS - len(extension) - 1]
+    return f"{stem}.{extension}" if extension else stem
 
 
 def upload_key(tenant: Tenant, filename: str) -> str:
-    base = SAFE_NAME.sub("-", filename.rsplit("/", 1)[-1]).strip("-.") or "dataset.csv"
+    base = clean_upload_name(filename)
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-    return f"{tenant.upload_prefix}{stamp}-{uuid.uuid4().hex[:8]}-{base[:100]}"
+    return f"{tenant.upload_prefix}{stamp}-{uuid.uuid4().hex[:8]}-{base}"
 
 
 def upload_presign(*, tenant: Tenant, filename: str, size: int, algorithm: str = "", target: str = "") -> dict:

@@ -10,14 +10,32 @@ from collections.abc import Callable
 logger = logging.getLogger(__name__)
 
 
+class LoopInterrupted(BaseException):
+    """Raised out of a blocked tick by SIGTERM/SIGINT when the loop's work is safe to interrupt."""
+
+
 class Loop:
     def __init__(self, name: str) -> None:
         self.name = name
         self.stopping = threading.Event()
+        self._interrupt_ticks = False
+        self._in_tick = False
 
-    def install_signal_handlers(self) -> None:
+    def install_signal_handlers(self, *, interrupt_ticks: bool = False) -> None:
+        """Stop on SIGTERM/SIGINT after the current tick.
+
+        With `interrupt_ticks`, a signal that arrives during a tick also ends the tick at once,
+        even inside a slow network call: only for work that is at-least-once and idempotent
+        (an unfinished intake message is simply delivered again).
+        """
+        self._interrupt_ticks = interrupt_ticks
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.stop())
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, *_: object) -> None:
+        self.stop()
+        if self._interrupt_ticks and self._in_tick:
+            raise LoopInterrupted
 
     def stop(self) -> None:
         if not self.stopping.is_set():
@@ -29,9 +47,16 @@ class Loop:
         failures = 0
         while not self.stopping.is_set():
             try:
-                tick()
+                self._in_tick = True
+                try:
+                    tick()
+                finally:
+                    self._in_tick = False
                 failures = 0
                 delay = idle_seconds
+            except LoopInterrupted:
+                logger.info("%s: interrupted mid-tick; unfinished work is redelivered", self.name)
+                break
             except Exception:  # noqa: BLE001 - a loop never crash-loops
                 if self.stopping.is_set():
                     break  # shutting down: the services it talks to may already be gone

@@ -131,6 +131,9 @@ MLAAS_WORKER_LOST_AFTER_SECONDS = env_int("MLAAS_WORKER_LOST_AFTER_SECONDS", 60,
 MLAAS_STEP_TIMEOUT_SECONDS = env_int("MLAAS_STEP_TIMEOUT_SECONDS", 3600, minimum=10)
 MLAAS_SCRATCH_DIR = env_str("MLAAS_SCRATCH_DIR", str(LOCAL_DIR / "scratch"))
 MLAAS_INTAKE_QUEUE_NAME = env_str("MLAAS_INTAKE_QUEUE_NAME", "mlaas-intake")
+# An upload event that fails this many deliveries becomes a recorded rejection; the others keep flowing.
+MLAAS_INTAKE_MAX_ATTEMPTS = env_int("MLAAS_INTAKE_MAX_ATTEMPTS", 5, minimum=1)
+MLAAS_INTAKE_RETRY_BASE_SECONDS = env_int("MLAAS_INTAKE_RETRY_BASE_SECONDS", 5, minimum=0)
 MLAAS_LEDGER_TABLE = env_str("MLAAS_LEDGER_TABLE", "mlaas-build-ledger")
 
 AUTH_PASSWORD_VALIDATORS = [

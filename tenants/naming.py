@@ -29,6 +29,10 @@ def model_package_group(slug: str) -> str:
     return f"{settings.MLAAS_RESOURCE_PREFIX}-{slug}-models"
 
 
+def intake_dead_letter_queue() -> str:
+    return f"{settings.MLAAS_INTAKE_QUEUE_NAME}-dead-letter"
+
+
 def intake_rule(isolation: str) -> str:
     return f"{settings.MLAAS_RESOURCE_PREFIX}-intake-{isolation}"
 

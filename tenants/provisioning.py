@@ -37,6 +37,11 @@ def ensure_shared_intake() -> str:
     sqs = gateways.platform_sqs()
     events = gateways.platform_events()
     url, queue_arn = sqs.ensure_queue(settings.MLAAS_INTAKE_QUEUE_NAME, tags=naming.platform_tags())
+    # Intake records a rejection after MLAAS_INTAKE_MAX_ATTEMPTS (x4 for transient errors); the dead-letter
+    # queue keeps what even that could not handle, such as a message that crashes the intake process.
+    _, dead_letter_arn = sqs.ensure_queue(naming.intake_dead_letter_queue(), tags=naming.platform_tags())
+    sqs.set_dead_letter_queue(url, dead_letter_arn=dead_letter_arn,
+                              max_receive_count=settings.MLAAS_INTAKE_MAX_ATTEMPTS * 4 + 5)
     account = _account_id()
     patterns = {
         "silo": {"bucket": {"name": [{"prefix": naming.silo_bucket_prefix()}]},

@@ -1,11 +1,30 @@
 from __future__ import annotations
 
+import email.errors
+import email.header
 import json
 from pathlib import Path
 from typing import Any
 
 from mlaas_portal.aws.base import Gateway
 from mlaas_portal.aws.errors import AwsError, AwsNotFound, translate
+
+
+def encode_metadata_value(value: str) -> str:
+    """User metadata travels in HTTP headers: non-ASCII text is sent as AWS returns it, RFC 2047 UTF-8."""
+    if value.isascii():
+        return value
+    return email.header.Header(value, "utf-8").encode(maxlinelen=10_000)
+
+
+def decode_metadata_value(value: str) -> str:
+    """The inverse of `encode_metadata_value` (AWS answers non-ASCII metadata in RFC 2047 form)."""
+    if "=?" not in value:
+        return value
+    try:
+        return str(email.header.make_header(email.header.decode_header(value)))
+    except (email.errors.HeaderParseError, UnicodeDecodeError, LookupError):
+        return value
 
 
 class S3Gateway(Gateway):
@@ -88,7 +107,8 @@ class S3Gateway(Gateway):
 
     def put_object(self, bucket: str, key: str, body: bytes, *, metadata: dict[str, str] | None = None,
                    content_type: str = "application/octet-stream") -> dict[str, Any]:
-        return self._call("put_object", Bucket=bucket, Key=key, Body=body, Metadata=metadata or {},
+        metadata = {name: encode_metadata_value(value) for name, value in (metadata or {}).items()}
+        return self._call("put_object", Bucket=bucket, Key=key, Body=body, Metadata=metadata,
                           ContentType=content_type)
 
     def get_bytes(self, bucket: str, key: str) -> bytes:
@@ -102,6 +122,11 @@ class S3Gateway(Gateway):
         if version_id:
             kwargs["VersionId"] = version_id
         return self._call("head_object", **kwargs)
+
+    def object_metadata(self, bucket: str, key: str, version_id: str = "") -> dict[str, str]:
+        """The object's user metadata, names lower-cased, values decoded to text."""
+        head = self.head_object(bucket, key, version_id)
+        return {name.lower(): decode_metadata_value(value) for name, value in (head.get("Metadata") or {}).items()}
 
     def download_file(self, bucket: str, key: str, dest: Path, version_id: str = "") -> None:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -158,8 +183,9 @@ class S3Gateway(Gateway):
         fields: dict[str, str] = {}
         conditions: list[Any] = [["content-length-range", 1, max_bytes], {"key": key}]
         for name, value in (metadata or {}).items():
-            fields[f"x-amz-meta-{name}"] = value
-            conditions.append({f"x-amz-meta-{name}": value})
+            encoded = encode_metadata_value(value)
+            fields[f"x-amz-meta-{name}"] = encoded
+            conditions.append({f"x-amz-meta-{name}": encoded})
         return self._call("generate_presigned_post", Bucket=bucket, Key=key, Fields=fields,
                           Conditions=conditions, ExpiresIn=expires)
 

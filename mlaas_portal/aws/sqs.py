@@ -12,6 +12,7 @@ class QueueMessage:
     receipt_handle: str
     body: str
     message_id: str
+    receive_count: int = 1  # ApproximateReceiveCount: 1 on the first delivery
 
 
 class SqsGateway(Gateway):
@@ -21,8 +22,20 @@ class SqsGateway(Gateway):
                          Attributes={"VisibilityTimeout": "60", "MessageRetentionPeriod": "1209600",
                                      "ReceiveMessageWaitTimeSeconds": "10"},
                          tags=tags)["QueueUrl"]
-        arn = self._call("get_queue_attributes", QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        return url, arn
+        return url, self.queue_arn(url)
+
+    def queue_arn(self, url: str) -> str:
+        return self._call("get_queue_attributes", QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+    def set_dead_letter_queue(self, url: str, *, dead_letter_arn: str, max_receive_count: int) -> None:
+        """After `max_receive_count` deliveries SQS moves a message to the dead-letter queue."""
+        policy = {"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": str(max_receive_count)}
+        self._call("set_queue_attributes", QueueUrl=url, Attributes={"RedrivePolicy": json.dumps(policy)})
+
+    def redrive_policy(self, url: str) -> dict:
+        attributes = self._call("get_queue_attributes", QueueUrl=url,
+                                AttributeNames=["RedrivePolicy"]).get("Attributes", {})
+        return json.loads(attributes.get("RedrivePolicy") or "{}")
 
     def allow_eventbridge(self, url: str, queue_arn: str, rule_arns: list[str]) -> None:
         policy = {
@@ -50,8 +63,15 @@ class SqsGateway(Gateway):
 
     def receive(self, url: str, *, wait_seconds: int = 10, max_messages: int = 10) -> list[QueueMessage]:
         response = self._call("receive_message", QueueUrl=url, WaitTimeSeconds=wait_seconds,
-                              MaxNumberOfMessages=max_messages)
-        return [QueueMessage(m["ReceiptHandle"], m["Body"], m["MessageId"]) for m in response.get("Messages", [])]
+                              MaxNumberOfMessages=max_messages, MessageSystemAttributeNames=["ApproximateReceiveCount"])
+        return [QueueMessage(m["ReceiptHandle"], m["Body"], m["MessageId"],
+                             int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)))
+                for m in response.get("Messages", [])]
+
+    def retry_later(self, url: str, receipt_handle: str, *, delay_seconds: int) -> None:
+        """Hide a message for `delay_seconds` (at most 12 h) before it is delivered again."""
+        self._call("change_message_visibility", QueueUrl=url, ReceiptHandle=receipt_handle,
+                   VisibilityTimeout=max(0, min(delay_seconds, 43_200)))
 
     def delete(self, url: str, receipt_handle: str) -> None:
         self._call("delete_message", QueueUrl=url, ReceiptHandle=receipt_handle)

@@ -22,7 +22,7 @@ from typing import Any
 import requests
 
 from mlaas_portal.aws.clients import AwsConfig
-from mlaas_portal.emulator import post_cors, presigned_auth
+from mlaas_portal.emulator import header_encoding, post_cors, presigned_auth
 from mlaas_portal.emulator.bootstrap import (
     bootstrap_platform_identity,
     enable_iam_enforcement,
@@ -130,7 +130,7 @@ def start_emulator(
         server = make_server(
             address,
             listener.getsockname()[1],
-            DomainDispatcherApplication(create_backend_app),
+            header_encoding.wrap(DomainDispatcherApplication(create_backend_app)),
             threaded=True,
             request_handler=MotoRequestHandler,
             fd=listener.fileno(),  # werkzeug dups it; a bind error would sys.exit() in werkzeug

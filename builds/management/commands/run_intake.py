@@ -16,11 +16,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         loop = Loop("intake")
-        loop.install_signal_handlers()
+        loop.install_signal_handlers(interrupt_ticks=True)  # intake is at-least-once and idempotent
 
         def tick():
             close_old_connections()
-            handled = intake_poll_once(wait_seconds=options["wait"])
+            handled = intake_poll_once(wait_seconds=options["wait"], should_stop=loop.stopping.is_set)
             if handled:
                 self.stdout.write(f"intake: {handled} event(s)")
             if options["once"]:
