@@ -174,3 +174,23 @@ def test_intake_stops_on_sigterm_during_a_slow_aws_call(silent_endpoint, tmp_pat
     finally:
         if process.poll() is None:
             process.kill()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_unicode_target_and_columns_train_on_the_local_engine(make_tenant, clean_redis):
+    """The name travels from the upload to the trained model: data report, metrics and model version."""
+    from builds.models import ModelVersion
+    from builds.services import build_create
+    from tests.test_build_flow import drain_queues
+
+    tenant = make_tenant(isolation="silo", plan="basic", target="売上")
+    rows = "".join(f"{i % 7},{(i * 3) % 11},{'高' if i % 7 > 3 else '低'}\n" for i in range(120))
+    key = f"{tenant.upload_prefix}売上.csv"
+    gateways.platform_s3().put_object(tenant.bucket, key, ("店舗,émoji😀,売上\n" + rows).encode(),
+                                      content_type="text/csv")
+    build, _ = build_create(tenant=tenant, dataset_key=key, algorithm_slug="gbm-classifier")
+    drain_queues("default", tenant.plan.queue_name)
+    build.refresh_from_db()
+    assert build.status == Build.Status.SUCCEEDED, build.failure_reason
+    assert build.target == "売上" and build.metrics["accuracy"] > 0.9
+    assert ModelVersion.objects.filter(tenant=tenant, build=build).count() == 1
