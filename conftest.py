@@ -42,6 +42,9 @@ def emulator():
     settings.AWS_SECRET_ACCESS_KEY = running.secret_access_key
     settings.AWS_REGION = running.region
     reset_client_cache()
+    from builds.platform import platform_bootstrap
+
+    platform_bootstrap()  # what `make run` does once: the shared intake queue, rules and ledger
     yield running
     (settings.AWS_ENDPOINT_URL, settings.AWS_ACCESS_KEY_ID, settings.AWS_SECRET_ACCESS_KEY,
      settings.AWS_REGION) = saved

@@ -200,6 +200,8 @@ def intake_poll_once(*, wait_seconds: int = 10, should_stop=lambda: False) -> in
     sqs = gateways.platform_sqs()
     url = sqs.queue_url(settings.MLAAS_INTAKE_QUEUE_NAME)
     if url is None:
+        logger.warning("intake queue `%s` does not exist: run `manage.py platform_bootstrap`",
+                       settings.MLAAS_INTAKE_QUEUE_NAME)
         return 0
     handled = 0
     for message in sqs.receive(url, wait_seconds=wait_seconds):

@@ -41,6 +41,7 @@ if [ -n "$AWS_ENDPOINT_URL" ]; then
 fi
 
 .venv/bin/python manage.py migrate --noinput
+.venv/bin/python manage.py platform_bootstrap  # shared intake queue, rules and ledger, once (idempotent)
 # Workers first, so the demo's uploads flow through intake and dispatch as soon as they land.
 .venv/bin/honcho -f Procfile start &
 PIDS+=($!)

@@ -28,38 +28,6 @@ def _account_id() -> str:
     return gateways.platform_sts().account_id()
 
 
-def step_intake_queue(tenant: Tenant) -> str:
-    """Shared: the SQS intake queue and one EventBridge rule per isolation model."""
-    return ensure_shared_intake()
-
-
-def ensure_shared_intake() -> str:
-    sqs = gateways.platform_sqs()
-    events = gateways.platform_events()
-    url, queue_arn = sqs.ensure_queue(settings.MLAAS_INTAKE_QUEUE_NAME, tags=naming.platform_tags())
-    # Intake records a rejection after MLAAS_INTAKE_MAX_ATTEMPTS (x4 for transient errors); the dead-letter
-    # queue keeps what even that could not handle, such as a message that crashes the intake process.
-    _, dead_letter_arn = sqs.ensure_queue(naming.intake_dead_letter_queue(), tags=naming.platform_tags())
-    sqs.set_dead_letter_queue(url, dead_letter_arn=dead_letter_arn,
-                              max_receive_count=settings.MLAAS_INTAKE_MAX_ATTEMPTS * 4 + 5)
-    account = _account_id()
-    patterns = {
-        "silo": {"bucket": {"name": [{"prefix": naming.silo_bucket_prefix()}]},
-                 "object": {"key": [{"prefix": "uploads/"}]}},
-        "pool": {"bucket": {"name": [naming.pool_bucket(account)]},
-                 "object": {"key": [{"wildcard": "tenants/*/uploads/*"}]}},
-    }
-    rule_arns = []
-    for isolation, detail in patterns.items():
-        rule = naming.intake_rule(isolation)
-        pattern = {"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": detail}
-        rule_arns.append(events.put_rule(rule, pattern=pattern, tags=naming.platform_tags(),
-                                         description=f"Uploads of {isolation} tenants to the intake queue"))
-        events.put_sqs_target(rule, target_id="intake-queue", queue_arn=queue_arn)
-    sqs.allow_eventbridge(url, queue_arn, rule_arns)
-    return queue_arn
-
-
 def step_bucket(tenant: Tenant) -> str:
     s3 = gateways.platform_s3()
     account = _account_id()
@@ -109,11 +77,6 @@ def step_role_policy(tenant: Tenant) -> str:
     return f"{tenant.role_arn}/policy/tenant-data"
 
 
-def step_ledger_table(tenant: Tenant) -> str:
-    return gateways.platform_dynamodb().ensure_ledger_table(settings.MLAAS_LEDGER_TABLE,
-                                                            tags=naming.platform_tags())
-
-
 def step_verify_access(tenant: Tenant) -> str:
     """Assume the new role and write a probe object: proves the role works end to end."""
     from tenants.credentials import tenant_assume
@@ -126,22 +89,18 @@ def step_verify_access(tenant: Tenant) -> str:
 
 
 STEPS: list[tuple[str, Callable[[Tenant], str]]] = [
-    ("intake_queue", step_intake_queue),
     ("bucket", step_bucket),
     ("model_package_group", step_model_package_group),
     ("role", step_role),
     ("role_policy", step_role_policy),
-    ("ledger_table", step_ledger_table),
     ("verify_access", step_verify_access),
 ]
 STEP_DESCRIPTIONS = {
-    "intake_queue": "Shared SQS intake queue and one EventBridge rule per isolation model (created once)",
     "bucket": "Silo: own bucket; pool: shared bucket + prefix. Public access blocked, AES256, versioning, "
               "tags, CORS for the portal origin, EventBridge notifications",
     "model_package_group": "SageMaker model package group for the tenant's models, tagged",
     "role": "Tenant IAM role trusted by SageMaker and by the platform principal (exact ARN), tagged",
     "role_policy": "Inline policy: the tenant's bucket/prefix and model group only",
-    "ledger_table": "Shared DynamoDB build ledger table (created once)",
     "verify_access": "Assumes the tenant role and writes a probe object to prove access",
 }
 

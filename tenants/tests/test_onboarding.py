@@ -18,7 +18,7 @@ from tenants import jobs, services
 from tenants.models import Membership, Tenant
 from tenants.tests.helpers import closed_port_endpoint
 
-STEP_NAMES = ["intake_queue", "bucket", "model_package_group", "role", "role_policy", "ledger_table", "verify_access"]
+STEP_NAMES = ["bucket", "model_package_group", "role", "role_policy", "verify_access"]
 
 
 def _tenant_summary(slug: str) -> dict:
@@ -221,10 +221,10 @@ def test_onboard_command_wait_fails_when_provisioning_fails(emulator, reference_
         "wait-fails", worker_endpoint=closed_port_endpoint())
 
     tenant = Tenant.objects.get(slug="wait-fails")
-    failed_step = tenant.provisioning_steps.get(name="intake_queue")
+    failed_step = tenant.provisioning_steps.get(name="bucket")
     assert (enqueued, worked, still_waiting, tenant.status) == (1, True, False, "failed")
     assert isinstance(error, CommandError)
     assert str(error) == "provisioning of wait-fails failed; see the tenant page and retry"
     assert output.splitlines() == ["tenant wait-fails created; provisioning queued",
-                                   f"  intake_queue: failed {failed_step.error}"]
+                                   f"  bucket: failed {failed_step.error}"]
     assert failed_step.error.startswith("AWS endpoint unreachable")

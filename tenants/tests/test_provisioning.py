@@ -13,7 +13,7 @@ from tenants import jobs, naming, provisioning, services
 from tenants.models import ProvisioningStep, Tenant
 from tenants.tests.helpers import aws_unreachable
 
-STEP_NAMES = ["intake_queue", "bucket", "model_package_group", "role", "role_policy", "ledger_table", "verify_access"]
+STEP_NAMES = ["bucket", "model_package_group", "role", "role_policy", "verify_access"]
 
 
 def _account() -> str:
@@ -28,12 +28,10 @@ def _expected_steps(tenant: Tenant) -> list[tuple[str, str, str, str]]:
     else:
         bucket, prefix = naming.pool_bucket(account), f"tenants/{slug}/"
     arns = [
-        f"arn:aws:sqs:{region}:{account}:{settings.MLAAS_INTAKE_QUEUE_NAME}",
         f"arn:aws:s3:::{bucket}/{prefix}",
         f"arn:aws:sagemaker:{region}:{account}:model-package-group/{naming.model_package_group(slug)}",
         role_arn,
         f"{role_arn}/policy/tenant-data",
-        f"arn:aws:dynamodb:{region}:{account}:table/{settings.MLAAS_LEDGER_TABLE}",
         f"arn:aws:s3:::{bucket}/{prefix}models/{provisioning.PROBE_KEY}",
     ]
     return [(name, "succeeded", arn, "") for name, arn in zip(STEP_NAMES, arns, strict=True)]
@@ -59,7 +57,7 @@ def test_provisioning_records_every_step_with_status_and_arn(make_tenant, isolat
         (f"mlaas-t-{tenant.slug}-{account}", "", f"s3://mlaas-t-{tenant.slug}-{account}/uploads/")
         if isolation == "silo" else
         (f"mlaas-pool-{account}", f"tenants/{tenant.slug}/", f"s3://mlaas-pool-{account}/tenants/{tenant.slug}/uploads/"))
-    assert list(tenant.provisioning_steps.values_list("attempts", flat=True)) == [1] * 7
+    assert list(tenant.provisioning_steps.values_list("attempts", flat=True)) == [1] * 5
 
 
 def test_tenant_resources_carry_tenant_and_plan_tags(make_tenant):
@@ -87,7 +85,7 @@ def test_shared_resources_carry_platform_tags(make_tenant):
     sqs, events, dynamodb = platform_client("sqs"), platform_client("events"), platform_client("dynamodb")
     queue_url = sqs.get_queue_url(QueueName=settings.MLAAS_INTAKE_QUEUE_NAME)["QueueUrl"]
     rule_arns = [events.describe_rule(Name=naming.intake_rule(i))["Arn"] for i in ("silo", "pool")]
-    table_arn = tenant.provisioning_steps.get(name="ledger_table").resource_arn
+    table_arn = dynamodb.describe_table(TableName=settings.MLAAS_LEDGER_TABLE)["Table"]["TableArn"]
     platform = {"mlaas:component": "platform"}
 
     assert sqs.list_queue_tags(QueueUrl=queue_url)["Tags"] == platform
@@ -165,8 +163,9 @@ def test_intake_rules_stay_one_per_isolation_model(make_tenant):
                for rule in rules}
 
     assert targets == {"mlaas-intake-pool": [queue_arn], "mlaas-intake-silo": [queue_arn]}
-    assert sqs.list_queues(QueueNamePrefix=settings.MLAAS_INTAKE_QUEUE_NAME)["QueueUrls"] == [
-        sqs.get_queue_url(QueueName=settings.MLAAS_INTAKE_QUEUE_NAME)["QueueUrl"]]
+    assert sorted(sqs.list_queues(QueueNamePrefix=settings.MLAAS_INTAKE_QUEUE_NAME)["QueueUrls"]) == [
+        sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        for name in (settings.MLAAS_INTAKE_QUEUE_NAME, f"{settings.MLAAS_INTAKE_QUEUE_NAME}-dead-letter")]
 
 
 def _aws_inventory(tenant: Tenant) -> dict:
@@ -201,9 +200,9 @@ def test_provisioning_rerun_is_idempotent(make_tenant, isolation):
     rerun_all = provisioning.run_provisioning(tenant)
 
     assert (rerun_active, rerun_all, tenant.status) == (True, True, "active")
-    assert attempts_after_noop == [1] * 7
+    assert attempts_after_noop == [1] * 5
     assert _steps(tenant) == first_steps
-    assert list(tenant.provisioning_steps.values_list("attempts", flat=True)) == [2] * 7
+    assert list(tenant.provisioning_steps.values_list("attempts", flat=True)) == [2] * 5
     second_inventory = _aws_inventory(tenant)
     assert {k: v for k, v in second_inventory.items() if k != "probe_versions"} == {
         "roles": [naming.role_name(tenant.slug)], "role_policies": ["tenant-data"],
@@ -238,9 +237,8 @@ def test_provisioning_failure_half_way_then_retry_resumes_from_failed_step(
     failed_steps = list(tenant.provisioning_steps.values("name", "status", "attempts", "started_at", "resource_arn"))
     assert (finished, tenant.status) == (False, "failed")
     assert [(s["name"], s["status"], s["attempts"]) for s in failed_steps] == [
-        ("intake_queue", "succeeded", 1), ("bucket", "succeeded", 1), ("model_package_group", "succeeded", 1),
-        ("role", "failed", 1), ("role_policy", "pending", 0), ("ledger_table", "pending", 0),
-        ("verify_access", "pending", 0)]
+        ("bucket", "succeeded", 1), ("model_package_group", "succeeded", 1),
+        ("role", "failed", 1), ("role_policy", "pending", 0), ("verify_access", "pending", 0)]
     error = tenant.provisioning_steps.get(name="role").error
     assert error.startswith("AWS endpoint unreachable: Could not connect to the endpoint URL")
     assert error.endswith("(retry may help)")
@@ -255,10 +253,10 @@ def test_provisioning_failure_half_way_then_retry_resumes_from_failed_step(
     tenant.refresh_from_db()
     assert (len(enqueued), resumed, tenant.status) == (1, True, "active")
     assert _steps(tenant) == _expected_steps(tenant)
-    assert list(tenant.provisioning_steps.values_list("attempts", flat=True)) == [1, 1, 1, 2, 1, 1, 1]
+    assert list(tenant.provisioning_steps.values_list("attempts", flat=True)) == [1, 1, 2, 1, 1]
     # The steps that had succeeded were not run again.
-    assert [s["started_at"] for s in failed_steps[:3]] == list(
-        tenant.provisioning_steps.filter(order__lt=3).values_list("started_at", flat=True))
+    assert [s["started_at"] for s in failed_steps[:2]] == list(
+        tenant.provisioning_steps.filter(order__lt=2).values_list("started_at", flat=True))
     assert list(tenant.events.values_list("action", "actor")) == [
         ("provisioning_retried", staff_user.pk), ("onboarded", None)]
 
@@ -270,3 +268,25 @@ def test_provision_retry_of_active_tenant_is_refused(make_tenant):
         services.tenant_provision_retry(tenant=tenant)
 
     assert refused.value.messages == ["Tenant is active; only failed or provisioning tenants can be retried."]
+
+
+def test_platform_bootstrap_command_is_idempotent_and_lists_the_shared_resources(emulator):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    outputs = []
+    for _ in range(2):
+        out = StringIO()
+        call_command("platform_bootstrap", stdout=out)
+        outputs.append(out.getvalue().splitlines())
+    account, region = _account(), settings.AWS_REGION
+    assert outputs[0] == outputs[1]
+    assert outputs[0] == [
+        f"intake queue: arn:aws:sqs:{region}:{account}:{settings.MLAAS_INTAKE_QUEUE_NAME}",
+        f"intake dead-letter queue: arn:aws:sqs:{region}:{account}:{settings.MLAAS_INTAKE_QUEUE_NAME}-dead-letter",
+        f"intake rule (silo): arn:aws:events:{region}:{account}:rule/{naming.intake_rule('silo')}",
+        f"intake rule (pool): arn:aws:events:{region}:{account}:rule/{naming.intake_rule('pool')}",
+        f"build ledger: arn:aws:dynamodb:{region}:{account}:table/{settings.MLAAS_LEDGER_TABLE}",
+        "platform ready: 5 shared resources",
+    ]

@@ -1,0 +1,67 @@
+"""The platform's shared resources, created once per account at deploy time, not per tenant.
+
+`manage.py platform_bootstrap` (run by `make run`) makes the SQS intake queue with its
+dead-letter queue, one EventBridge rule per isolation model (one rule for all tenants of a
+model: 300 rules per bus is AWS's default quota) and the DynamoDB build ledger. Every
+call is idempotent: running it again changes nothing that is already right.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from mlaas_portal.aws import gateways
+from tenants import naming
+
+
+@dataclass(frozen=True)
+class PlatformResource:
+    name: str
+    arn: str
+    description: str
+
+
+def intake_resources_ensure() -> list[PlatformResource]:
+    sqs = gateways.platform_sqs()
+    events = gateways.platform_events()
+    tags = naming.platform_tags()
+    url, queue_arn = sqs.ensure_queue(settings.MLAAS_INTAKE_QUEUE_NAME, tags=tags)
+    # Intake records a rejection after MLAAS_INTAKE_MAX_ATTEMPTS (x4 for transient errors); the dead-letter
+    # queue keeps what even that could not handle, such as a message that crashes the intake process.
+    _, dead_letter_arn = sqs.ensure_queue(naming.intake_dead_letter_queue(), tags=tags)
+    sqs.set_dead_letter_queue(url, dead_letter_arn=dead_letter_arn,
+                              max_receive_count=settings.MLAAS_INTAKE_MAX_ATTEMPTS * 4 + 5)
+    account = gateways.platform_sts().account_id()
+    patterns = {
+        "silo": {"bucket": {"name": [{"prefix": naming.silo_bucket_prefix()}]},
+                 "object": {"key": [{"prefix": "uploads/"}]}},
+        "pool": {"bucket": {"name": [naming.pool_bucket(account)]},
+                 "object": {"key": [{"wildcard": "tenants/*/uploads/*"}]}},
+    }
+    resources = [PlatformResource("intake queue", queue_arn, "SQS queue the intake loop polls"),
+                 PlatformResource("intake dead-letter queue", dead_letter_arn,
+                                  "Messages intake could not handle even after its retries")]
+    rule_arns = []
+    for isolation, detail in patterns.items():
+        rule = naming.intake_rule(isolation)
+        pattern = {"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": detail}
+        arn = events.put_rule(rule, pattern=pattern, tags=tags,
+                              description=f"Uploads of {isolation} tenants to the intake queue")
+        events.put_sqs_target(rule, target_id="intake-queue", queue_arn=queue_arn)
+        rule_arns.append(arn)
+        resources.append(PlatformResource(f"intake rule ({isolation})", arn,
+                                          f"S3 Object Created in {isolation} upload locations -> intake queue"))
+    sqs.allow_eventbridge(url, queue_arn, rule_arns)
+    return resources
+
+
+def ledger_table_ensure() -> PlatformResource:
+    arn = gateways.platform_dynamodb().ensure_ledger_table(settings.MLAAS_LEDGER_TABLE, tags=naming.platform_tags())
+    return PlatformResource("build ledger", arn, "DynamoDB table: one item per finished build")
+
+
+def platform_bootstrap() -> list[PlatformResource]:
+    """Create (or confirm) every shared platform resource; returns what exists afterwards."""
+    return [*intake_resources_ensure(), ledger_table_ensure()]
