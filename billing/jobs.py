@@ -19,6 +19,24 @@ LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobSta
 COST_SYNC_RETRY = Retry(max=2)
 
 
+COST_SYNC_CHECK_SECONDS = 3600
+_last_cost_sync_check = 0.0
+
+
+def billing_tick() -> dict[str, int]:
+    """Billing's share of the scheduler loop: meter what builds recorded; check the Cost Explorer sync hourly."""
+    import time
+
+    from billing.services import metering_run
+
+    global _last_cost_sync_check
+    counts = {"metered": metering_run(), "cost_sync_enqueued": 0}
+    if time.monotonic() - _last_cost_sync_check > COST_SYNC_CHECK_SECONDS:
+        counts["cost_sync_enqueued"] = int(cost_sync_if_due())
+        _last_cost_sync_check = time.monotonic()
+    return counts
+
+
 def cost_sync_if_due() -> bool:
     """Called hourly by the scheduler loop: enqueue the Cost Explorer sync when the last success is a day old."""
     from billing.selectors import cost_sync_is_due

@@ -39,6 +39,20 @@ class CostLine(models.Model):
         indexes = [models.Index(fields=["tenant", "day"])]
 
 
+class BuildCharge(models.Model):
+    """The metered total of one finished build, and whether the build ledger carries it yet."""
+
+    build = models.OneToOneField("builds.Build", on_delete=models.CASCADE, related_name="charge")
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
+    amount = models.DecimalField(max_digits=12, decimal_places=6)
+    ledger_written = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["ledger_written"], name="charge_ledger_pending",
+                                condition=models.Q(ledger_written=False))]
+
+
 class DailyCost(models.Model):
     """Actual cost per day from Cost Explorer, grouped by tenant tag and service."""
 

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from billing.models import BudgetAlert, CostLine, CostSyncRun, DailyCost, InstancePrice
+from billing.models import BudgetAlert, BuildCharge, CostLine, CostSyncRun, DailyCost, InstancePrice
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +125,63 @@ def build_meter(*, build) -> list[CostLine]:
     if lines:
         budget_check(tenant=build.tenant)
     return lines
+
+
+def metering_run(*, limit: int = 200) -> int:
+    """Pull usage: meter every ended, billable step builds recorded that has no cost line yet.
+
+    Builds only report what ran (steps with instance type, count and billable seconds);
+    billing reads them here, on the scheduler's tick. A finished build's total becomes its
+    `BuildCharge` and the `cost_usd` of its ledger item. Returns how many builds were metered.
+    """
+    from builds.models import Build, BuildStep
+
+    unmetered = (BuildStep.objects.filter(ended_at__isnull=False, billable_seconds__gt=0, cost_line__isnull=True)
+                 .exclude(instance_type="").values_list("build_id", flat=True).distinct()[:limit])
+    finished_uncharged = (Build.objects.filter(status__in=Build.FINISHED, charge__isnull=True)
+                          .values_list("pk", flat=True)[:limit])
+    build_ids = set(unmetered) | set(finished_uncharged)
+    metered = 0
+    for build in Build.objects.select_related("tenant").filter(pk__in=build_ids).order_by("pk"):
+        try:
+            build_meter(build=build)
+        except UnknownInstanceType as exc:
+            logger.error("build %s cannot be metered: %s", build.code, exc)
+            continue
+        if build.is_finished:
+            build_charge_record(build=build)
+        metered += 1
+    ledger_costs_write()
+    return metered
+
+
+def build_charge_record(*, build) -> BuildCharge:
+    from billing.selectors import build_cost
+
+    charge, _ = BuildCharge.objects.update_or_create(
+        build=build, defaults={"tenant_id": build.tenant_id, "amount": build_cost(build), "ledger_written": False,
+                               "updated_at": timezone.now()})
+    return charge
+
+
+def ledger_costs_write(*, limit: int = 200) -> int:
+    """Write the metered cost onto the build ledger items still without it (idempotent, retried next tick)."""
+    from mlaas_portal.aws import gateways
+    from mlaas_portal.aws.errors import AwsError
+
+    dynamodb = gateways.platform_dynamodb()
+    written = 0
+    for charge in BuildCharge.objects.select_related("build", "tenant").filter(ledger_written=False)[:limit]:
+        try:
+            dynamodb.update_item(settings.MLAAS_LEDGER_TABLE,
+                                 {"tenant": charge.tenant.slug, "build": str(charge.build.code)},
+                                 {"cost_usd": str(charge.amount)})
+        except AwsError as exc:
+            logger.warning("ledger cost of build %s not written yet: %s", charge.build.code, exc)
+            break  # the table or AWS is unavailable: the next tick tries again
+        BuildCharge.objects.filter(pk=charge.pk, amount=charge.amount).update(ledger_written=True)
+        written += 1
+    return written
 
 
 # ----- budgets -----

@@ -141,14 +141,9 @@ def build_finish(build: Build, status: EngineStatus) -> None:
 
 
 def _after_finish(build: Build) -> None:
-    """A slot is free: meter the cost, write the ledger and dispatch the next build now."""
-    from billing.services import build_meter
+    """A slot is free: write the ledger and dispatch the next build now (billing meters the steps it reads)."""
     from builds import jobs
 
-    try:
-        build_meter(build=build)
-    except Exception:  # noqa: BLE001 - metering errors are visible on the build, never block the slot
-        logger.exception("metering build %s failed", build.code)
     transaction.on_commit(lambda: jobs.enqueue_ledger(build.pk))
     transaction.on_commit(services._kick_dispatch)
 

@@ -5,17 +5,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Sum
 from django.utils import timezone
 
 from builds.models import Build
 from mlaas_portal.aws import gateways
 
 
-def ledger_item(build: Build) -> dict:
-    from billing.models import CostLine
+def ledger_key(build: Build) -> dict[str, str]:
+    return {"tenant": build.tenant.slug, "build": str(build.code)}
 
-    cost = CostLine.objects.filter(build=build).aggregate(total=Sum("amount"))["total"] or 0
+
+def ledger_item(build: Build) -> dict:
+    """What builds know of a finished build; billing adds `cost_usd` to the same item when it meters it."""
     version = getattr(build, "model_version", None) if build.status == Build.Status.SUCCEEDED else None
     return {
         "tenant": build.tenant.slug,
@@ -28,7 +29,6 @@ def ledger_item(build: Build) -> dict:
         "started_at": build.started_at.isoformat() if build.started_at else None,
         "ended_at": build.ended_at.isoformat() if build.ended_at else None,
         "model_package_arn": version.arn if version else None,
-        "cost_usd": str(cost),
         "failure_reason": build.failure_reason or None,
     }
 
@@ -37,7 +37,10 @@ def ledger_write(*, build: Build) -> None:
     """Write (idempotently: same key) the build's ledger item; raises on failure so RQ retries."""
     if not build.is_finished:
         return
-    gateways.platform_dynamodb().put_item(settings.MLAAS_LEDGER_TABLE, ledger_item(build))
+    item = ledger_item(build)
+    key = ledger_key(build)
+    gateways.platform_dynamodb().update_item(settings.MLAAS_LEDGER_TABLE, key,
+                                             {k: v for k, v in item.items() if k not in key})
     Build.objects.filter(pk=build.pk).update(ledger_written=True)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import django_rq
 import pytest
 import requests
+from django.conf import settings
 from rq import SimpleWorker
 
 from builds.intake import intake_poll_once
@@ -64,8 +65,17 @@ def test_upload_becomes_registered_model_with_cost(make_tenant, samples, clean_r
     version = ModelVersion.objects.get(build=build)
     assert (version.version, version.approval_status) == (1, "PendingManualApproval")
     assert version.artifact_key == f"{tenant.output_prefix}builds/{build.code}/model/model.tar.gz"
+    assert build.cost_lines.count() == 0  # builds report what ran; billing pulls it on its tick
+    from billing.jobs import billing_tick
+    from mlaas_portal.aws import gateways
+
+    assert billing_tick()["metered"] == 1
     assert build.cost_lines.count() == 3  # preprocess, train, evaluate
-    assert sum(line.amount for line in build.cost_lines.all()) > 0
+    assert build.charge.amount == sum(line.amount for line in build.cost_lines.all()) > 0
+    drain_queues("default")  # the ledger write, if it had not run yet
+    item = gateways.platform_dynamodb().get_item(settings.MLAAS_LEDGER_TABLE,
+                                                 {"tenant": tenant.slug, "build": str(build.code)})
+    assert (item["status"], item["cost_usd"]) == ("succeeded", str(build.charge.amount))
     assert [t.to_status for t in build.transitions.all()] == [
         "received", "queued", "starting", "running", "succeeded"]
     build.refresh_from_db()

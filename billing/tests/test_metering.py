@@ -138,3 +138,27 @@ def test_prices_page_is_staff_only(client, tenant_factory, make_member):
                                                    "price_per_hour": "0.01"}).status_code == 404
     assert InstancePrice.objects.get(instance_type="ml.m5.large", region="us-east-1").price_per_hour == \
         Decimal("0.1150")
+
+
+def test_metering_run_pulls_ended_steps_and_charges_finished_builds(tenant_factory, build_factory, monkeypatch):
+    from billing import services
+    from billing.models import BuildCharge
+
+    tenant = tenant_factory()
+    finished = build_factory(tenant, steps=[("train", "ml.m5.xlarge", 2, utc(DAY, 10), utc(DAY, 10, 30))])
+    running = build_factory(tenant, status=Build.Status.RUNNING, steps=[
+        ("preprocess", "ml.t3.medium", 1, utc(DAY, 10), utc(DAY, 10, 10)),
+        ("train", "ml.m5.large", 1, utc(DAY, 10, 10), None)])
+    unpriced = build_factory(tenant, steps=[("train", "ml.zz9.huge", 1, utc(DAY, 10), utc(DAY, 11))])
+    ledger_writes = []
+    monkeypatch.setattr(services, "ledger_costs_write", lambda: ledger_writes.append(1))
+
+    assert services.metering_run() == 2  # the unpriced build is logged and skipped, the others go on
+    assert services.metering_run() == 0  # nothing new: idempotent
+
+    assert [(line.build_id, line.step.name, line.amount) for line in CostLine.objects.order_by("build_id")] == [
+        (finished.pk, "train", Decimal("0.230000")), (running.pk, "preprocess", Decimal("0.008333"))]
+    assert [(c.build_id, c.amount, c.ledger_written) for c in BuildCharge.objects.all()] == [
+        (finished.pk, Decimal("0.230000"), False)]
+    assert not BuildCharge.objects.filter(build=unpriced).exists()
+    assert ledger_writes == [1, 1]

@@ -63,6 +63,9 @@ def test_sagemaker_build_starts_polls_and_registers(sagemaker_build, stub):
     assert [(s.name, s.billable_seconds) for s in build.steps.all()] == [
         ("preprocess", 120), ("train", 300), ("evaluate", 60), ("condition", 0), ("register", 0)]
     assert ModelVersion.objects.get(build=build).arn == PACKAGE
+    from billing.services import metering_run
+
+    assert metering_run() == 1
     assert [line.billable_seconds for line in build.cost_lines.order_by("step__order")] == [120, 300, 60]
 
 
@@ -131,7 +134,7 @@ def test_ledger_write_failure_is_retried_and_not_lost(make_tenant, monkeypatch, 
     real = gateways.platform_dynamodb
 
     class Down:
-        def put_item(self, *args, **kwargs):
+        def update_item(self, *args, **kwargs):
             raise AwsRetryableError("DynamoDB throttled", code="ProvisionedThroughputExceededException")
 
     monkeypatch.setattr(gateways, "platform_dynamodb", lambda: Down())

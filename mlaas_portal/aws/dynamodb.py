@@ -36,6 +36,14 @@ class DynamoDbGateway(Gateway):
     def put_item(self, table: str, item: dict[str, Any]) -> None:
         self._call("put_item", TableName=table, Item={k: _attr(v) for k, v in item.items()})
 
+    def update_item(self, table: str, key: dict[str, str], attributes: dict[str, Any]) -> None:
+        """Set `attributes` on the item (created if missing), leaving its other attributes as they are."""
+        names = {f"#a{i}": name for i, name in enumerate(attributes)}
+        values = {f":v{i}": _attr(value) for i, value in enumerate(attributes.values())}
+        self._call("update_item", TableName=table, Key={k: {"S": v} for k, v in key.items()},
+                   UpdateExpression="SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(attributes))),
+                   ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+
     def get_item(self, table: str, key: dict[str, str]) -> dict[str, Any] | None:
         item = self._call("get_item", TableName=table, Key={k: {"S": v} for k, v in key.items()}).get("Item")
         if item is None:
