@@ -22,17 +22,12 @@ def next_slug(prefix: str = "w") -> str:
 
 def create_tenant(*, slug: str | None = None, plan: str = "standard", status: str = "active", name: str = "",
                   isolation: str = "silo", budget: Decimal | None = None):
-    from builds.models import Algorithm
-    from tenants.models import Plan, Tenant
+    from tests.factories import TenantFactory
+    from tests.factories import plan as plan_named
 
     slug = slug or next_slug("t")
-    silo = isolation == "silo"
-    return Tenant.objects.create(
-        slug=slug, name=name or f"Tenant {slug}", plan=Plan.objects.get(slug=plan), isolation=isolation,
-        status=status, bucket=f"mlaas-t-{slug}-123456789012" if silo else "mlaas-pool-123456789012",
-        prefix="" if silo else f"tenants/{slug}/", role_arn=f"arn:aws:iam::123456789012:role/mlaas-tenant-{slug}",
-        model_package_group=f"mlaas-{slug}-models", default_algorithm=Algorithm.objects.get(slug="gbm-classifier"),
-        default_target="label", monthly_budget=budget)
+    return TenantFactory(slug=slug, name=name or f"Tenant {slug}", plan=plan_named(plan), isolation=isolation,
+                         status=status, monthly_budget=budget)
 
 
 STEP_ORDER = ("preprocess", "train", "evaluate", "condition", "register")
@@ -43,19 +38,25 @@ def create_build(tenant, *, status: str = "succeeded", algorithm: str = "gbm-cla
                  metrics: dict | None = None, name: str | None = None, version: bool = False,
                  approval: str = "PendingManualApproval", data_report: dict | None = None):
     """A build row in `status`; `steps` recorded steps (all five when finished), optionally a model version."""
-    from builds.models import Algorithm, Build, BuildStep, BuildTransition, ModelVersion
+    from builds.models import Build
+    from tests.factories import (
+        BuildFactory,
+        BuildStepFactory,
+        BuildTransitionFactory,
+        ModelVersionFactory,
+    )
+    from tests.factories import algorithm as algorithm_named
 
     created_at = created_at or T0
     finished = status in Build.FINISHED
     started = created_at + timedelta(seconds=30) if status not in ("received", "queued") else None
     ended = (started + duration) if finished and started and duration is not None else None
     name = name or f"{next_slug('d')}.csv"
-    build = Build.objects.create(
-        tenant=tenant, plan=tenant.plan, algorithm=Algorithm.objects.get(slug=algorithm), target="label",
-        dataset_bucket=tenant.bucket, dataset_key=f"{tenant.upload_prefix}{name}", status=status,
-        failure_reason=failure_reason, metrics=metrics or {}, data_report=data_report or {}, created_at=created_at,
-        queued_at=created_at, started_at=started, ended_at=ended, engine="local")
-    BuildTransition.objects.create(build=build, from_status="", to_status="received", reason="upload", at=created_at)
+    build = BuildFactory(
+        tenant=tenant, algorithm=algorithm_named(algorithm), dataset_key=f"{tenant.upload_prefix}{name}",
+        status=status, failure_reason=failure_reason, metrics=metrics or {}, data_report=data_report or {},
+        created_at=created_at, started_at=started, ended_at=ended)
+    BuildTransitionFactory(build=build)
     if steps is None:
         steps = len(STEP_ORDER) if finished and started else (2 if started else 0)
     for order, step_name in enumerate(STEP_ORDER[:steps]):
@@ -63,29 +64,23 @@ def create_build(tenant, *, status: str = "succeeded", algorithm: str = "gbm-cla
         last = order == steps - 1
         step_status = ("running" if status in ("running", "starting") and last
                        else "failed" if status == "failed" and last else "succeeded")
-        BuildStep.objects.create(
+        BuildStepFactory(
             build=build, name=step_name, order=order, status=step_status, started_at=step_started,
             ended_at=None if step_status == "running" else step_started + timedelta(seconds=9),
             billable_seconds=0 if step_status == "running" or order > 2 else 9,
             instance_type="ml.m5.large" if order <= 2 else "", instance_count=1 if order <= 2 else 0,
             log=f"{step_name} log line\n", failure_reason=failure_reason if step_status == "failed" else "")
     if version:
-        last_version = ModelVersion.objects.filter(tenant=tenant).order_by("-version").first()
-        ModelVersion.objects.create(
-            tenant=tenant, build=build, version=(last_version.version + 1) if last_version else 1,
-            arn=f"arn:aws:sagemaker:us-east-1:123456789012:model-package/{tenant.model_package_group}/1",
-            metrics=metrics or {"accuracy": 0.95}, approval_status=approval,
-            artifact_key=f"{tenant.output_prefix}builds/{build.code}/model/model.tar.gz", created_at=ended or T0)
+        ModelVersionFactory(build=build, metrics=metrics or {"accuracy": 0.95}, approval_status=approval,
+                            created_at=ended or T0)
     return build
 
 
 def create_member(tenant, *, role: str = "member", password: str = "pw-Secret-123"):
-    from django.contrib.auth.models import User
+    from tests.factories import MembershipFactory, UserFactory
 
-    from tenants.models import Membership
-
-    user = User.objects.create_user(username=f"{next_slug('u')}@{tenant.slug}.example", password=password)
-    Membership.objects.create(user=user, tenant=tenant, role=role)
+    user = UserFactory(username=f"{next_slug('u')}@{tenant.slug}.example", password=password)
+    MembershipFactory(user=user, tenant=tenant, role=role)
     return user
 
 

@@ -18,14 +18,16 @@ def utc(day: date, hour: int = 12, minute: int = 0) -> datetime:
 @pytest.fixture
 def tenant_factory(reference_data):
     """A tenant row (no AWS provisioning: billing reads tables only)."""
-    from tenants.models import Plan, Tenant
+    from tenants.models import Tenant
+    from tests.factories import TenantFactory
+    from tests.factories import plan as plan_named
 
     def make(*, slug: str | None = None, plan: str = "basic", name: str = "", budget: Decimal | None = None,
              alert_percent: int = 80, status: str = Tenant.Status.ACTIVE) -> Tenant:
         slug = slug or f"t{next(_counter):05d}"
-        return Tenant.objects.create(slug=slug, name=name or slug.title(), plan=Plan.objects.get(slug=plan),
-                                     isolation=Tenant.Isolation.POOL, status=status, monthly_budget=budget,
-                                     budget_alert_percent=alert_percent)
+        return TenantFactory(slug=slug, name=name or slug.title(), plan=plan_named(plan),
+                             isolation=Tenant.Isolation.POOL, status=status, monthly_budget=budget,
+                             budget_alert_percent=alert_percent)
 
     return make
 
@@ -33,19 +35,17 @@ def tenant_factory(reference_data):
 @pytest.fixture
 def build_factory(reference_data):
     """A build with steps: each step is (name, instance_type, count, started_at, ended_at or None)."""
-    from builds.models import Algorithm, Build, BuildStep
+    from builds.models import Algorithm, Build
+    from tests.factories import BuildFactory, BuildStepFactory
 
     def make(tenant, *, steps=(), status: str = Build.Status.SUCCEEDED, created_at: datetime | None = None) -> Build:
         created_at = created_at or (steps[0][3] if steps else datetime.now(UTC))
-        build = Build.objects.create(tenant=tenant, plan=tenant.plan, algorithm=Algorithm.objects.first(),
-                                     target="y", dataset_bucket="b", dataset_key=f"uploads/{next(_counter)}.csv",
-                                     status=status, created_at=created_at, started_at=created_at)
+        build = BuildFactory(tenant=tenant, algorithm=Algorithm.objects.first(), target="y", dataset_bucket="b",
+                             dataset_key=f"uploads/{next(_counter)}.csv", status=status, created_at=created_at,
+                             started_at=created_at, engine="")
         for order, (name, instance_type, count, started, ended) in enumerate(steps):
-            BuildStep.objects.create(
-                build=build, name=name, order=order, instance_type=instance_type, instance_count=count,
-                status=BuildStep.Status.SUCCEEDED if ended else BuildStep.Status.RUNNING,
-                started_at=started, ended_at=ended,
-                billable_seconds=int((ended - started).total_seconds()) if ended else 0)
+            BuildStepFactory(build=build, name=name, order=order, instance_type=instance_type, instance_count=count,
+                             started_at=started, ended_at=ended)
         return build
 
     return make
