@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from django import forms
 
-from builds.models import Algorithm
 from tenants.models import Membership, Plan, Tenant
 
 
@@ -36,7 +35,10 @@ class OffboardForm(forms.Form):
 
 
 class TenantSettingsForm(forms.Form):
-    default_algorithm = forms.ModelChoiceField(queryset=Algorithm.objects.filter(active=True), required=False)
+    # The catalog belongs to builds; the tenant's foreign key (declared by string) names its model.
+    default_algorithm = forms.ModelChoiceField(
+        queryset=Tenant._meta.get_field("default_algorithm").related_model.objects.filter(active=True),
+        required=False)
     default_target = forms.CharField(max_length=120, required=False)
     monthly_budget = forms.DecimalField(max_digits=10, decimal_places=2, required=False, min_value=0)
     budget_alert_percent = forms.IntegerField(min_value=1, max_value=100, initial=80, required=False)

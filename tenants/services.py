@@ -50,10 +50,9 @@ def tenant_onboard(*, slug: str, name: str = "", plan: Plan | str, isolation: st
             errors["owner_email"] = f"{owner_email} already belongs to another tenant or to staff."
     if errors:
         raise ValidationError(errors)
-    if default_algorithm is None:
-        from builds.models import Algorithm
-
-        default_algorithm = Algorithm.objects.filter(active=True, problem_type="classification").first()
+    if default_algorithm is None:  # the catalog's first classifier (builds' model, named by the foreign key)
+        catalog = Tenant._meta.get_field("default_algorithm").related_model.objects
+        default_algorithm = catalog.filter(active=True, problem_type="classification").first()
     with transaction.atomic():
         tenant = Tenant.objects.create(
             slug=slug, name=name or slug.replace("-", " ").title(), plan=plan_obj, isolation=isolation,
