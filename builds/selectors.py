@@ -83,19 +83,19 @@ def build_timeline(build: Build) -> list[StepView]:
 
 def build_detail(build: Build) -> dict:
     """Everything the build page shows: timeline, progress, history, model version and cost (so far)."""
-    from billing.selectors import builds_cost_so_far
+    from builds.costs import builds_cost
 
     steps = build_timeline(build)
     done = sum(1 for s in steps if s.status in ("succeeded", "skipped"))
-    cost = builds_cost_so_far([build])[build.pk]
+    cost = builds_cost([build]).get(build.pk)
     return {
         "steps": steps,
         "progress": {"done": done, "total": len(steps),
                      "current": next((s for s in steps if s.status == "running"), None)},
         "transitions": list(build.transitions.all()),
         "version": ModelVersion.objects.filter(build=build).select_related("decided_by").first(),
-        "cost": cost.amount,
-        "cost_unpriced": cost.unknown_instance_types,
+        "cost": cost.amount if cost else None,
+        "cost_unpriced": cost.unknown_instance_types if cost else (),
         "live": build.status not in Build.FINISHED,
         "elapsed_seconds": ((build.ended_at or timezone.now()) - build.started_at).total_seconds()
         if build.started_at else None,
