@@ -72,7 +72,7 @@ def builds_cost_so_far(builds: Iterable[Build], *, now: datetime | None = None) 
     A running step costs its elapsed time x instance count x price; an instance type without a price
     adds nothing and is named in unknown_instance_types (metering will fail loudly on it at the end).
     """
-    from billing.services import step_cost
+    from billing.rules import step_cost
 
     builds = list(builds)
     if not builds:
@@ -188,7 +188,7 @@ def cost_sync_last_final_day() -> date | None:
 
 def cost_sync_is_due(*, now: datetime | None = None) -> bool:
     """Due when no sync succeeded within a day and none is running (a failed one is retried next round)."""
-    from billing.services import SYNC_STALE_AFTER
+    from billing.rules import SYNC_STALE_AFTER
 
     now = now or timezone.now()
     if CostSyncRun.objects.filter(status=CostSyncRun.Status.RUNNING, started_at__gte=now - SYNC_STALE_AFTER).exists():

@@ -7,7 +7,7 @@ import logging
 import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from pathlib import Path
 
 from django.conf import settings
@@ -15,21 +15,19 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.models import BudgetAlert, BuildCharge, CostLine, CostSyncRun, DailyCost, InstancePrice
+from billing.rules import (  # noqa: F401 - step_cost is part of this module's interface
+    FINAL_AFTER_DAYS,
+    SYNC_BACKFILL_DAYS,
+    SYNC_MAX_DAYS,
+    SYNC_STALE_AFTER,
+    step_cost,
+)
 
 logger = logging.getLogger(__name__)
 
 PRICE_FILE = Path(__file__).parent / "data" / "instance_prices.csv"
 INSTANCE_TYPE_PATTERN = re.compile(r"^ml\.[a-z0-9]+(-[a-z0-9]+)*\.[a-z0-9]+$")
 
-# Cost Explorer: a day's data is final once 48 h have passed after it ended, so on day T
-# every day up to T-3 is final and T-2, T-1 may still change.
-FINAL_AFTER_DAYS = 3
-# The first sync (no final day recorded yet) fetches this many days.
-SYNC_BACKFILL_DAYS = 30
-# A sync that was down for long never fetches more than this in one run.
-SYNC_MAX_DAYS = 366
-# A run still "running" after this long lost its worker; the next claim marks it failed.
-SYNC_STALE_AFTER = timedelta(minutes=30)
 
 
 class UnknownInstanceType(ValueError):
@@ -100,11 +98,6 @@ def instance_price_set(*, instance_type: str, region: str, price_per_hour: Decim
 
 
 # ----- metering -----
-
-def step_cost(*, billable_seconds: int, instance_count: int, price_per_hour: Decimal) -> Decimal:
-    amount = Decimal(billable_seconds) * Decimal(instance_count) * price_per_hour / Decimal(3600)
-    return amount.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
-
 
 def build_meter(*, build) -> list[CostLine]:
     """One cost line per finished step with billable time (idempotent per step), then the budget check."""
