@@ -94,7 +94,8 @@ class _ThreadWorker:
 
 
 class LocalStack:
-    """Intake, dispatch and the build workers in a background thread, as `make run`'s processes would be."""
+    """Intake, dispatch, the build workers and billing's metering in a background thread, as `make run`'s
+    processes (intake loop, workers, scheduler tick) would be."""
 
     def __init__(self, queues: list[str]):
         self.queues = queues
@@ -105,6 +106,7 @@ class LocalStack:
     def _run(self) -> None:
         from django.db import connections
 
+        from billing.jobs import billing_tick
         from builds.intake import intake_poll_once
 
         try:
@@ -112,6 +114,7 @@ class LocalStack:
                 intake_poll_once(wait_seconds=1)
                 for queue in self.queues:
                     _ThreadWorker.make(queue).work(burst=True)
+                billing_tick()
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             self.errors.append(exc)
         finally:
