@@ -31,8 +31,8 @@ def emulator():
     """One moto server for the whole run, with the platform identity bootstrapped."""
     from django.conf import settings
 
-    from mlaas_portal.aws.clients import reset_client_cache
-    from mlaas_portal.emulator import start_emulator
+    from core.aws.clients import reset_client_cache
+    from emulator import start_emulator
 
     running = start_emulator(port=0)
     saved = (settings.AWS_ENDPOINT_URL, settings.AWS_ACCESS_KEY_ID, settings.AWS_SECRET_ACCESS_KEY,

@@ -74,7 +74,7 @@ def cost_sync_enqueue(*, triggered_by: str) -> bool:
 def cost_sync(triggered_by: str = "schedule") -> int | None:
     """Run one sync; a retryable AWS error is raised again so RQ retries, others are recorded and logged."""
     from billing.services import CostSyncBusy, cost_sync_run
-    from mlaas_portal.aws.errors import AwsError
+    from core.aws.errors import AwsError
 
     try:
         run = cost_sync_run(triggered_by=triggered_by)

@@ -159,8 +159,8 @@ def build_charge_record(*, build) -> BuildCharge:
 
 def ledger_costs_write(*, limit: int = 200) -> int:
     """Write the metered cost onto the build ledger items still without it (idempotent, retried next tick)."""
-    from mlaas_portal.aws import gateways
-    from mlaas_portal.aws.errors import AwsError
+    from core.aws import gateways
+    from core.aws.errors import AwsError
 
     dynamodb = gateways.platform_dynamodb()
     written = 0
@@ -232,7 +232,7 @@ def cost_sync_run(*, triggered_by: str = "schedule", today: date | None = None,
     start, end = cost_sync_window(today=today, last_final_day=cost_sync_last_final_day())
     run = _cost_sync_claim(start=start, end=end, triggered_by=triggered_by)
     if gateway is None:
-        from mlaas_portal.aws import gateways
+        from core.aws import gateways
 
         gateway = gateways.platform_cost_explorer()
     try:

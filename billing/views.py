@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from billing import charts, exports, jobs, selectors, services
 from billing.forms import DateRangeForm, InstancePriceForm, parse_month
 from billing.models import InstancePrice
-from mlaas_portal import access
+from tenants import access
 from tenants.models import Plan, Tenant
 
 

@@ -22,7 +22,7 @@ from builds.engines import get_engine
 from builds.engines.base import ENGINE_FAILED, ENGINE_RUNNING, ENGINE_STOPPED, ENGINE_SUCCEEDED, EngineStatus
 from builds.launch import launch_for
 from builds.models import Build
-from mlaas_portal.aws.errors import AwsError
+from core.aws.errors import AwsError
 
 logger = logging.getLogger(__name__)
 

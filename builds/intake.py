@@ -83,8 +83,8 @@ def _rejection_reason(tenant: Tenant | None, event: UploadEvent, metadata: dict[
 
 
 def _object_metadata(event: UploadEvent) -> dict[str, str]:
-    from mlaas_portal.aws import gateways
-    from mlaas_portal.aws.errors import AwsError
+    from core.aws import gateways
+    from core.aws.errors import AwsError
 
     try:
         return gateways.platform_s3().object_metadata(event.bucket, event.key,
@@ -142,7 +142,7 @@ def max_attempts_for(exc: Exception) -> int:
     from django.conf import settings
     from django.db import InterfaceError, OperationalError
 
-    from mlaas_portal.aws.errors import AwsError
+    from core.aws.errors import AwsError
 
     transient = (isinstance(exc, AwsError) and exc.retryable) or isinstance(exc, OperationalError | InterfaceError)
     return settings.MLAAS_INTAKE_MAX_ATTEMPTS * (4 if transient else 1)
@@ -195,7 +195,7 @@ def intake_poll_once(*, wait_seconds: int = 10, should_stop=lambda: False) -> in
     """
     from django.conf import settings
 
-    from mlaas_portal.aws import gateways
+    from core.aws import gateways
 
     sqs = gateways.platform_sqs()
     url = sqs.queue_url(settings.MLAAS_INTAKE_QUEUE_NAME)

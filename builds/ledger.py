@@ -8,7 +8,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from builds.models import Build
-from mlaas_portal.aws import gateways
+from core.aws import gateways
 
 
 def ledger_key(build: Build) -> dict[str, str]:

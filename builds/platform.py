@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from mlaas_portal.aws import gateways
+from core.aws import gateways
 from tenants import naming
 
 

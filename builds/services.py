@@ -184,7 +184,7 @@ def model_version_register(*, build: Build, arn: str, metrics: dict, artifact_ke
 
 
 def model_version_decide(*, version: ModelVersion, approve: bool, actor: User) -> ModelVersion:
-    from mlaas_portal.aws import gateways
+    from core.aws import gateways
 
     status = ModelVersion.Approval.APPROVED if approve else ModelVersion.Approval.REJECTED
     if version.arn:

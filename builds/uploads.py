@@ -58,7 +58,7 @@ def upload_presign(*, tenant: Tenant, filename: str, size: int, algorithm: str =
         errors["target"] = "Target must be a column name of at most 120 characters."
     if errors:
         raise ValidationError(errors)
-    from mlaas_portal.aws import gateways
+    from core.aws import gateways
     from tenants.credentials import tenant_assume
 
     creds = tenant_assume(tenant, purpose="upload", duration=900)

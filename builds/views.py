@@ -9,11 +9,12 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from builds import access as build_access
 from builds import selectors, services
 from builds.forms import BuildFilterForm, StartBuildForm
 from builds.models import Build, RejectedUpload
-from mlaas_portal import access
-from mlaas_portal.aws.errors import AwsError
+from core.aws.errors import AwsError
+from tenants import access as tenant_access
 from tenants.models import Tenant
 
 PAGE_SIZE = 25
@@ -52,11 +53,11 @@ def _sort_headers(request, current: str) -> dict[str, dict]:
 
 @login_required
 def build_list(request):
-    tenant = access.user_tenant(request.user)
+    tenant = tenant_access.user_tenant(request.user)
     form = BuildFilterForm(request.GET or None,
-                           tenants=None if request.user.is_staff else access.tenants_for_user(request.user))
+                           tenants=None if request.user.is_staff else tenant_access.tenants_for_user(request.user))
     filters = form.filters() if request.GET else {"sort": "-created"}
-    qs = selectors.build_list(base=access.builds_for_user(request.user), **filters)
+    qs = selectors.build_list(base=build_access.builds_for_user(request.user), **filters)
     page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
     template = "builds/_rows.html" if request.htmx else "builds/list.html"
     return render(request, template, {
@@ -72,12 +73,12 @@ def _detail_context(request, build: Build) -> dict:
     data = selectors.build_detail(build)
     version = data["version"]
     return {"build": build, **data,
-            "can_decide": version is not None and access.is_tenant_owner(request.user, build.tenant)}
+            "can_decide": version is not None and tenant_access.is_tenant_owner(request.user, build.tenant)}
 
 
 @login_required
 def build_detail(request, code):
-    build = access.get_build_for_user(request.user, code)
+    build = build_access.get_build_for_user(request.user, code)
     template = "builds/_detail_body.html" if request.htmx else "builds/detail.html"
     return render(request, template, _detail_context(request, build))
 
@@ -85,7 +86,7 @@ def build_detail(request, code):
 @login_required
 @require_POST
 def build_cancel(request, code):
-    build = access.get_build_for_user(request.user, code)
+    build = build_access.get_build_for_user(request.user, code)
     try:
         services.build_cancel(build=build, actor=request.user)
         messages.success(request, "Cancel requested." if build.status == Build.Status.RUNNING
@@ -98,7 +99,7 @@ def build_cancel(request, code):
 @login_required
 @require_POST
 def build_retry(request, code):
-    build = access.get_build_for_user(request.user, code)
+    build = build_access.get_build_for_user(request.user, code)
     try:
         new = services.build_retry(build=build, actor=request.user)
     except ValidationError as exc:
@@ -110,9 +111,9 @@ def build_retry(request, code):
 
 @login_required
 def upload(request, slug):
-    from mlaas_portal.aws import gateways
+    from core.aws import gateways
 
-    tenant = access.get_tenant_for_user(request.user, slug)
+    tenant = tenant_access.get_tenant_for_user(request.user, slug)
     objects: list[dict] = []
     datasets_unavailable = False
     if tenant.status == Tenant.Status.ACTIVE:
@@ -146,7 +147,7 @@ def upload(request, slug):
 @require_GET
 def upload_status(request, slug):
     """JSON for the upload page: has intake turned the uploaded object into a build yet?"""
-    tenant = access.get_tenant_for_user(request.user, slug)
+    tenant = tenant_access.get_tenant_for_user(request.user, slug)
     key = request.GET.get("key", "")
     if not key.startswith(tenant.upload_prefix):
         return JsonResponse({"code": "invalid", "message": "Unknown upload."}, status=400)
@@ -160,19 +161,19 @@ def upload_status(request, slug):
 
 @login_required
 def models(request, slug):
-    tenant = access.get_tenant_for_user(request.user, slug)
+    tenant = tenant_access.get_tenant_for_user(request.user, slug)
     page = Paginator(selectors.model_versions(tenant=tenant), PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "builds/models.html", {
         "tenant": tenant, "page_obj": page, "versions": page.object_list,
         "query_without_page": _query_without(request, "page"),
-        "can_decide": access.is_tenant_owner(request.user, tenant)})
+        "can_decide": tenant_access.is_tenant_owner(request.user, tenant)})
 
 
 @login_required
 @require_POST
 def model_decide(request, slug, version):
-    found = access.get_model_version_for_user(request.user, slug, version)
-    if not access.is_tenant_owner(request.user, found.tenant):
+    found = build_access.get_model_version_for_user(request.user, slug, version)
+    if not tenant_access.is_tenant_owner(request.user, found.tenant):
         raise Http404
     approve = request.POST.get("decision") == "approve"
     try:
@@ -190,10 +191,10 @@ def model_decide(request, slug, version):
 @login_required
 def model_download(request, slug, version):
     """Redirect to a short-lived link limited to that one artifact, signed by the tenant's role."""
-    from mlaas_portal.aws import gateways
+    from core.aws import gateways
     from tenants.credentials import tenant_assume
 
-    found = access.get_model_version_for_user(request.user, slug, version)
+    found = build_access.get_model_version_for_user(request.user, slug, version)
     tenant = found.tenant
     try:
         creds = tenant_assume(tenant, purpose="download", duration=900)
@@ -205,7 +206,7 @@ def model_download(request, slug, version):
     return redirect(url)
 
 
-@access.staff_required
+@tenant_access.staff_required
 def algorithms(request):
     return render(request, "builds/algorithms.html", {"algorithms": selectors.algorithms()})
 
@@ -216,7 +217,7 @@ def presign(request, slug):
     """Session-authenticated twin of POST /api/v1/tenants/{slug}/uploads for the upload page."""
     from builds.uploads import upload_presign
 
-    tenant = access.get_tenant_for_user(request.user, slug)
+    tenant = tenant_access.get_tenant_for_user(request.user, slug)
     try:
         size = int(request.POST.get("size", "0"))
     except ValueError:

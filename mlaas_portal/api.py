@@ -1,7 +1,7 @@
 """REST API /api/v1/ (django-ninja): bearer tokens, JSON errors with a stable code.
 
 Views stay thin: parse, call one service or selector, shape the response.
-Every tenant-scoped path resolves through mlaas_portal.access, so a user of
+Every tenant-scoped path resolves through the apps' access helpers (tenants.access, builds.access), so a user of
 another tenant gets 404. Every error, including unknown paths and methods, is
 JSON `{"code": ..., "message": ..., "fields": ...}`.
 
@@ -28,10 +28,11 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.pagination import PageNumberPagination, paginate
 from ninja.security import HttpBearer
 
+from builds import access as build_access
 from builds import services as build_services
 from builds.models import Build, ModelVersion
-from mlaas_portal import access
-from mlaas_portal.aws.errors import AwsError, AwsValidationError
+from core.aws.errors import AwsError, AwsValidationError
+from tenants import access as tenant_access
 from tenants import services as tenant_services
 from tenants.models import ApiToken, Tenant
 
@@ -217,7 +218,7 @@ class TenantIn(Schema):
 
 
 def _tenants(user) -> QuerySet[Tenant]:
-    return access.tenants_for_user(user).select_related("plan", "default_algorithm")
+    return tenant_access.tenants_for_user(user).select_related("plan", "default_algorithm")
 
 
 @api.get("/tenants", response={200: list[TenantOut], **ERRORS}, tags=["tenants"], summary="List tenants")
@@ -236,12 +237,12 @@ def create_tenant(request, payload: TenantIn):
     tenant = tenant_services.tenant_onboard(slug=payload.slug, name=payload.name, plan=payload.plan,
                                             isolation=payload.isolation, owner_email=payload.owner_email,
                                             actor=request.auth)
-    return Status(201, access.get_tenant_for_user(request.auth, tenant.slug))
+    return Status(201, tenant_access.get_tenant_for_user(request.auth, tenant.slug))
 
 
 @api.get("/tenants/{slug}", response={200: TenantOut, **SCOPED_ERRORS}, tags=["tenants"], summary="Get a tenant")
 def get_tenant(request, slug: str):
-    return access.get_tenant_for_user(request.auth, slug)
+    return tenant_access.get_tenant_for_user(request.auth, slug)
 
 
 class CredentialsOut(Schema):
@@ -258,7 +259,7 @@ class CredentialsOut(Schema):
 def tenant_credentials(request, slug: str):
     from tenants.credentials import credentials_payload, tenant_assume
 
-    tenant = access.get_tenant_for_user(request.auth, slug)
+    tenant = tenant_access.get_tenant_for_user(request.auth, slug)
     if tenant.status != Tenant.Status.ACTIVE:
         raise ValidationError(f"Tenant is {tenant.status}; credentials are issued for active tenants only.")
     return credentials_payload(tenant_assume(tenant, purpose=f"user-{request.auth.pk}"))
@@ -285,7 +286,7 @@ def create_upload(request, slug: str, payload: UploadIn):
     """POST the returned `fields` plus `file` as multipart/form-data to `url`; a build starts when it lands."""
     from builds.uploads import upload_presign
 
-    tenant = access.get_tenant_for_user(request.auth, slug)
+    tenant = tenant_access.get_tenant_for_user(request.auth, slug)
     return upload_presign(tenant=tenant, filename=payload.filename, size=payload.size,
                           algorithm=payload.algorithm, target=payload.target)
 
@@ -377,7 +378,7 @@ class BuildFilters(Schema):
 @paginate(Pagination, page_size=50)
 def list_builds(request, filters: Query[BuildFilters]):
     """Newest first. Staff see every tenant's builds; a member sees its tenant's."""
-    qs = access.builds_for_user(request.auth).select_related("tenant", "plan", "algorithm")
+    qs = build_access.builds_for_user(request.auth).select_related("tenant", "plan", "algorithm")
     if filters.tenant:
         qs = qs.filter(tenant__slug=filters.tenant)
     if filters.status:
@@ -388,7 +389,7 @@ def list_builds(request, filters: Query[BuildFilters]):
 @api.get("/builds/{build_id}", response={200: BuildDetailOut, **SCOPED_ERRORS}, tags=["builds"],
          summary="Get a build with its steps, metrics, model version and cost")
 def get_build(request, build_id: str):
-    return build_detail_out(access.get_build_for_user(request.auth, build_id))
+    return build_detail_out(build_access.get_build_for_user(request.auth, build_id))
 
 
 class BuildIn(Schema):
@@ -401,10 +402,10 @@ class BuildIn(Schema):
 @api.post("/builds", response={201: BuildDetailOut, 400: ErrorOut, **SCOPED_ERRORS}, tags=["builds"],
           summary="Start a build on a dataset already uploaded")
 def create_build(request, payload: BuildIn):
-    from mlaas_portal.aws import gateways
-    from mlaas_portal.aws.errors import AwsNotFound
+    from core.aws import gateways
+    from core.aws.errors import AwsNotFound
 
-    tenant = access.get_tenant_for_user(request.auth, payload.tenant)
+    tenant = tenant_access.get_tenant_for_user(request.auth, payload.tenant)
     if tenant.status != Tenant.Status.ACTIVE:
         raise ValidationError(f"Tenant `{tenant.slug}` is {tenant.status}; builds start only for active tenants.")
     if not payload.dataset_key.startswith(tenant.upload_prefix):
@@ -417,16 +418,16 @@ def create_build(request, payload: BuildIn):
         tenant=tenant, dataset_key=payload.dataset_key, algorithm_slug=payload.algorithm or None,
         target=payload.target, source=Build.Source.API, dataset_version=head.get("VersionId") or "",
         dataset_size=head.get("ContentLength", 0), created_by=request.auth)
-    return Status(201, build_detail_out(access.get_build_for_user(request.auth, build.code)))
+    return Status(201, build_detail_out(build_access.get_build_for_user(request.auth, build.code)))
 
 
 @api.post("/builds/{build_id}/cancel", response={200: BuildDetailOut, 400: ErrorOut, **SCOPED_ERRORS},
           tags=["builds"], summary="Cancel a build")
 def cancel_build(request, build_id: str):
     """A waiting build is cancelled at once; a running one stops within seconds (`cancel_requested`)."""
-    build = access.get_build_for_user(request.auth, build_id)
+    build = build_access.get_build_for_user(request.auth, build_id)
     build_services.build_cancel(build=build, actor=request.auth)
-    return build_detail_out(access.get_build_for_user(request.auth, build_id))
+    return build_detail_out(build_access.get_build_for_user(request.auth, build_id))
 
 
 # ----- models -----
@@ -452,7 +453,7 @@ class ModelVersionOut(Schema):
          summary="List the tenant's model versions")
 @paginate(Pagination, page_size=50)
 def list_models(request, slug: str):
-    tenant = access.get_tenant_for_user(request.auth, slug)
+    tenant = tenant_access.get_tenant_for_user(request.auth, slug)
     return ModelVersion.objects.filter(tenant=tenant).select_related("build", "tenant").order_by("-version")
 
 
@@ -483,7 +484,7 @@ class CostQuery(Schema):
 def tenant_costs(request, slug: str, q: Query[CostQuery]):
     from billing.selectors import tenant_daily_costs
 
-    tenant = access.get_tenant_for_user(request.auth, slug)
+    tenant = tenant_access.get_tenant_for_user(request.auth, slug)
     if q.end < q.start:
         raise ValidationError({"end": "end must not be before start."})
     if (q.end - q.start).days > 366:

@@ -108,3 +108,23 @@ def tenant_home_context(user, tenant: Tenant) -> dict:
         "active": sum(counts.get(s, 0) for s in Build.ACTIVE),
         "waiting": counts.get(Build.Status.QUEUED, 0) + counts.get(Build.Status.RECEIVED, 0),
     }
+
+
+def tenant_list(*, search: str = "", status: str = ""):
+    """The staff tenants page: each tenant with its active/queued build counts and spend this month (one query)."""
+    from django.db.models import Count, DecimalField, OuterRef, Q, Subquery, Sum
+    from django.utils import timezone
+
+    from billing.models import CostLine
+    from builds.models import Build
+    from tenants.models import Tenant
+    from tenants.selectors import tenant_search
+
+    month_start = timezone.localdate().replace(day=1)
+    spend = (CostLine.objects.filter(tenant=OuterRef("pk"), day__gte=month_start).values("tenant")
+             .annotate(total=Sum("amount")).values("total"))
+    return tenant_search(base=Tenant.objects.all(), search=search, status=status).annotate(
+        active_builds=Count("builds", filter=Q(builds__status__in=Build.ACTIVE), distinct=True),
+        queued_builds=Count("builds", filter=Q(builds__status=Build.Status.QUEUED), distinct=True),
+        spend_this_month=Subquery(spend, output_field=DecimalField(max_digits=12, decimal_places=6)),
+    )

@@ -8,7 +8,7 @@ from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from mlaas_portal import access
+from tenants import access
 
 
 @login_required
@@ -21,6 +21,24 @@ def home(request):
     if tenant is None:
         return render(request, "dashboard/no_tenant.html", status=404)
     return render(request, "dashboard/tenant_home.html", tenant_home_context(request.user, tenant))
+
+
+@access.staff_required
+def tenant_list(request):
+    """Staff: every tenant with build counts and spend (tenants, builds and billing on one page)."""
+    from django.core.paginator import Paginator
+
+    from mlaas_portal.dashboard import tenant_list as tenant_rows
+    from tenants.models import Tenant
+
+    search, status = request.GET.get("q", "").strip(), request.GET.get("status", "")
+    page = Paginator(tenant_rows(search=search, status=status), 25).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "tenants/list.html", {
+        "page_obj": page, "search": search, "status": status, "statuses": Tenant.Status.choices,
+        "query_without_page": query.urlencode() + "&" if query else "",
+    })
 
 
 def catalog(request):

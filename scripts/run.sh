@@ -30,7 +30,7 @@ fi
 if [ -n "$AWS_ENDPOINT_URL" ]; then
   : > .local/emulator.log
   # Its own session: Ctrl-C reaches web and workers first; the cleanup stops the emulator after them.
-  setsid .venv/bin/python -m mlaas_portal.emulator --port "$EMULATOR_PORT" --state "$MLAAS_EMULATOR_STATE" \
+  setsid .venv/bin/python -m emulator --port "$EMULATOR_PORT" --state "$MLAAS_EMULATOR_STATE" \
     > .local/emulator.log 2>&1 &
   PIDS+=($!)
   for _ in $(seq 1 100); do

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from mlaas_portal.aws import gateways
-from mlaas_portal.aws.clients import TemporaryCredentials
+from core.aws import gateways
+from core.aws.clients import TemporaryCredentials
 from tenants import naming, policies
 from tenants.models import Tenant
 

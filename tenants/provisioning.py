@@ -14,8 +14,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from mlaas_portal.aws import gateways
-from mlaas_portal.aws.errors import AwsError
+from core.aws import gateways
+from core.aws.errors import AwsError
 from tenants import naming, policies
 from tenants.models import ProvisioningStep, Tenant
 

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, DecimalField, OuterRef, Q, QuerySet, Subquery, Sum
-from django.utils import timezone
+from django.db.models import Q, QuerySet
 
-from builds.models import Build
 from tenants.models import Tenant
 
 
-def tenant_list(*, base: QuerySet[Tenant], search: str = "", status: str = "") -> QuerySet[Tenant]:
-    """Tenants with plan, active/queued build counts and spend this month: one query."""
-    from billing.models import CostLine
-
-    month_start = timezone.localdate().replace(day=1)
-    spend = (CostLine.objects.filter(tenant=OuterRef("pk"), day__gte=month_start).values("tenant")
-             .annotate(total=Sum("amount")).values("total"))
-    qs = base.select_related("plan").annotate(
-        active_builds=Count("builds", filter=Q(builds__status__in=Build.ACTIVE), distinct=True),
-        queued_builds=Count("builds", filter=Q(builds__status=Build.Status.QUEUED), distinct=True),
-        spend_this_month=Subquery(spend, output_field=DecimalField(max_digits=12, decimal_places=6)),
-    )
+def tenant_search(*, base: QuerySet[Tenant], search: str = "", status: str = "") -> QuerySet[Tenant]:
+    """Tenants matching a search of slug, name or owner e-mail and a status, with their plan, by slug."""
+    qs = base.select_related("plan")
     if search:
         qs = qs.filter(Q(slug__icontains=search) | Q(name__icontains=search) | Q(owner_email__icontains=search))
     if status:

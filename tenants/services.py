@@ -104,7 +104,7 @@ def tenant_offboard(*, tenant: Tenant, delete_data: bool, confirm_slug: str, act
         raise ValidationError({"confirm_slug": "Type the tenant's slug exactly to confirm offboarding."})
     if tenant.status == Tenant.Status.OFFBOARDED:
         raise ValidationError("Tenant is already offboarded.")
-    from mlaas_portal.aws import gateways
+    from core.aws import gateways
     from tenants import naming
 
     gateways.platform_iam().delete_role(naming.role_name(tenant.slug))
@@ -215,7 +215,7 @@ def access_request_mark_handled(*, request: AccessRequest) -> None:
 
 
 def _retag_resources(tenant: Tenant, plan: Plan) -> None:
-    from mlaas_portal.aws import gateways
+    from core.aws import gateways
     from tenants import naming
 
     tags = naming.tenant_tags(tenant.slug, plan.slug)

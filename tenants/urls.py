@@ -4,7 +4,6 @@ from tenants import views
 
 app_name = "tenants"
 urlpatterns = [
-    path("", views.tenant_list, name="list"),
     path("new/", views.tenant_onboard, name="onboard"),
     path("plans/", views.plan_list, name="plans"),
     path("plans/<slug:slug>/", views.plan_edit, name="plan_edit"),

@@ -8,9 +8,8 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from mlaas_portal import access
-from mlaas_portal.aws.errors import AwsError
-from tenants import selectors, services
+from core.aws.errors import AwsError
+from tenants import access, services
 from tenants.forms import ChangePlanForm, InviteForm, OffboardForm, OnboardForm, PlanForm, TenantSettingsForm
 from tenants.models import AccessRequest, Plan, Tenant
 from tenants.provisioning import STEP_DESCRIPTIONS
@@ -22,19 +21,6 @@ def _apply_errors(form, exc: ValidationError) -> None:
             form.add_error(field if field in form.fields else None, errors)
     else:
         form.add_error(None, exc.messages)
-
-
-@access.staff_required
-def tenant_list(request):
-    search, status = request.GET.get("q", "").strip(), request.GET.get("status", "")
-    qs = selectors.tenant_list(base=Tenant.objects.all(), search=search, status=status)
-    page = Paginator(qs, 25).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
-    return render(request, "tenants/list.html", {
-        "page_obj": page, "search": search, "status": status, "statuses": Tenant.Status.choices,
-        "query_without_page": query.urlencode() + "&" if query else "",
-    })
 
 
 @access.staff_required

@@ -159,7 +159,7 @@ def test_upload_presign_too_big_is_400(provisioned, api_client_for):
 
 def test_start_build_on_an_uploaded_dataset_and_stranger_404(provisioned, api_client_for,
                                                              django_capture_on_commit_callbacks):
-    from mlaas_portal.aws import gateways
+    from core.aws import gateways
 
     acme, acme_user, globex, globex_user = provisioned
     key = f"{acme.upload_prefix}existing.csv"

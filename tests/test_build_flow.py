@@ -67,7 +67,7 @@ def test_upload_becomes_registered_model_with_cost(make_tenant, samples, clean_r
     assert version.artifact_key == f"{tenant.output_prefix}builds/{build.code}/model/model.tar.gz"
     assert build.cost_lines.count() == 0  # builds report what ran; billing pulls it on its tick
     from billing.jobs import billing_tick
-    from mlaas_portal.aws import gateways
+    from core.aws import gateways
 
     assert billing_tick()["metered"] == 1
     assert build.cost_lines.count() == 3  # preprocess, train, evaluate

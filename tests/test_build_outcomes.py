@@ -8,7 +8,7 @@ import pytest
 
 from builds.models import Build, ModelVersion
 from builds.services import build_create
-from mlaas_portal.aws import gateways
+from core.aws import gateways
 from tests.test_build_flow import drain_queues
 
 pytestmark = pytest.mark.django_db(transaction=True)

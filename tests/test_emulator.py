@@ -19,10 +19,10 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from mlaas_portal.aws.clients import AwsConfig, make_client
-from mlaas_portal.emulator import EmulatorError, RunningEmulator, start_emulator
-from mlaas_portal.emulator import __main__ as cli
-from mlaas_portal.emulator.launcher import STATE_FIELDS, write_state_file
+from core.aws.clients import AwsConfig, make_client
+from emulator import EmulatorError, RunningEmulator, start_emulator
+from emulator import __main__ as cli
+from emulator.launcher import STATE_FIELDS, write_state_file
 
 BUCKET_A = "mlaas-t-bucket-a"
 BUCKET_B = "mlaas-t-bucket-b"
@@ -374,7 +374,7 @@ def test_cli_port_held_by_something_else_fails(
 def test_cli_runs_until_sigterm_and_cleans_up(tmp_path: Path) -> None:
     state = tmp_path / "cli" / "emulator.json"
     process = subprocess.Popen(
-        [sys.executable, "-m", "mlaas_portal.emulator", "--port", "0", "--state", str(state)],
+        [sys.executable, "-m", "emulator", "--port", "0", "--state", str(state)],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -62,14 +62,14 @@ def refuse(*args, **kwargs):
 botocore.session.Session.create_client = refuse
 import django; django.setup()
 import importlib, pkgutil
-import mlaas_portal, mlaas_portal.aws, tenants, builds, billing
+import mlaas_portal, core.aws, tenants, builds, billing
 for package in (mlaas_portal, tenants, builds, billing):
     for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
         if ".tests" in info.name or info.name.endswith(("__main__", ".migrations")) or ".management." in info.name:
             continue
         importlib.import_module(info.name)
 import mlaas_portal.urls, mlaas_portal.api
-from mlaas_portal.aws.clients import client_cache_size
+from core.aws.clients import client_cache_size
 import sys
 assert client_cache_size() == 0
 assert "sagemaker.mlops" not in sys.modules, "the sagemaker SDK must stay out of the web process"

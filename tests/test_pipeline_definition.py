@@ -34,7 +34,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from mlaas_portal.aws.pipeline_definition import PARAMETER_NAMES, iter_steps
+from core.aws.pipeline_definition import PARAMETER_NAMES, iter_steps
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = Path("/work/shared/aws/sagemaker-pipeline-definition.schema.json")
@@ -79,7 +79,7 @@ def aws(emulator):
 
 @pytest.fixture(scope="module")
 def definition(aws) -> dict:
-    from mlaas_portal.aws.pipeline_definition import build_pipeline_definition
+    from core.aws.pipeline_definition import build_pipeline_definition
 
     return build_pipeline_definition(pipeline_name=PIPELINE, region=REGION, endpoint_url=aws.endpoint,
                                      credentials=aws.aws_config(), default_bucket=CODE_BUCKET)
@@ -89,7 +89,7 @@ def definition(aws) -> dict:
 def sagemaker_gateway(aws):
     import boto3
 
-    from mlaas_portal.aws.sagemaker import SageMakerGateway
+    from core.aws.sagemaker import SageMakerGateway
 
     return SageMakerGateway(boto3.client("sagemaker", region_name=REGION))
 
@@ -361,7 +361,7 @@ def test_engine_parameters_start_an_execution_of_the_deployed_pipeline(definitio
 def test_pipeline_role_is_created_then_reused(aws):
     import boto3
 
-    from mlaas_portal.aws.iam_pipeline_role import PIPELINE_ROLE_NAME, ensure_pipeline_role
+    from core.aws.iam_pipeline_role import PIPELINE_ROLE_NAME, ensure_pipeline_role
 
     iam = boto3.client("iam", region_name=REGION)
     caller = "arn:aws:sts::123456789012:assumed-role/deployer/session-1"
@@ -383,8 +383,8 @@ def test_pipeline_role_is_created_then_reused(aws):
 def test_importing_the_modules_does_not_load_the_sdk():
     code = (
         "import sys\n"
-        "import mlaas_portal.aws.pipeline_definition, mlaas_portal.aws.sagemaker\n"
-        "import mlaas_portal.aws.iam_pipeline_role, builds.engines.sagemaker\n"
+        "import core.aws.pipeline_definition, core.aws.sagemaker\n"
+        "import core.aws.iam_pipeline_role, builds.engines.sagemaker\n"
         "loaded = sorted(m for m in sys.modules if m == 'sagemaker' or m.startswith('sagemaker.'))\n"
         "assert not loaded, loaded\n"
     )

@@ -54,7 +54,7 @@ def wait_for(predicate, timeout: float, interval: float = 0.2):
 
 def queue_build(tenant, key: str, body: bytes) -> Build:
     from builds.services import build_create
-    from mlaas_portal.aws import gateways
+    from core.aws import gateways
 
     gateways.platform_s3().put_object(tenant.bucket, key, body, content_type="text/csv")
     build, _ = build_create(tenant=tenant, dataset_key=key, target="label")

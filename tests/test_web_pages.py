@@ -141,13 +141,13 @@ def test_another_users_token_cannot_be_revoked(reference_data, staff_user):
 
 def test_tenants_list_search_status_and_empty_states(reference_data, staff_user):
     client = client_for(staff_user)
-    empty = client.get(reverse("tenants:list"))
+    empty = client.get(reverse("tenant_list"))
     create_tenant(slug="acme", name="Acme Corp")
     create_tenant(slug="globex", status="suspended")
 
-    found = client.get(reverse("tenants:list"), {"q": "acm"})
-    suspended = client.get(reverse("tenants:list"), {"status": "suspended"})
-    none = client.get(reverse("tenants:list"), {"q": "zzz"})
+    found = client.get(reverse("tenant_list"), {"q": "acm"})
+    suspended = client.get(reverse("tenant_list"), {"status": "suspended"})
+    none = client.get(reverse("tenant_list"), {"q": "zzz"})
 
     assert "No tenants yet: onboard your first tenant." in text_of(empty)
     assert [t.slug for t in found.context["page_obj"].object_list] == ["acme"]
@@ -212,7 +212,7 @@ def _pages(staff_user):
     tenant = create_tenant(slug="acme", name="Acme Corp")
     build = create_build(tenant, version=True)
     owner = create_member(tenant, role="owner")
-    staff_pages = [reverse(n) for n in ("home", "tokens", "builds:list", "builds:algorithms", "tenants:list",
+    staff_pages = [reverse(n) for n in ("home", "tokens", "builds:list", "builds:algorithms", "tenant_list",
                                         "tenants:plans", "tenants:access_requests", "tenants:onboard")]
     staff_pages += [reverse("tenants:detail", args=["acme"]), reverse("builds:detail", args=[build.code]),
                     reverse("tenants:plan_edit", args=["basic"])]

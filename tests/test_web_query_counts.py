@@ -55,7 +55,7 @@ def tenants_list(rows, staff_user):
     for tenant in _tenants(rows):
         _spend(tenant, create_build(tenant))
         create_build(tenant, status="running")
-    return staff_user, reverse("tenants:list")
+    return staff_user, reverse("tenant_list")
 
 
 def models_list(rows, staff_user):

@@ -13,7 +13,7 @@ from billing.models import CostSyncRun, DailyCost
 from billing.selectors import cost_sync_is_due, untagged_cost
 from billing.services import CostSyncBusy, cost_sync_run, cost_sync_window
 from billing.tests.conftest import ce_page
-from mlaas_portal.aws.errors import AwsAccessDenied, AwsRetryableError
+from core.aws.errors import AwsAccessDenied, AwsRetryableError
 from tenants.models import Plan, Tenant
 
 TODAY = date(2026, 3, 31)
@@ -139,7 +139,7 @@ def test_cost_sync_failure_is_recorded_and_shown_to_staff(client, staff_user, db
 
 
 def test_cost_sync_job_reraises_retryable_errors_only(monkeypatch, db):
-    from mlaas_portal.aws import gateways
+    from core.aws import gateways
 
     monkeypatch.setattr(gateways, "platform_cost_explorer",
                         lambda: FailingGateway(AwsRetryableError("throttled", code="Throttling")))

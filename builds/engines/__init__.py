@@ -7,8 +7,8 @@ from django.conf import settings
 
 def read_s3_json(uri: str) -> dict:
     """Read a JSON report a pipeline step wrote (s3://bucket/key); {} if it is not there."""
-    from mlaas_portal.aws import gateways
-    from mlaas_portal.aws.errors import AwsNotFound
+    from core.aws import gateways
+    from core.aws.errors import AwsNotFound
 
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     try:
@@ -25,7 +25,7 @@ def get_engine(name: str | None = None):
         return LocalEngine()
     if name == "sagemaker":
         from builds.engines.sagemaker import SageMakerEngine
-        from mlaas_portal.aws import gateways
+        from core.aws import gateways
 
         return SageMakerEngine(gateways.platform_sagemaker, pipeline_name=settings.MLAAS_PIPELINE_NAME,
                                tenant_tag_key=settings.MLAAS_TAG_KEY, plan_tag_key=settings.MLAAS_PLAN_TAG_KEY,

@@ -90,7 +90,7 @@ class LocalEngine:
         should_cancel: Callable[[], bool] | None = None,
         heartbeat: Callable[[], None] | None = None,
     ) -> EngineStatus:
-        from mlaas_portal.aws import gateways
+        from core.aws import gateways
         from tenants.credentials import tenant_assume
         from tenants.models import Tenant
 

@@ -2,7 +2,7 @@
 
 Talks to AWS only through `SageMakerGateway` (never the sagemaker SDK). The
 pipeline, its parameters and step names are described in
-`mlaas_portal.aws.pipeline_definition`.
+`core.aws.pipeline_definition`.
 
 Billable seconds are the step's wall time (end - start) for the compute steps
 (preprocess, train/tune, evaluate), available at once from the step listing.
@@ -31,11 +31,11 @@ from builds.engines.base import (
     EngineStatus,
     StepStatus,
 )
-from mlaas_portal.aws import pipeline_definition as pd
-from mlaas_portal.aws.errors import AwsNotFound, AwsValidationError
+from core.aws import pipeline_definition as pd
+from core.aws.errors import AwsNotFound, AwsValidationError
 
 if TYPE_CHECKING:
-    from mlaas_portal.aws.sagemaker import SageMakerGateway
+    from core.aws.sagemaker import SageMakerGateway
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 from builds import execution, services
 from builds.engines.sagemaker import SageMakerEngine
 from builds.models import Build, ModelVersion
-from mlaas_portal.aws.sagemaker import SageMakerGateway
+from core.aws.sagemaker import SageMakerGateway
 
 EXECUTION = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/mlaas-shared-build-pipeline/execution/abc123"
 PACKAGE = "arn:aws:sagemaker:us-east-1:123456789012:model-package/mlaas-x-models/1"
@@ -125,8 +125,8 @@ def test_second_claim_of_a_build_does_nothing(sagemaker_build, stub):
 
 def test_ledger_write_failure_is_retried_and_not_lost(make_tenant, monkeypatch, settings):
     from builds import ledger
-    from mlaas_portal.aws import gateways
-    from mlaas_portal.aws.errors import AwsRetryableError
+    from core.aws import gateways
+    from core.aws.errors import AwsRetryableError
 
     tenant = make_tenant(isolation="pool", plan="basic")
     build, _ = services.build_create(tenant=tenant, dataset_key=f"{tenant.upload_prefix}d.csv", target="t")

@@ -6,7 +6,7 @@ import pytest
 
 from builds.intake import UploadEvent, intake_event, parse_event, resolve_tenant
 from builds.models import Build, RejectedUpload
-from mlaas_portal.aws import gateways
+from core.aws import gateways
 
 
 def put(tenant, key: str, body: bytes = b"a,b,diagnosis\n1,2,yes\n", metadata: dict | None = None) -> UploadEvent:

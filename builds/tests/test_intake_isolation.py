@@ -17,7 +17,7 @@ import requests
 from builds import intake
 from builds.models import Build, RejectedUpload
 from builds.uploads import clean_upload_name, upload_presign
-from mlaas_portal.aws import gateways
+from core.aws import gateways
 
 ROOT = Path(__file__).resolve().parents[2]
 CSV = "x,売上\n" + "".join(f"{i},{i % 2}\n" for i in range(40))
@@ -113,7 +113,7 @@ def test_failing_upload_is_retried_then_rejected_while_others_flow(make_tenant, 
 def test_transient_failures_get_more_attempts_before_rejection(settings):
     from django.db import OperationalError
 
-    from mlaas_portal.aws.errors import AwsRetryableError
+    from core.aws.errors import AwsRetryableError
 
     settings.MLAAS_INTAKE_MAX_ATTEMPTS = 5
     assert intake.max_attempts_for(ValueError("bad")) == 5

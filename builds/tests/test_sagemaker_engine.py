@@ -13,9 +13,9 @@ from botocore.stub import Stubber
 
 from builds.engines.base import BuildLaunch, EngineStatus, StepStatus
 from builds.engines.sagemaker import SageMakerEngine, client_token, pipeline_parameters
-from mlaas_portal.aws.errors import AwsRetryableError
-from mlaas_portal.aws.pipeline_definition import PARAMETER_NAMES
-from mlaas_portal.aws.sagemaker import SageMakerGateway
+from core.aws.errors import AwsRetryableError
+from core.aws.pipeline_definition import PARAMETER_NAMES
+from core.aws.sagemaker import SageMakerGateway
 
 PIPELINE = "mlaas-shared-build-pipeline"
 EXECUTION = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/mlaas-shared-build-pipeline/execution/abc123"

@@ -278,7 +278,7 @@ def test_models_page_empty_state(acme):
 
 
 def test_owner_approves_a_version_and_returns_to_the_build(acme, monkeypatch):
-    from mlaas_portal.aws import gateways
+    from core.aws import gateways
 
     decided = []
 
@@ -341,7 +341,7 @@ def test_presign_rejects_bad_input_with_field_errors(acme):
 
 
 def test_upload_page_lists_datasets_with_build_counts(make_tenant, make_member, samples_dir):
-    from mlaas_portal.aws import gateways
+    from core.aws import gateways
 
     tenant = make_tenant(isolation="pool", plan="basic")
     s3 = gateways.platform_s3()
@@ -371,7 +371,7 @@ def test_upload_page_empty_state(make_tenant, make_member):
 def test_model_download_redirects_to_a_presigned_link_of_that_artifact(make_tenant, make_member):
     import requests
 
-    from mlaas_portal.aws import gateways
+    from core.aws import gateways
     from tests.web_support import create_build
 
     tenant = make_tenant(isolation="silo", plan="basic")

@@ -10,7 +10,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from django.conf import settings
 
-from mlaas_portal.aws.clients import AwsConfig, TemporaryCredentials, make_client, platform_config, reset_client_cache
+from core.aws.clients import AwsConfig, TemporaryCredentials, make_client, platform_config, reset_client_cache
 
 DENIED = "AccessDenied"
 

@@ -19,7 +19,7 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from builds.uploads import upload_presign
-from mlaas_portal.aws import gateways
+from core.aws import gateways
 from tenants import naming
 from tenants.credentials import tenant_assume
 from tenants.tests.helpers import DENIED, config_from_credentials, config_from_payload, s3_access

@@ -10,8 +10,8 @@ from django.urls import reverse
 
 from builds.intake import UploadEvent, intake_event
 from builds.models import Algorithm, Build, RejectedUpload
-from mlaas_portal.aws import gateways
-from mlaas_portal.aws.errors import AwsAccessDenied
+from core.aws import gateways
+from core.aws.errors import AwsAccessDenied
 from tenants import naming, services
 from tenants.credentials import tenant_assume
 from tenants.models import Plan, Tenant
@@ -183,7 +183,7 @@ def test_suspended_tenant_gets_no_credentials(make_tenant, make_member, api_clie
 
 
 def test_plan_change_retags_the_tenants_resources(make_tenant):
-    from mlaas_portal.aws import gateways
+    from core.aws import gateways
     from tenants import naming
     from tenants.models import Plan
     from tenants.services import tenant_change_plan

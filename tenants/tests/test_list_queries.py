@@ -33,7 +33,7 @@ def test_tenant_list_page_query_count_does_not_grow(reference_data, staff_user, 
     client = logged_in(staff_user)
 
     with django_assert_max_num_queries(PAGE_QUERIES):
-        response = client.get(reverse("tenants:list"))
+        response = client.get(reverse("tenant_list"))
 
     rows = response.context["page_obj"].object_list
     assert (response.status_code, len(rows), response.context["page_obj"].paginator.count) == (200, min(n, 25), n)

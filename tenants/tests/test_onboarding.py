@@ -167,7 +167,7 @@ def _onboard_waiting_for_worker(slug: str, *, worker_endpoint: str | None = None
     """
     from django.conf import settings
 
-    from mlaas_portal.aws.clients import reset_client_cache
+    from core.aws.clients import reset_client_cache
 
     out, result = io.StringIO(), {}
 

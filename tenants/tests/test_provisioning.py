@@ -7,8 +7,8 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from mlaas_portal.aws import gateways
-from mlaas_portal.aws.clients import platform_client
+from core.aws import gateways
+from core.aws.clients import platform_client
 from tenants import jobs, naming, provisioning, services
 from tenants.models import ProvisioningStep, Tenant
 from tenants.tests.helpers import aws_unreachable

@@ -93,7 +93,7 @@ def test_settings_of_another_tenant_are_404(two_tenants, logged_in):
 def _staff_pages(own: Tenant) -> list[tuple[str, str]]:
     request = AccessRequest.objects.create(company="Curious Inc", contact_email="c@curious.example")
     return [
-        ("get", reverse("tenants:list")),
+        ("get", reverse("tenant_list")),
         ("get", reverse("tenants:onboard")),
         ("get", reverse("tenants:plans")),
         ("get", reverse("tenants:plan_edit", args=["standard"])),

@@ -29,9 +29,9 @@ def code_bucket_name(*, account_id: str, region: str) -> str:
 
 def pipeline_definition_build(*, name: str, bucket: str = "") -> tuple[dict, str]:
     """The definition and the code bucket it references, built as the platform."""
-    from mlaas_portal.aws import gateways
-    from mlaas_portal.aws.clients import platform_config
-    from mlaas_portal.aws.pipeline_definition import build_pipeline_definition
+    from core.aws import gateways
+    from core.aws.clients import platform_config
+    from core.aws.pipeline_definition import build_pipeline_definition
 
     config = platform_config()
     account_id = gateways.platform_sts().account_id()
@@ -50,10 +50,10 @@ def pipeline_definition_build(*, name: str, bucket: str = "") -> tuple[dict, str
 
 def pipeline_deploy(*, name: str, bucket: str = "") -> PipelineDeployment:
     """Build the definition and upsert the pipeline; reuse or create its role."""
-    from mlaas_portal.aws import gateways
-    from mlaas_portal.aws.clients import platform_client, platform_config
-    from mlaas_portal.aws.iam_pipeline_role import ensure_pipeline_role
-    from mlaas_portal.aws.pipeline_definition import PARAMETER_NAMES
+    from core.aws import gateways
+    from core.aws.clients import platform_client, platform_config
+    from core.aws.iam_pipeline_role import ensure_pipeline_role
+    from core.aws.pipeline_definition import PARAMETER_NAMES
 
     definition, bucket = pipeline_definition_build(name=name, bucket=bucket)
     role_arn = settings.MLAAS_PIPELINE_ROLE_ARN

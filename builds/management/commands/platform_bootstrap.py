@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from builds.platform import platform_bootstrap
-from mlaas_portal.aws.errors import AwsError
+from core.aws.errors import AwsError
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
 from builds.intake import intake_poll_once
-from mlaas_portal.loops import Loop
+from core.loops import Loop
 
 
 class Command(BaseCommand):

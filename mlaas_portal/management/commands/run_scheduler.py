@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from mlaas_portal.loops import Loop
+from core.loops import Loop
 
 
 class Command(BaseCommand):

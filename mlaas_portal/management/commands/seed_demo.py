@@ -8,8 +8,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from core.aws.errors import AwsError
 from mlaas_portal import demo
-from mlaas_portal.aws.errors import AwsError
 
 DEMO_TENANTS = [
     # slug, name, plan, isolation, algorithm, target, sample dataset
@@ -49,7 +49,7 @@ class Command(BaseCommand):
 
     def _seed_tenant(self, slug, name, plan, isolation, algorithm, target, sample, *, sample_path: Path):
         from builds.models import Algorithm, Build
-        from mlaas_portal.aws import gateways
+        from core.aws import gateways
         from tenants.credentials import tenant_assume
         from tenants.models import Tenant
         from tenants.provisioning import run_provisioning

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlaas_portal.aws.errors import translate
+from core.aws.errors import translate
 
 
 class Gateway:

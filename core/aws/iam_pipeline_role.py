@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from mlaas_portal.aws.iam import IamGateway
+from core.aws.iam import IamGateway
 
 PIPELINE_ROLE_NAME = "mlaas-pipeline-execution"
 PIPELINE_POLICY_NAME = "pipeline-orchestration"

@@ -21,9 +21,9 @@ from typing import Any
 
 import requests
 
-from mlaas_portal.aws.clients import AwsConfig
-from mlaas_portal.emulator import header_encoding, post_cors, presigned_auth
-from mlaas_portal.emulator.bootstrap import (
+from core.aws.clients import AwsConfig
+from emulator import header_encoding, post_cors, presigned_auth
+from emulator.bootstrap import (
     bootstrap_platform_identity,
     enable_iam_enforcement,
     set_unauthenticated_budget,
@@ -276,7 +276,7 @@ def running_emulator_from_state(state_file: str | Path, *, host: str, port: int)
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from mlaas_portal.aws.clients import make_client
+    from core.aws.clients import make_client
 
     state = read_state_file(state_file)
     if state is None or not all(isinstance(state.get(name), str) for name in STATE_FIELDS[:-1]):

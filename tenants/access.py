@@ -1,4 +1,4 @@
-"""Who may see what. Every lookup from a request id goes through these helpers.
+"""Who may see which tenant. Every lookup of a tenant from a request goes through these helpers.
 
 A user of another tenant gets 404 (never 403, never data); staff see all.
 """
@@ -6,14 +6,12 @@ A user of another tenant gets 404 (never 403, never data); staff see all.
 from __future__ import annotations
 
 import re
-import uuid
 from functools import wraps
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import QuerySet
 from django.http import Http404
 
-from builds.models import Build, ModelVersion
 from tenants.models import Membership, Tenant
 
 
@@ -50,31 +48,6 @@ def get_tenant_for_user(user, slug: str) -> Tenant:
     if tenant is None:
         raise Http404("No such tenant")
     return tenant
-
-
-def builds_for_user(user) -> QuerySet[Build]:
-    if user.is_staff:
-        return Build.objects.all()
-    return Build.objects.filter(tenant__in=tenants_for_user(user))
-
-
-def get_build_for_user(user, code) -> Build:
-    try:
-        code = code if isinstance(code, uuid.UUID) else uuid.UUID(str(code))
-    except ValueError:
-        raise Http404("No such build") from None
-    build = builds_for_user(user).select_related("tenant", "plan", "algorithm").filter(code=code).first()
-    if build is None:
-        raise Http404("No such build")
-    return build
-
-
-def get_model_version_for_user(user, slug: str, version: int) -> ModelVersion:
-    tenant = get_tenant_for_user(user, slug)
-    found = ModelVersion.objects.select_related("build", "tenant").filter(tenant=tenant, version=version).first()
-    if found is None:
-        raise Http404("No such model version")
-    return found
 
 
 def staff_required(view):

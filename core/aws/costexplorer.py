@@ -5,7 +5,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from mlaas_portal.aws.base import Gateway
+from core.aws.base import Gateway
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mlaas_portal.aws.base import Gateway
-from mlaas_portal.aws.errors import AwsError
+from core.aws.base import Gateway
+from core.aws.errors import AwsError
 
 PENDING_MANUAL_APPROVAL = "PendingManualApproval"
 APPROVAL_STATUSES = ("Approved", "Rejected", PENDING_MANUAL_APPROVAL)

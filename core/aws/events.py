@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from mlaas_portal.aws.base import Gateway
+from core.aws.base import Gateway
 
 
 class EventsGateway(Gateway):

@@ -1,11 +1,11 @@
 """The local AWS emulator: moto in server mode, IAM enforcement on.
 
-`python -m mlaas_portal.emulator` runs it for `make run`; tests call
+`python -m emulator` runs it for `make run`; tests call
 `start_emulator()` directly. Part of the AWS gateway area: it may import
 boto3 and moto.
 """
 
-from mlaas_portal.emulator.launcher import (
+from emulator.launcher import (
     EmulatorError,
     PortInUse,
     RunningEmulator,

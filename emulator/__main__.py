@@ -1,4 +1,4 @@
-"""`python -m mlaas_portal.emulator --host 127.0.0.1 --port 4566 --state .local/emulator.json`
+"""`python -m emulator --host 127.0.0.1 --port 4566 --state .local/emulator.json`
 
 Starts the emulator and blocks until SIGINT/SIGTERM. If an emulator started
 from the same state file already answers on the port, says so and waits
@@ -16,7 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
-from mlaas_portal.emulator.launcher import (
+from emulator.launcher import (
     EmulatorError,
     PortInUse,
     running_emulator_from_state,
@@ -27,7 +27,7 @@ EXIT_PORT_TAKEN = 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlaas_portal.emulator", description=__doc__.split("\n")[2])
+    parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__.split("\n")[2])
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to listen on")
     parser.add_argument("--port", type=int, default=4566, help="0 picks a free port")
     parser.add_argument("--state", default=".local/emulator.json", help="where to write endpoint and credentials")

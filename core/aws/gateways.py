@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from mlaas_portal.aws.clients import TemporaryCredentials, make_client, platform_client, platform_config
-from mlaas_portal.aws.costexplorer import CostExplorerGateway
-from mlaas_portal.aws.dynamodb import DynamoDbGateway
-from mlaas_portal.aws.events import EventsGateway
-from mlaas_portal.aws.iam import IamGateway, StsGateway
-from mlaas_portal.aws.s3 import S3Gateway
-from mlaas_portal.aws.sqs import SqsGateway
-from mlaas_portal.aws.tagging import TaggingGateway
+from core.aws.clients import TemporaryCredentials, make_client, platform_client, platform_config
+from core.aws.costexplorer import CostExplorerGateway
+from core.aws.dynamodb import DynamoDbGateway
+from core.aws.events import EventsGateway
+from core.aws.iam import IamGateway, StsGateway
+from core.aws.s3 import S3Gateway
+from core.aws.sqs import SqsGateway
+from core.aws.tagging import TaggingGateway
 
 
 def platform_s3() -> S3Gateway:
@@ -45,7 +45,7 @@ def platform_tagging() -> TaggingGateway:
 
 
 def platform_sagemaker():
-    from mlaas_portal.aws.sagemaker import SageMakerGateway
+    from core.aws.sagemaker import SageMakerGateway
 
     return SageMakerGateway(platform_client("sagemaker"))
 
@@ -56,6 +56,6 @@ def tenant_s3(credentials: TemporaryCredentials) -> S3Gateway:
 
 
 def tenant_sagemaker(credentials: TemporaryCredentials):
-    from mlaas_portal.aws.sagemaker import SageMakerGateway
+    from core.aws.sagemaker import SageMakerGateway
 
     return SageMakerGateway(make_client("sagemaker", credentials.as_config(platform_config())))

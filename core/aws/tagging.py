@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from mlaas_portal.aws.base import Gateway
+from core.aws.base import Gateway
 
 
 class TaggingGateway(Gateway):

@@ -4,9 +4,9 @@ import json
 from datetime import datetime
 from typing import Any
 
-from mlaas_portal.aws.base import Gateway
-from mlaas_portal.aws.clients import TemporaryCredentials
-from mlaas_portal.aws.errors import AwsError, AwsNotFound
+from core.aws.base import Gateway
+from core.aws.clients import TemporaryCredentials
+from core.aws.errors import AwsError, AwsNotFound
 
 
 class IamGateway(Gateway):

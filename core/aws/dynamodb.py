@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlaas_portal.aws.base import Gateway
-from mlaas_portal.aws.errors import AwsError
+from core.aws.base import Gateway
+from core.aws.errors import AwsError
 
 
 class DynamoDbGateway(Gateway):

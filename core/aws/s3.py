@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlaas_portal.aws.base import Gateway
-from mlaas_portal.aws.errors import AwsError, AwsNotFound, translate
+from core.aws.base import Gateway
+from core.aws.errors import AwsError, AwsNotFound, translate
 
 
 def encode_metadata_value(value: str) -> str:

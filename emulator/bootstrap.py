@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import requests
 from botocore.exceptions import ClientError
 
-from mlaas_portal.aws.clients import AwsConfig, make_client
+from core.aws.clients import AwsConfig, make_client
 
 PLATFORM_USER_NAME = "mlaas-platform"
 PLATFORM_POLICY_NAME = "mlaas-platform-admin"

@@ -3,8 +3,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from mlaas_portal.aws.base import Gateway
-from mlaas_portal.aws.errors import AwsNotFound
+from core.aws.base import Gateway
+from core.aws.errors import AwsNotFound
 
 
 @dataclass(frozen=True)
