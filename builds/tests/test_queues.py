@@ -70,3 +70,26 @@ def test_django_rq_knows_any_plan_queue_but_no_other_unlisted_name():
     assert django_rq.get_queue("plan-added-later").name == "plan-added-later"
     with pytest.raises(KeyError):
         django_rq.get_queue("no-such-queue")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reconcile_counts_starting_builds_no_worker_serves(reference_data, clean_redis, caplog):
+    from builds.execution import reconcile
+    from tests.web_support import create_build, create_tenant
+
+    add_plan("gold", tier_rank=99)
+    create_build(create_tenant(plan="gold"), status="starting")
+    create_build(create_tenant(plan="basic"), status="starting")
+    old_worker = Worker(["plan-basic"], connection=clean_redis)  # a fixed-queue worker, as the old Procfile ran
+    old_worker.register_birth()
+    try:
+        counts = reconcile()
+        assert (counts["reenqueued_starting"], counts["starting_unserved"]) == (2, 1)
+        assert "1 starting build(s) on queue plan-gold, which no worker serves" in caplog.text
+
+        build_worker = InProcessPlanWorker([], connection=clean_redis)
+        build_worker.register_birth()
+        assert reconcile()["starting_unserved"] == 0
+        build_worker.register_death()
+    finally:
+        old_worker.register_death()
