@@ -6,7 +6,7 @@ import csv
 import logging
 import re
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from billing import periods
 from billing.models import BudgetAlert, CostLine, CostSyncRun, DailyCost, InstancePrice
 
 logger = logging.getLogger(__name__)
@@ -45,8 +46,8 @@ class CostSyncBusy(RuntimeError):
 
 
 def utc_today() -> date:
-    """Billing days are UTC days, as Cost Explorer's."""
-    return datetime.now(UTC).date()
+    """Billing days are UTC days, as Cost Explorer's (defined in billing.periods)."""
+    return periods.utc_today()
 
 
 # ----- prices -----
@@ -140,7 +141,7 @@ def budget_check(*, tenant, today: date | None = None) -> BudgetAlert | None:
     if threshold is None:
         return None
     today = today or utc_today()
-    month = today.replace(day=1)
+    month = periods.billing_month_start(today)
     spend = tenant_spend_this_month(tenant, today)
     if spend < threshold:
         return None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.db.models import Count, DecimalField, OuterRef, Q, QuerySet, Subquery, Sum
-from django.utils import timezone
 
 from builds.models import Build
 from tenants.models import Tenant
@@ -12,8 +11,9 @@ from tenants.models import Tenant
 def tenant_list(*, base: QuerySet[Tenant], search: str = "", status: str = "") -> QuerySet[Tenant]:
     """Tenants with plan, active/queued build counts and spend this month: one query."""
     from billing.models import CostLine
+    from billing.periods import billing_month_start
 
-    month_start = timezone.localdate().replace(day=1)
+    month_start = billing_month_start()  # UTC, as the dashboards and statements; not the viewer's month
     spend = (CostLine.objects.filter(tenant=OuterRef("pk"), day__gte=month_start).values("tenant")
              .annotate(total=Sum("amount")).values("total"))
     qs = base.select_related("plan").annotate(
