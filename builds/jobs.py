@@ -45,7 +45,9 @@ def enqueue_execute(build_id: int, queue_name: str) -> None:
 
 
 def execute_job_exists(build_id: int) -> bool:
-    connection = django_rq.get_connection("default")
+    from builds.queues import connection as redis_connection
+
+    connection = redis_connection()
     try:
         job = Job.fetch(_execute_job_id(build_id), connection=connection)
     except NoSuchJobError:

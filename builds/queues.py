@@ -8,6 +8,8 @@ enqueue helper builds the queue from the shared connection by name.
 
 from __future__ import annotations
 
+import functools
+
 from django.conf import settings
 from rq import Queue, Worker
 
@@ -29,7 +31,16 @@ def plan_queue_names() -> list[str]:
 
 
 def connection():
-    """The one Redis every queue lives on (settings.REDIS_URL, as configured for the default queue)."""
+    """The one Redis every queue lives on (settings.REDIS_URL, as configured for the default queue).
+
+    One client per process and URL: django-rq makes a new client, pool and TCP connection on every call,
+    which was most of an enqueue's cost (bench/dispatch.py). redis-py's pool reconnects after a fork.
+    """
+    return _connection_for(settings.RQ_QUEUES["default"]["URL"])
+
+
+@functools.lru_cache(maxsize=4)
+def _connection_for(url: str):
     import django_rq
 
     return django_rq.get_connection("default")
