@@ -16,6 +16,7 @@ from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from billing.models import BudgetAlert, CostLine, CostSyncRun, DailyCost, InstancePrice
+from billing.periods import billing_month_start
 from builds.models import Build, BuildStep
 from tenants.models import Tenant
 
@@ -140,12 +141,14 @@ def tenant_daily_costs(*, tenant, start: date, end: date) -> dict:
 
 
 def tenant_spend_this_month(tenant, today: date) -> Decimal:
-    return _amount(CostLine.objects.filter(tenant=tenant, day__gte=today.replace(day=1)).aggregate(
+    """Metered spend of the billing month (UTC, billing.periods) that holds `today`, up to now."""
+    return _amount(CostLine.objects.filter(tenant=tenant, day__gte=billing_month_start(today)).aggregate(
         total=Sum("amount"))["total"])
 
 
 def spend_this_month_total(today: date) -> Decimal:
-    return _amount(CostLine.objects.filter(day__gte=today.replace(day=1)).aggregate(total=Sum("amount"))["total"])
+    return _amount(CostLine.objects.filter(day__gte=billing_month_start(today)).aggregate(
+        total=Sum("amount"))["total"])
 
 
 def metered_daily_by_tenant(*, start: date, end: date, tenant: Tenant | None = None) -> dict[tuple[date, str], Decimal]:

@@ -6,7 +6,7 @@ import csv
 import logging
 import re
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from billing import periods
 from billing.models import BudgetAlert, BuildCharge, CostLine, CostSyncRun, DailyCost, InstancePrice
 from billing.rules import (  # noqa: F401 - step_cost is part of this module's interface
     FINAL_AFTER_DAYS,
@@ -43,8 +44,8 @@ class CostSyncBusy(RuntimeError):
 
 
 def utc_today() -> date:
-    """Billing days are UTC days, as Cost Explorer's."""
-    return datetime.now(UTC).date()
+    """Billing days are UTC days, as Cost Explorer's (defined in billing.periods)."""
+    return periods.utc_today()
 
 
 # ----- prices -----
@@ -190,7 +191,7 @@ def budget_check(*, tenant, today: date | None = None) -> BudgetAlert | None:
     if threshold is None:
         return None
     today = today or utc_today()
-    month = today.replace(day=1)
+    month = periods.billing_month_start(today)
     spend = tenant_spend_this_month(tenant, today)
     if spend < threshold:
         return None

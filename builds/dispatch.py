@@ -132,9 +132,10 @@ def dispatch_pending() -> list[int]:
                             reason="capacity available", at=now) for b in started])
         if started:
             from builds import jobs
+            from builds.queues import plan_queue_name
 
             plan_slugs = dict(Plan.objects.values_list("id", "slug"))
-            queue_of = {c.build_id: f"plan-{plan_slugs[c.plan_id]}" for c in chosen}
+            queue_of = {c.build_id: plan_queue_name(plan_slugs[c.plan_id]) for c in chosen}
             transaction.on_commit(lambda: [jobs.enqueue_execute(b, queue_of[b]) for b in started])
     return started
 

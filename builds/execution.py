@@ -180,22 +180,42 @@ def poll_running() -> int:
     return count
 
 
+def _warn_unserved(starting_queues: dict[str, int]) -> int:
+    """Starting builds on queues no live worker listens on: say so, they would wait for ever."""
+    from builds.queues import queue_worker_counts
+
+    if not starting_queues:
+        return 0
+    try:
+        workers = queue_worker_counts(list(starting_queues))
+    except Exception:  # noqa: BLE001 - Redis down: the enqueue above already said so
+        return 0
+    unserved = {name: n for name, n in starting_queues.items() if not workers[name]}
+    for name, n in unserved.items():
+        logger.warning("%s starting build(s) on queue %s, which no worker serves: run manage.py rqworker_builds",
+                       n, name)
+    return sum(unserved.values())
+
+
 def reconcile() -> dict[str, int]:
     """Rebuild derived state from the database: lost jobs, lost workers, stuck rows."""
     from builds import jobs
 
     now = timezone.now()
-    counts = {"requeued_received": 0, "reenqueued_starting": 0, "worker_lost": 0}
+    counts = {"requeued_received": 0, "reenqueued_starting": 0, "worker_lost": 0, "starting_unserved": 0}
     for build in Build.objects.filter(status=Build.Status.RECEIVED, created_at__lt=now - timedelta(seconds=30)):
         try:
             services.build_transition(build, Build.Status.QUEUED, reason="recovered by reconciler")
             counts["requeued_received"] += 1
         except services.TransitionRefused:
             pass
+    starting_queues: dict[str, int] = {}
     for build in Build.objects.select_related("plan").filter(status=Build.Status.STARTING):
+        starting_queues[build.plan.queue_name] = starting_queues.get(build.plan.queue_name, 0) + 1
         if not jobs.execute_job_exists(build.pk):
             jobs.enqueue_execute(build.pk, build.plan.queue_name)
             counts["reenqueued_starting"] += 1
+    counts["starting_unserved"] = _warn_unserved(starting_queues)
     lost_after = timedelta(seconds=settings.MLAAS_WORKER_LOST_AFTER_SECONDS)
     for build in Build.objects.filter(status=Build.Status.RUNNING, engine="local", heartbeat_at__lt=now - lost_after):
         counts["worker_lost"] += 1

@@ -35,15 +35,19 @@ def dispatch() -> list[int]:
 
 
 def enqueue_execute(build_id: int, queue_name: str) -> None:
+    from builds.queues import build_queue
+
     try:
-        django_rq.get_queue(queue_name).enqueue(execute, build_id, job_id=_execute_job_id(build_id),
+        build_queue(queue_name).enqueue(execute, build_id, job_id=_execute_job_id(build_id),
                                                 job_timeout=6 * 3600, result_ttl=3600, failure_ttl=86400)
     except Exception:  # noqa: BLE001
         logger.warning("could not enqueue build %s; the reconciler will retry", build_id, exc_info=True)
 
 
 def execute_job_exists(build_id: int) -> bool:
-    connection = django_rq.get_connection("default")
+    from builds.queues import connection as redis_connection
+
+    connection = redis_connection()
     try:
         job = Job.fetch(_execute_job_id(build_id), connection=connection)
     except NoSuchJobError:

@@ -24,13 +24,25 @@ def plan_capacity() -> list[dict]:
                 queued=Count("id", filter=Q(status=Build.Status.QUEUED)),
                 oldest=Min("queued_at", filter=Q(status=Build.Status.QUEUED))))
     by_plan = {r["plan_id"]: r for r in rows}
+    workers = _plan_workers(plans)
     out = []
     for plan in plans:
         row = by_plan.get(plan.id, {})
         running, limit = row.get("running", 0), plan.plan_concurrent_limit
         out.append({"plan": plan, "running": running, "queued": row.get("queued", 0), "oldest": row.get("oldest"),
-                    "limit": limit, "full": bool(limit) and running >= limit})
+                    "limit": limit, "full": bool(limit) and running >= limit, "workers": workers.get(plan.id)})
     return out
+
+
+def _plan_workers(plans: list[Plan]) -> dict[int, int]:
+    """Live workers on each plan's queue (one Redis read per plan; none when Redis is unreachable)."""
+    from builds.queues import queue_worker_counts
+
+    try:
+        counts = queue_worker_counts([plan.queue_name for plan in plans])
+    except Exception:  # noqa: BLE001 - the dashboard still renders without Redis
+        return {}
+    return {plan.id: counts[plan.queue_name] for plan in plans}
 
 
 def tenant_queue_rows(limit: int = 20) -> list[dict]:
@@ -113,14 +125,14 @@ def tenant_home_context(user, tenant: Tenant) -> dict:
 def tenant_list(*, search: str = "", status: str = ""):
     """The staff tenants page: each tenant with its active/queued build counts and spend this month (one query)."""
     from django.db.models import Count, DecimalField, OuterRef, Q, Subquery, Sum
-    from django.utils import timezone
 
     from billing.models import CostLine
+    from billing.periods import billing_month_start
     from builds.models import Build
     from tenants.models import Tenant
     from tenants.selectors import tenant_search
 
-    month_start = timezone.localdate().replace(day=1)
+    month_start = billing_month_start()  # UTC, as the dashboards and statements; not the viewer's month
     spend = (CostLine.objects.filter(tenant=OuterRef("pk"), day__gte=month_start).values("tenant")
              .annotate(total=Sum("amount")).values("total"))
     return tenant_search(base=Tenant.objects.all(), search=search, status=status).annotate(

@@ -11,6 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from builds.queues import QueueSettings
 from mlaas_portal.env import (
     env_bool,
     env_choice,
@@ -105,10 +106,10 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix"))
-RQ_QUEUES = {
-    name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600}
-    for name in ("default", "intake", "provisioning", "billing", "plan-premium", "plan-standard", "plan-basic")
-}
+# Plan queues are not listed: plans are rows, and builds.queues names their queues (QueueSettings answers for them).
+RQ_QUEUES = QueueSettings(
+    (name, {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600}) for name in ("default", "intake", "provisioning", "billing")
+)
 RQ_SHOW_ADMIN_LINK = True
 
 # AWS: the local emulator by default; set AWS_ENDPOINT_URL to an empty value for real AWS.

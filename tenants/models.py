@@ -35,7 +35,9 @@ class Plan(models.Model):
 
     @property
     def queue_name(self) -> str:
-        return f"plan-{self.slug}"
+        from builds.queues import plan_queue_name
+
+        return plan_queue_name(self.slug)
 
 
 class Tenant(models.Model):

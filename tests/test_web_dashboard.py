@@ -155,3 +155,23 @@ def test_anonymous_home_goes_to_login(db, client):
     response = client.get(reverse("home"))
 
     assert (response.status_code, response.url) == (302, f"{reverse('login')}?next=/")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_staff_dashboard_warns_of_a_plan_queue_no_worker_serves(reference_data, staff_user, clean_redis):
+    from rq import Worker
+
+    from tenants.models import Plan
+
+    Plan.objects.create(slug="gold", name="Gold", tier_rank=99)
+    fixed = Worker(["plan-premium", "plan-standard", "plan-basic"], connection=clean_redis)
+    fixed.register_birth()
+    try:
+        response = client_for(staff_user).get(reverse("home"))
+    finally:
+        fixed.register_death()
+
+    assert [(r["plan"].slug, r["workers"]) for r in response.context["capacity"]] == [
+        ("gold", 0), ("premium", 1), ("standard", 1), ("basic", 1)]
+    assert "No build worker serves queue plan-gold: builds of Gold will not start until one runs" in text_of(response)
+    assert 'id="unserved-premium"' not in response.content.decode()

@@ -1,0 +1,45 @@
+"""`manage.py rqworker_builds [QUEUE ...]`: the build worker, serving every plan's queue in tier order.
+
+Same options as django-rq's `rqworker`; the plan queues are not listed on the command line (plans are
+rows staff add at any time), and QUEUEs named here are served after them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from django.core.management.base import CommandError
+from django_rq.management.commands.rqworker import Command as RQWorkerCommand
+from django_rq.queues import get_queues
+from django_rq.utils import reset_db_connections
+from django_rq.workers import get_exception_handlers, get_worker_class
+from redis.exceptions import ConnectionError as RedisConnectionError
+from rq.logutils import setup_loghandlers
+
+from builds.queues import connection
+from builds.worker import BuildWorker
+
+
+class Command(RQWorkerCommand):
+    help = "Run a build worker: every plan's queue, highest tier first, plans created later included."
+
+    def handle(self, *args, **options):
+        if options.get("pid"):
+            with open(os.path.expanduser(options["pid"]), "w") as fp:
+                fp.write(str(os.getpid()))
+        level = {0: "WARNING", 1: "INFO"}.get(options["verbosity"], "DEBUG")
+        setup_loghandlers(level)
+        worker_class = get_worker_class(options["worker_class"] or BuildWorker)
+        if not issubclass(worker_class, BuildWorker):
+            raise CommandError(f"--worker-class must be a subclass of {BuildWorker.__module__}.BuildWorker")
+        try:
+            worker = worker_class(get_queues(*args) if args else [], connection=connection(),
+                                  exception_handlers=get_exception_handlers() or None, name=options["name"],
+                                  worker_ttl=options["worker_ttl"], serializer=options["serializer"])
+            reset_db_connections()  # before any fork
+            worker.work(burst=options["burst"], with_scheduler=options["with_scheduler"], logging_level=level,
+                        max_jobs=options["max_jobs"], max_idle_time=options["max_idle_time"])
+        except RedisConnectionError as exc:
+            self.stderr.write(str(exc))
+            sys.exit(1)

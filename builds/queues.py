@@ -1,0 +1,74 @@
+"""The RQ queues builds run on: one per plan, named here and nowhere else.
+
+Plans are rows staff can add at any time, so their queues cannot be listed in
+settings or in the Procfile: the build worker (`builds.worker.BuildWorker`,
+`manage.py rqworker_builds`) reads the plans before each dequeue, and the
+enqueue helper builds the queue from the shared connection by name.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from django.conf import settings
+from rq import Queue, Worker
+
+# settings.py imports this module (RQ_QUEUES answers for any plan queue): keep its imports light.
+
+PLAN_QUEUE_PREFIX = "plan-"
+
+
+def plan_queue_name(plan_slug: str) -> str:
+    return f"{PLAN_QUEUE_PREFIX}{plan_slug}"
+
+
+def plan_queue_names() -> list[str]:
+    """Every plan's queue, highest tier first: the order a build worker serves them in."""
+    from tenants.models import Plan
+
+    slugs = Plan.objects.order_by("-tier_rank", "slug").values_list("slug", flat=True)
+    return [plan_queue_name(slug) for slug in slugs]
+
+
+def connection():
+    """The one Redis every queue lives on (settings.REDIS_URL, as configured for the default queue).
+
+    One client per process and URL: django-rq makes a new client, pool and TCP connection on every call,
+    which was most of an enqueue's cost (bench/dispatch.py). redis-py's pool reconnects after a fork.
+    """
+    return _connection_for(settings.RQ_QUEUES["default"]["URL"])
+
+
+@functools.lru_cache(maxsize=4)
+def _connection_for(url: str):
+    import django_rq
+
+    return django_rq.get_connection("default")
+
+
+def build_queue(name: str, *, queue_class: type[Queue] = Queue, **kwargs) -> Queue:
+    """A plan queue by name, whether or not settings.RQ_QUEUES lists it."""
+    timeout = settings.RQ_QUEUES["default"].get("DEFAULT_TIMEOUT")
+    return queue_class(name, connection=connection(), default_timeout=timeout, **kwargs)
+
+
+def plan_queue(plan_slug: str) -> Queue:
+    return build_queue(plan_queue_name(plan_slug))
+
+
+def queue_worker_counts(names: list[str]) -> dict[str, int]:
+    """Live workers listening on each queue (a killed worker counts until its key expires, worker_ttl + 60 s)."""
+    redis = connection()
+    return {name: len(Worker.all(queue=Queue(name, connection=redis))) for name in names}
+
+
+class QueueSettings(dict):
+    """settings.RQ_QUEUES: the fixed queues by name, and any plan queue with the default queue's settings.
+
+    So django-rq (`manage.py rqworker plan-<slug>`, `django_rq.get_queue`) knows plans added after start-up.
+    """
+
+    def __missing__(self, name):
+        if isinstance(name, str) and name.startswith(PLAN_QUEUE_PREFIX) and "default" in self:
+            return self["default"]
+        raise KeyError(name)
