@@ -131,12 +131,13 @@ def dispatch_pending() -> list[int]:
             BuildTransition(build_id=b, from_status=Build.Status.QUEUED, to_status=Build.Status.STARTING,
                             reason="capacity available", at=now) for b in started])
         if started:
-            from builds import jobs
-            from builds.queues import plan_queue_name
+            from builds import queues
 
             plan_slugs = dict(Plan.objects.values_list("id", "slug"))
-            queue_of = {c.build_id: plan_queue_name(plan_slugs[c.plan_id]) for c in chosen}
-            transaction.on_commit(lambda: [jobs.enqueue_execute(b, queue_of[b]) for b in started])
+            queue_of = {c.build_id: queues.plan_queue_name(plan_slugs[c.plan_id]) for c in chosen}
+            codes = dict(Build.objects.filter(pk__in=started).values_list("pk", "code"))
+            runs = [(b, str(codes[b]), queue_of[b]) for b in started]
+            transaction.on_commit(lambda: queues.enqueue_execute_many(runs))
     return started
 
 

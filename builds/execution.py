@@ -142,9 +142,9 @@ def build_finish(build: Build, status: EngineStatus) -> None:
 
 def _after_finish(build: Build) -> None:
     """A slot is free: write the ledger and dispatch the next build now (billing meters the steps it reads)."""
-    from builds import jobs
+    from builds import queues
 
-    transaction.on_commit(lambda: jobs.enqueue_ledger(build.pk))
+    transaction.on_commit(lambda: queues.enqueue_ledger(build.pk))
     transaction.on_commit(services._kick_dispatch)
 
 
@@ -199,7 +199,7 @@ def _warn_unserved(starting_queues: dict[str, int]) -> int:
 
 def reconcile() -> dict[str, int]:
     """Rebuild derived state from the database: lost jobs, lost workers, stuck rows."""
-    from builds import jobs
+    from builds import queues
 
     now = timezone.now()
     counts = {"requeued_received": 0, "reenqueued_starting": 0, "worker_lost": 0, "starting_unserved": 0}
@@ -212,8 +212,8 @@ def reconcile() -> dict[str, int]:
     starting_queues: dict[str, int] = {}
     for build in Build.objects.select_related("plan").filter(status=Build.Status.STARTING):
         starting_queues[build.plan.queue_name] = starting_queues.get(build.plan.queue_name, 0) + 1
-        if not jobs.execute_job_exists(build.pk):
-            jobs.enqueue_execute(build.pk, build.plan.queue_name)
+        if not queues.execute_job_exists(str(build.code)):
+            queues.enqueue_execute(build.pk, str(build.code), build.plan.queue_name)
             counts["reenqueued_starting"] += 1
     counts["starting_unserved"] = _warn_unserved(starting_queues)
     lost_after = timedelta(seconds=settings.MLAAS_WORKER_LOST_AFTER_SECONDS)

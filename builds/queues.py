@@ -9,11 +9,19 @@ enqueue helper builds the queue from the shared connection by name.
 from __future__ import annotations
 
 import functools
+import logging
 
 from django.conf import settings
-from rq import Queue, Worker
+from rq import Queue, Retry, Worker
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
-# settings.py imports this module (RQ_QUEUES answers for any plan queue): keep its imports light.
+logger = logging.getLogger(__name__)
+
+# settings.py imports this module (RQ_QUEUES answers for any plan queue), and services, dispatch and
+# execution all enqueue through it: it imports no domain module, and names its jobs by dotted path.
+
+LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 
 PLAN_QUEUE_PREFIX = "plan-"
 
@@ -72,3 +80,55 @@ class QueueSettings(dict):
         if isinstance(name, str) and name.startswith(PLAN_QUEUE_PREFIX) and "default" in self:
             return self["default"]
         raise KeyError(name)
+
+
+# ----- enqueue helpers: the job runs `builds.jobs.<name>`, which loads the row and calls a service -----
+
+def execute_job_id(build_code: str) -> str:
+    return f"build-execute-{build_code}"
+
+
+def enqueue_dispatch() -> None:
+    try:
+        build_queue("default").enqueue("builds.jobs.dispatch", job_timeout=120, result_ttl=60)
+    except Exception:  # noqa: BLE001 - Redis down: the periodic reconciler dispatches instead
+        logger.warning("could not enqueue dispatch; the reconciler will pick it up", exc_info=True)
+
+
+def enqueue_execute(build_id: int, build_code: str, queue_name: str) -> None:
+    try:
+        build_queue(queue_name).enqueue("builds.jobs.execute", build_id, job_id=execute_job_id(build_code),
+                                        job_timeout=6 * 3600, result_ttl=3600, failure_ttl=86400)
+    except Exception:  # noqa: BLE001
+        logger.warning("could not enqueue build %s; the reconciler will retry", build_id, exc_info=True)
+
+
+def enqueue_execute_many(builds: list[tuple[int, str, str]]) -> None:
+    """(build id, build code, queue name) each, in one Redis round trip (a pipeline)."""
+    if not builds:
+        return
+    try:
+        with connection().pipeline() as pipe:
+            for build_id, build_code, queue_name in builds:
+                build_queue(queue_name).enqueue(
+                    "builds.jobs.execute", build_id, job_id=execute_job_id(build_code), job_timeout=6 * 3600,
+                    result_ttl=3600, failure_ttl=86400, pipeline=pipe)
+            pipe.execute()
+    except Exception:  # noqa: BLE001
+        logger.warning("could not enqueue %d builds; the reconciler will retry", len(builds), exc_info=True)
+
+
+def execute_job_exists(build_code: str) -> bool:
+    try:
+        job = Job.fetch(execute_job_id(build_code), connection=connection())
+    except NoSuchJobError:
+        return False
+    return job.get_status(refresh=False) in LIVE_STATUSES
+
+
+def enqueue_ledger(build_id: int) -> None:
+    try:
+        build_queue("default").enqueue("builds.jobs.write_ledger", build_id,
+                                       retry=Retry(max=5, interval=[5, 30, 60, 300, 900]), job_timeout=60)
+    except Exception:  # noqa: BLE001 - the reconciler writes ledgers that are still missing
+        logger.warning("could not enqueue ledger write for build %s", build_id, exc_info=True)

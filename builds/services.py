@@ -119,9 +119,9 @@ def _dispatch_now() -> None:
 
 
 def _kick_dispatch() -> None:
-    from builds import jobs
+    from builds import queues
 
-    jobs.enqueue_dispatch()
+    queues.enqueue_dispatch()
 
 
 def build_retry(*, build: Build, actor: User | None) -> Build:

@@ -16,8 +16,8 @@ DISPATCHER = r"""
 import json, random, sys, django
 django.setup()
 from django.db.models import Count
-from builds import jobs
-jobs.enqueue_execute = lambda build_id, queue: None   # measure decisions, not Redis
+from builds import queues
+queues.enqueue_execute_many = lambda runs: None   # checks limits, not Redis
 from builds.dispatch import dispatch_pending
 from builds.models import Build
 from tenants.models import Plan
