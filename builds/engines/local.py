@@ -27,13 +27,10 @@ from builds.engines.base import (
     EngineStatus,
     StepStatus,
 )
-from builds.pipeline import contract
+from builds.pipeline import contract, metrics
 from builds.pipeline.runner import instance_limits, run_step
 
 logger = logging.getLogger(__name__)
-
-HIGHER_IS_BETTER = {"accuracy", "f1", "roc_auc", "r2"}
-
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -46,7 +43,10 @@ def _billable(started: datetime | None, ended: datetime | None) -> int:
 
 
 def metric_passes(metric: str, value: float, minimum: float) -> bool:
-    return value >= minimum if metric in HIGHER_IS_BETTER else value <= minimum
+    known = metrics.get_metric(metric)
+    if known is None:
+        raise KeyError(f"unknown objective metric `{metric}`")
+    return known.passes(value, minimum)
 
 
 class LocalEngine:
@@ -152,23 +152,27 @@ class LocalEngine:
                         on_data_report(status.data_report)  # visible while training runs
                 report(ordered)
             evaluation = contract.read_json(paths.processing_output("evaluation") / "evaluation.json")
-            metrics = evaluation.get("metrics", evaluation)
-            status.metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+            scores = evaluation.get("metrics", evaluation)
+            status.metrics = {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))}
 
             condition = steps["condition"]
             condition.started_at = _now()
-            value = status.metrics.get(launch.objective_metric)
+            objective = metrics.normalise(launch.objective_metric)
+            value = status.metrics.get(objective)
             condition.ended_at = _now()
-            if value is None or not metric_passes(launch.objective_metric, value, launch.min_metric):
+            higher_is_better = metrics.higher_is_better(objective)
+            limit = "minimum" if higher_is_better else "maximum"
+            if value is None or not metric_passes(objective, value, launch.min_metric):
                 shown = "missing" if value is None else f"{value:.3f}"
-                reason = (f"the model's {launch.objective_metric} on held-out data is {shown}, below the "
-                          f"{launch.algorithm_slug} minimum of {launch.min_metric:.3f}; try more rows, a better "
+                bound = "below the" if higher_is_better else "above the"
+                reason = (f"the model's {launch.objective_metric} on held-out data is {shown}, {bound} "
+                          f"{launch.algorithm_slug} {limit} of {launch.min_metric:.3f}; try more rows, a better "
                           "target column or another algorithm")
                 condition.status, condition.failure_reason = "failed", reason
                 condition.log = reason
                 return self._stop_here(status, ordered, report, "failed", reason)
             condition.status = "succeeded"
-            condition.log = f"{launch.objective_metric} = {value:.4f} passes the minimum {launch.min_metric}"
+            condition.log = f"{launch.objective_metric} = {value:.4f} passes the {limit} {launch.min_metric}"
             report(ordered)
 
             register = steps["register"]

@@ -31,6 +31,7 @@ from builds.engines.base import (
     EngineStatus,
     StepStatus,
 )
+from builds.pipeline import metrics
 from mlaas_portal.aws import pipeline_definition as pd
 from mlaas_portal.aws.errors import AwsNotFound, AwsValidationError
 
@@ -39,10 +40,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Metrics where lower is better (builds.pipeline.trainers.OBJECTIVE_METRICS,
-# which imports scikit-learn): the pipeline compares a score, higher is
-# better, so their minimum is passed negated.
-LOWER_IS_BETTER_METRICS = frozenset({"rmse", "mse", "mae", "mape", "rmsle", "log_loss", "logloss"})
 MAX_PARAMETER_LENGTH = 1024  # StartPipelineExecution limit per value
 
 _EXECUTION_STATES = {
@@ -136,7 +133,8 @@ def pipeline_parameters(launch: BuildLaunch, *, tenant_tag_key: str = "mlaas:ten
 
 
 def _higher_is_better(metric: str) -> bool:
-    return metric.strip().lower().rsplit(":", 1)[-1] not in LOWER_IS_BETTER_METRICS
+    # The pipeline compares a score (higher is better), so a lower-is-better minimum is passed negated.
+    return metrics.higher_is_better(metric)
 
 
 def readable_failure(reason: str) -> str:
