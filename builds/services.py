@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from builds.models import Algorithm, Build, BuildStep, BuildTransition, ModelVersion, RejectedUpload
+from builds.pipeline.steps import STEP_NAMES
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ def build_cancel(*, build: Build, actor: User | None = None) -> Build:
 def build_record_steps(build: Build, steps) -> None:
     """Upsert engine step states (StepStatus list) into BuildStep rows."""
     existing = {s.name: s for s in build.steps.all()}
-    order = {name: i for i, name in enumerate(("preprocess", "train", "evaluate", "condition", "register"))}
+    order = {name: i for i, name in enumerate(STEP_NAMES)}
     for step in steps:
         row = existing.get(step.name) or BuildStep(build=build, name=step.name, order=order.get(step.name, 9))
         row.status = step.status

@@ -206,6 +206,21 @@ def test_definition_builds_every_step(definition):
         "Tune", "Train", "Register", "MetricBelowMinimum", "RegisterTuned", "MetricBelowMinimumTuned"])
 
 
+def test_definition_steps_each_report_as_one_portal_step(definition):
+    from builds.pipeline import steps
+
+    reported = {step["Name"]: steps.portal_step(step["Name"]) for step in iter_steps(definition)}
+
+    assert reported == {
+        "Preprocess": "preprocess", "UseTuning": None,
+        "Train": "train", "Evaluate": "evaluate", "CheckMetric": "condition", "Register": "register",
+        "MetricBelowMinimum": "condition",
+        "Tune": "train", "EvaluateTuned": "evaluate", "CheckMetricTuned": "condition", "RegisterTuned": "register",
+        "MetricBelowMinimumTuned": "condition",
+    }
+    assert set(reported.values()) - {None} == set(steps.STEP_NAMES)
+
+
 def test_definition_validates_against_relaxed_schema(definition):
     assert schema_errors(definition) == []
 

@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from builds.pipeline.steps import STEP_NAMES
+
+__all__ = ["ENGINE_STATES", "STEP_NAMES", "BuildLaunch", "Engine", "EngineStatus", "StepStatus"]
+
 # Build states an engine may report for a running execution.
 ENGINE_RUNNING = "running"
 ENGINE_SUCCEEDED = "succeeded"
@@ -17,7 +21,6 @@ ENGINE_FAILED = "failed"
 ENGINE_STOPPED = "cancelled"
 ENGINE_STATES = (ENGINE_RUNNING, ENGINE_SUCCEEDED, ENGINE_FAILED, ENGINE_STOPPED)
 
-STEP_NAMES = ("preprocess", "train", "evaluate", "condition", "register")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,16 @@ from builds.engines.base import (
 )
 from builds.pipeline import contract, metrics
 from builds.pipeline.runner import instance_limits, run_step
+from builds.pipeline.steps import (
+    COMPUTE_STEPS,
+    CONDITION,
+    EVALUATE,
+    PREPROCESS,
+    PROCESSING_STEPS,
+    REGISTER,
+    STEP_NAMES,
+    TRAIN,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +50,15 @@ def _billable(started: datetime | None, ended: datetime | None) -> int:
     if not started or not ended:
         return 0
     return max(1, math.ceil((ended - started).total_seconds()))
+
+
+def _instances(step: str, launch: BuildLaunch) -> tuple[str, int]:
+    """(instance type, count) a step runs on; pipeline logic steps run on none."""
+    if step in PROCESSING_STEPS:
+        return launch.processing_instance_type, launch.processing_instance_count
+    if step == TRAIN:
+        return launch.training_instance_type, launch.training_instance_count
+    return "", 0
 
 
 def metric_passes(metric: str, value: float, minimum: float) -> bool:
@@ -95,16 +114,10 @@ class LocalEngine:
         from tenants.models import Tenant
 
         report = on_progress or (lambda steps: None)
-        steps = {
-            "preprocess": StepStatus("preprocess", "pending", instance_type=launch.processing_instance_type,
-                                     instance_count=launch.processing_instance_count),
-            "train": StepStatus("train", "pending", instance_type=launch.training_instance_type,
-                                instance_count=launch.training_instance_count),
-            "evaluate": StepStatus("evaluate", "pending", instance_type=launch.processing_instance_type,
-                                   instance_count=launch.processing_instance_count),
-            "condition": StepStatus("condition", "pending", instance_type="", instance_count=0),
-            "register": StepStatus("register", "pending", instance_type="", instance_count=0),
-        }
+        steps = {}
+        for name in STEP_NAMES:
+            instance_type, instance_count = _instances(name, launch)
+            steps[name] = StepStatus(name, "pending", instance_type=instance_type, instance_count=instance_count)
         ordered = list(steps.values())
         status = EngineStatus(state=ENGINE_FAILED, steps=ordered)
         scratch = self.scratch_root / launch.build_code
@@ -120,15 +133,15 @@ class LocalEngine:
             s3.download_file(launch.bucket, launch.dataset_key, dataset)
             contract.place_dataset(paths, dataset)
             configs = {
-                "preprocess": {"target": launch.target, "problem_type": launch.problem_type, "seed": 42},
-                "train": {"entry_point": launch.entry_point, "problem_type": launch.problem_type,
+                PREPROCESS: {"target": launch.target, "problem_type": launch.problem_type, "seed": 42},
+                TRAIN: {"entry_point": launch.entry_point, "problem_type": launch.problem_type,
                           "hyperparameters": launch.hyperparameters, "tuning_ranges": launch.tuning_ranges,
                           "tuning_enabled": launch.tuning_enabled, "max_tuning_jobs": launch.max_tuning_jobs,
                           "objective_metric": launch.objective_metric, "seed": 42},
-                "evaluate": {"problem_type": launch.problem_type},
+                EVALUATE: {"problem_type": launch.problem_type},
             }
             summaries: dict[str, dict] = {}
-            for name in ("preprocess", "train", "evaluate"):
+            for name in COMPUTE_STEPS:
                 step = steps[name]
                 cpus, memory = instance_limits(step.instance_type)
                 step.status, step.started_at = "running", _now()
@@ -145,7 +158,7 @@ class LocalEngine:
                     return self._stop_here(status, ordered, report, result.status, result.failure_reason)
                 summaries[name] = result.summary or {}
                 self._upload_step_outputs(s3, launch, paths, name)
-                if name == "preprocess":
+                if name == PREPROCESS:
                     report_path = paths.processing_output("report") / "data_report.json"
                     status.data_report = contract.read_json(report_path) if report_path.exists() else {}
                     if on_data_report:
@@ -155,7 +168,7 @@ class LocalEngine:
             scores = evaluation.get("metrics", evaluation)
             status.metrics = {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))}
 
-            condition = steps["condition"]
+            condition = steps[CONDITION]
             condition.started_at = _now()
             objective = metrics.normalise(launch.objective_metric)
             value = status.metrics.get(objective)
@@ -175,7 +188,7 @@ class LocalEngine:
             condition.log = f"{launch.objective_metric} = {value:.4f} passes the {limit} {launch.min_metric}"
             report(ordered)
 
-            register = steps["register"]
+            register = steps[REGISTER]
             register.status, register.started_at = "running", _now()
             report(ordered)
             tarball = contract.make_model_tarball(paths.model_dir, scratch / "model.tar.gz")
@@ -210,13 +223,13 @@ class LocalEngine:
     def _upload_step_outputs(s3, launch: BuildLaunch, paths: contract.StepPaths, step: str) -> None:
         """Keep what SageMaker would keep in the tenant's output location."""
         uploads: list[tuple[Path, str]] = []
-        if step == "preprocess":
+        if step == PREPROCESS:
             for name in ("train", "validation", "test", "report"):
                 directory = paths.processing_output(name)
                 for path in sorted(directory.glob("*")) if directory.is_dir() else []:
                     if path.is_file():
                         uploads.append((path, f"preprocess/{name}/{path.name}"))
-        elif step == "evaluate":
+        elif step == EVALUATE:
             uploads.append((paths.processing_output("evaluation") / "evaluation.json", "evaluation/evaluation.json"))
         for path, suffix in uploads:
             s3.upload_file(path, launch.bucket, f"{launch.output_prefix}{suffix}")

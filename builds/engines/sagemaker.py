@@ -32,6 +32,7 @@ from builds.engines.base import (
     StepStatus,
 )
 from builds.pipeline import metrics
+from builds.pipeline import steps as step_names
 from mlaas_portal.aws import pipeline_definition as pd
 from mlaas_portal.aws.errors import AwsNotFound, AwsValidationError
 
@@ -57,17 +58,6 @@ _STEP_STATES = {
     "Failed": "failed",
     "Succeeded": "succeeded",
 }
-_OUR_STEP = {
-    pd.STEP_PREPROCESS: "preprocess",
-    pd.STEP_TRAIN: "train",
-    pd.STEP_TUNE: "train",
-    pd.STEP_EVALUATE: "evaluate",
-    pd.STEP_CHECK_METRIC: "condition",
-    pd.STEP_FAIL: "condition",
-    pd.STEP_REGISTER: "register",
-}
-_STEP_LABELS = {"preprocess": "data preparation", "train": "training", "evaluate": "evaluation",
-                "condition": "quality check", "register": "model registration"}
 _KNOWN_FAILURES = (
     ("capacity", "AWS had no free capacity for the plan's instance type; the build can be retried later."),
     ("resourcelimitexceeded", "the account's instance quota was reached; the build can be retried later."),
@@ -189,7 +179,7 @@ class SageMakerEngine:
         result = EngineStatus(state=state, steps=[steps[name] for name in STEP_NAMES])
         result.model_package_arn = next(
             (s.get("Metadata", {}).get("RegisterModel", {}).get("Arn", "") for s in remote_steps
-             if _base_name(s.get("StepName", "")) == pd.STEP_REGISTER), "")
+             if _base_name(s.get("StepName", "")) == step_names.DEFINITION_REGISTER), "")
         if state == ENGINE_FAILED:
             result.failure_reason = self._failure_reason(execution, steps)
         if state in (ENGINE_SUCCEEDED, ENGINE_FAILED):
@@ -211,13 +201,14 @@ class SageMakerEngine:
         not_run = "pending" if state == ENGINE_RUNNING else ("cancelled" if state == ENGINE_STOPPED else "skipped")
         steps = {name: StepStatus(name=name, status=not_run) for name in STEP_NAMES}
         # The Fail step overrides the condition step it follows, whatever the listing order.
-        for remote in sorted(remote_steps, key=lambda s: _base_name(s.get("StepName", "")) == pd.STEP_FAIL):
+        for remote in sorted(remote_steps,
+                             key=lambda s: _base_name(s.get("StepName", "")) == step_names.DEFINITION_FAIL):
             base = _base_name(remote.get("StepName", ""))
-            ours = _OUR_STEP.get(base)
+            ours = step_names.portal_step(base)
             if ours is None:  # UseTuning: routing, not work a tenant sees
                 continue
             step = steps[ours]
-            if base == pd.STEP_FAIL:
+            if base == step_names.DEFINITION_FAIL:
                 step.status = "failed"
                 step.failure_reason = _below_minimum(launch)
                 step.ended_at = remote.get("EndTime") or step.ended_at
@@ -235,11 +226,11 @@ class SageMakerEngine:
 
     def _failure_reason(self, execution: dict, steps: dict[str, StepStatus]) -> str:
         failed = [steps[name] for name in STEP_NAMES if steps[name].status == "failed"]
-        if failed and failed[0].name == "condition":
+        if failed and failed[0].name == step_names.CONDITION:
             return failed[0].failure_reason
         if failed:
             detail = failed[0].failure_reason or "no reason was given."
-            return f"The {_STEP_LABELS[failed[0].name]} step failed: {detail}"
+            return f"The {step_names.STEP_LABELS[failed[0].name]} step failed: {detail}"
         reason = execution.get("FailureReason") or ""
         return f"The build failed: {readable_failure(reason)}" if reason else "The build failed for an unknown reason."
 
@@ -251,10 +242,10 @@ class SageMakerEngine:
             result.artifact_uri = containers[0].get("ModelDataUrl", "") if containers else ""
         if self._report_reader is None:
             return
-        if steps["evaluate"].status == "succeeded":
+        if steps[step_names.EVALUATE].status == "succeeded":
             report = self._report_reader(evaluation_report_uri(launch))
             result.metrics = report.get("metrics", report)
-        if steps["preprocess"].status == "succeeded":
+        if steps[step_names.PREPROCESS].status == "succeeded":
             result.data_report = self._report_reader(data_report_uri(launch))
 
 
@@ -267,13 +258,13 @@ def data_report_uri(launch: BuildLaunch) -> str:
 
 
 def _base_name(step_name: str) -> str:
-    return step_name.removesuffix(pd.TUNED_SUFFIX)
+    return step_names.definition_base_name(step_name)
 
 
 def _instances(step: str, launch: BuildLaunch) -> tuple[str, int]:
-    if step in ("preprocess", "evaluate"):
+    if step in step_names.PROCESSING_STEPS:
         return launch.processing_instance_type, launch.processing_instance_count
-    if step == "train":
+    if step == step_names.TRAIN:
         return launch.training_instance_type, launch.training_instance_count
     return "", 0
 

@@ -44,6 +44,7 @@ from sklearn import metrics as skm
 from builds.pipeline.contract import StepPaths, read_json, stage_inputs, write_json
 from builds.pipeline.failures import StepFailure
 from builds.pipeline.preprocess import read_split
+from builds.pipeline.steps import EVALUATE
 from builds.pipeline.trainers import objective_direction
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ INFO_FILE = "model_info.json"
 
 def run(paths: StepPaths, config: dict) -> dict:
     """Write evaluation.json for the model on the test split; return it."""
-    stage_inputs(paths, "evaluate")
+    stage_inputs(paths, EVALUATE)
     model, info = load_model(paths.processing_input("model"))
     problem_type = config.get("problem_type") or info["problem_type"]
     target = config.get("target") or info["target"]

@@ -59,6 +59,7 @@ from sklearn.preprocessing import OrdinalEncoder
 
 from builds.pipeline.contract import StepPaths, stage_inputs, write_json
 from builds.pipeline.failures import StepFailure, quote_list
+from builds.pipeline.steps import PREPROCESS
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class _Source:
 
 def run(paths: StepPaths, config: dict) -> dict:
     """Validate, clean and split the dataset; return the data report."""
-    stage_inputs(paths, "preprocess")
+    stage_inputs(paths, PREPROCESS)
     target_name = str(config.get("target") or "").strip()
     problem_type = str(config.get("problem_type") or "")
     seed = int(config.get("seed", 42))

@@ -49,6 +49,7 @@ from builds.pipeline.preprocess import (
     feature_layout,
     read_split,
 )
+from builds.pipeline.steps import TRAIN
 from builds.pipeline.trainers import (
     get_trainer,
     objective_direction,
@@ -64,7 +65,7 @@ OBJECTIVE_LOG_METRIC = "objective_score"
 
 def run(paths: StepPaths, config: dict) -> dict:
     """Fit (and optionally tune) the model; write the artifact; return model_info."""
-    stage_inputs(paths, "train")
+    stage_inputs(paths, TRAIN)
     train_dir = paths.channel("train")
     schema = read_json(train_dir / SCHEMA_FILE)
     target = schema["target"]
