@@ -125,14 +125,15 @@ def run(paths: StepPaths, config: dict) -> dict:
     target = _resolve_target(frame, target_name, source)
 
     frame, target_dropped = _clean_target(frame, target, problem_type)
-    duplicated = pd.util.hash_pandas_object(frame, index=False).duplicated().to_numpy()
-    if duplicated.any():
-        frame = frame.loc[~duplicated]
-    dropped = {"duplicates": int(duplicated.sum()), **target_dropped, "malformed": malformed}
+    # Repeated rows are real data (a few categories seen many times) and are kept;
+    # the report counts them, and how many test rows the model also trained on.
+    row_hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    duplicate_rows = int(pd.Series(row_hashes).duplicated().sum())
+    dropped = {**target_dropped, "malformed": malformed}
     if len(frame) < MIN_ROWS:
         raise StepFailure(
-            f"only {len(frame)} usable rows are left after removing {dropped['duplicates']} duplicate rows "
-            f"and {dropped['missing_target']} rows without a `{target}` value; at least {MIN_ROWS} are needed"
+            f"only {len(frame)} usable rows are left after removing {dropped['missing_target']} rows without "
+            f"a `{target}` value; at least {MIN_ROWS} are needed"
         )
 
     frame, columns = _infer_features(frame, target)
@@ -147,7 +148,8 @@ def run(paths: StepPaths, config: dict) -> dict:
         )
     target_report = _target_report(frame[target], problem_type)
 
-    parts, stratified = _split(frame, target, problem_type, seed)
+    parts, stratified, positions = _split(frame, target, problem_type, seed)
+    test_rows_seen_in_train = int(np.isin(row_hashes[positions["test"]], row_hashes[positions["train"]]).sum())
     train_dir = paths.processing_output("train")
     train_dir.mkdir(parents=True, exist_ok=True)
     # Parquet writing runs in Arrow without the GIL: overlap it with fitting.
@@ -171,6 +173,8 @@ def run(paths: StepPaths, config: dict) -> dict:
         "rows_in": rows_in,
         "rows_out": len(frame),
         "dropped": dropped,
+        "duplicate_rows": duplicate_rows,  # kept: identical to an earlier row
+        "test_rows_seen_in_train": test_rows_seen_in_train,
         "columns": [{"name": target, "type": "target", "missing": target_dropped["missing_target"]}, *columns],
         "features": {"numeric": len(numeric), "categorical": len(categorical),
                      "ignored": sum(c["type"] == "ignored" for c in columns)},
@@ -528,8 +532,16 @@ def _top_categories(values: pd.Series) -> list:
 
 # --- splitting and writing ---------------------------------------------------------------------
 
-def _split(frame: pd.DataFrame, target: str, problem_type: str, seed: int) -> tuple[dict, bool]:
-    """70 / 15 / 15, stratified on the class when every class has enough rows."""
+def _split(frame: pd.DataFrame, target: str, problem_type: str, seed: int) -> tuple[dict, bool, dict]:
+    """70 / 15 / 15, stratified on the class when every class has enough rows; also each split's row positions.
+
+    Identical rows may land in train and test. Removing test rows seen in
+    training would empty the test split of legitimately repetitive data (a
+    few categories, each seen many times: every test row is "seen"), and
+    keeping identical rows together would test on combinations training never
+    saw; both misstate how the model does on data like the tenant's. The data
+    report says how many test rows were seen in training instead.
+    """
     # Integer codes: stratifying on text labels would sort strings, ten times slower.
     labels = pd.factorize(frame[target])[0] if problem_type == "classification" else None
     positions = np.arange(len(frame))
@@ -543,9 +555,10 @@ def _split(frame: pd.DataFrame, target: str, problem_type: str, seed: int) -> tu
         validation, test = train_test_split(holdout, test_size=0.5, random_state=seed)
         stratified = False
     # File order within each split: contiguous reads, and no estimator here depends on row order.
-    parts = {name: frame.iloc[np.sort(index)].reset_index(drop=True)
-             for name, index in (("train", train), ("validation", validation), ("test", test))}
-    return parts, stratified
+    positions = {name: np.sort(index) for name, index in (("train", train), ("validation", validation),
+                                                          ("test", test))}
+    parts = {name: frame.iloc[index].reset_index(drop=True) for name, index in positions.items()}
+    return parts, stratified, positions
 
 
 def _write_splits(parts: dict[str, pd.DataFrame], paths: StepPaths) -> None:

@@ -59,7 +59,8 @@ def test_breast_cancer_pipeline_builds_a_model_that_predicts_raw_rows(tmp_path, 
 
     report = json.loads((tmp_path / "processing/output/report/data_report.json").read_text())
     assert (report["rows_in"], report["rows_out"]) == (569, 569)
-    assert report["dropped"] == {"duplicates": 0, "missing_target": 0, "invalid_target": 0, "malformed": 0}
+    assert report["dropped"] == {"missing_target": 0, "invalid_target": 0, "malformed": 0}
+    assert (report["duplicate_rows"], report["test_rows_seen_in_train"]) == (0, 0)
     assert report["target"]["class_counts"] == {"benign": 357, "malignant": 212}
     assert report["splits"] == {"train": 398, "validation": 85, "test": 86}
     assert report["features"] == {"numeric": 30, "categorical": 0, "ignored": 0}
@@ -291,14 +292,31 @@ def test_too_wide_file_is_rejected_before_reading_rows(tmp_path):
 
 
 def test_too_few_rows_after_cleaning(tmp_path):
-    frame = small_table(rows=12)
-    frame = pd.concat([frame, frame.head(3)])
+    frame = small_table(rows=22)
+    frame.loc[:2, "label"] = None
     reason = preprocess_failure(write_upload(tmp_path, frame.to_csv(index=False)))
-    assert reason == ("only 12 usable rows are left after removing 3 duplicate rows and 0 rows without a "
-                      "`label` value; at least 20 are needed")
+    assert reason == ("only 19 usable rows are left after removing 3 rows without a `label` value; "
+                      "at least 20 are needed")
 
 
-def test_duplicates_and_missing_targets_are_dropped_and_counted(tmp_path, samples):
+def test_repeated_categorical_rows_are_kept_and_counted(tmp_path):
+    colors = ["red", "green", "blue", "black", "white"]
+    frame = pd.DataFrame({"color": [colors[i % 5] for i in range(100)]})
+    frame["label"] = np.where(frame["color"].isin(["red", "blue"]), "warm", "cold")
+    upload = tmp_path / "colors.csv"
+    frame.to_csv(upload, index=False)
+
+    _, summaries = run_pipeline(tmp_path / "build", upload, target="label", problem_type="classification",
+                                entry_point="hist_gradient_boosting")
+
+    report = summaries["preprocess"]
+    assert (report["rows_in"], report["rows_out"], report["duplicate_rows"]) == (100, 100, 95)
+    assert report["splits"] == {"train": 70, "validation": 15, "test": 15}
+    assert report["test_rows_seen_in_train"] == 15
+    assert summaries["evaluate"]["metrics"]["accuracy"] == 1.0
+
+
+def test_duplicates_are_kept_and_missing_targets_dropped_and_counted(tmp_path, samples):
     frame = pd.read_csv(samples["breast_cancer"])
     unlabeled = frame.head(3).assign(diagnosis=np.nan)
     unlabeled["mean radius"] += 1000  # not duplicates of labeled rows
@@ -307,11 +325,12 @@ def test_duplicates_and_missing_targets_are_dropped_and_counted(tmp_path, sample
 
     report = preprocess.run(paths, {"target": "diagnosis", "problem_type": "classification"})
 
-    assert (report["rows_in"], report["rows_out"]) == (577, 569)
-    assert report["dropped"] == {"duplicates": 5, "missing_target": 3, "invalid_target": 0, "malformed": 0}
-    assert sum(report["splits"].values()) == 569
+    assert (report["rows_in"], report["rows_out"]) == (577, 574)
+    assert report["dropped"] == {"missing_target": 3, "invalid_target": 0, "malformed": 0}
+    assert report["duplicate_rows"] == 5
+    assert sum(report["splits"].values()) == 574
     split_rows = sum(len(preprocess.read_split(paths.processing_output(name))) for name in preprocess.SPLITS)
-    assert split_rows == 569
+    assert split_rows == 574
 
 
 def test_utf8_bom_semicolons_and_decimal_commas_are_accepted(tmp_path, samples):
