@@ -75,6 +75,8 @@ MAX_CATEGORIES = 20  # known values per categorical feature; rarer ones encode a
 ID_LIKE_MIN_DISTINCT = 50  # text columns with more distinct values, mostly unique, are identifiers or free text
 NUMERIC_TEXT_SHARE = 0.95  # a text column whose values parse as numbers this often is numeric
 MAX_MALFORMED_SHARE = 0.01  # rows with the wrong number of fields skipped before we give up
+MAX_HEADER_BYTES = 512 * 1024  # the first line; Arrow needs it inside one block (1 MiB by default)
+MAX_LINE_BYTES = 32 * 1024 * 1024  # longest row read (Arrow's block size on a retry)
 PREPROCESSOR_FILE = "preprocessor.joblib"
 SCHEMA_FILE = "schema.json"
 TRAIN_FEATURES_FILE = "features.npy"
@@ -240,22 +242,53 @@ def _inspect_source(directory: Path, delimiter: str | None) -> _Source:
     path = _single_input_file(directory)
     with path.open("rb") as handle:
         head = handle.read(SNIFF_BYTES)
+        # A wide header may be longer than the sniffed bytes: read on to its end.
+        while b"\n" not in head and len(head) <= MAX_HEADER_BYTES:
+            more = handle.read(SNIFF_BYTES)
+            if not more:
+                break
+            head += more
+        complete = not handle.read(1)
     if not head.strip(b" \t\r\n\xef\xbb\xbf"):
         raise StepFailure("the file is empty")
     encoding, text = _decode_head(head)
-    if "\n" in text and len(head) == SNIFF_BYTES:
+    if b"\n" not in head and not complete:
+        raise StepFailure(
+            f"the first line of the file is longer than {MAX_HEADER_BYTES // 1024} KB; a CSV starts with one "
+            "header line naming the columns — check the file is a CSV with line breaks between rows"
+        )
+    if _looks_like_json(text):
+        raise StepFailure("the file is JSON, not CSV; export the data as CSV (a header line naming the columns, "
+                          "then one line per row) and upload that")
+    if "\n" in text and not complete:
         text = text[: text.rfind("\n")]  # drop the cut-off last line
     delimiter = delimiter or _sniff_delimiter(text)
     try:
         header = next(csv.reader(io.StringIO(text), delimiter=delimiter))
-    except (csv.Error, StopIteration) as error:
-        raise StepFailure(f"the header row could not be read ({error}); check the file is a CSV") from None
+    except csv.Error as error:
+        if "field limit" in str(error):
+            raise StepFailure("a column name in the first line is longer than 128 KB; the first line must name "
+                              "the columns — check the file is a CSV with one header line") from None
+        raise StepFailure("the header row could not be read as CSV; check the first line names the columns, "
+                          "separated by commas, semicolons, tabs or `|`") from None
+    except StopIteration:
+        raise StepFailure("the header row could not be read; check the file is a CSV") from None
+    if any("\n" in name for name in header):
+        raise StepFailure('the header row has a quote (`"`) that is never closed, so the following lines were read '
+                          "as part of a column name; close or remove the quote in the first line")
     if len(header) > MAX_COLUMNS:
         raise StepFailure(
             f"the file has {len(header):,} columns; the limit is {MAX_COLUMNS:,} columns — "
             "keep the target and the most useful features"
         )
     return _Source(path, encoding, delimiter, _decimal_point(text, delimiter), _clean_header(header))
+
+
+def _looks_like_json(text: str) -> bool:
+    """A JSON document or JSON lines: `{"...` or `[{`, `["`, `[[` at the start."""
+    stripped = text.lstrip()
+    first, second = stripped[:1], stripped[1:].lstrip()[:1]
+    return (first == "{" and second in ('"', "}", "")) or (first == "[" and second in ("{", "[", '"'))
 
 
 def _single_input_file(directory: Path) -> Path:
@@ -328,38 +361,98 @@ def _read_frame(source: _Source) -> tuple[pd.DataFrame, int]:
     """All rows as a DataFrame (text trimmed, blanks missing), and how many malformed rows were skipped."""
     malformed: list[str] = []
 
+    unclosed: list[str] = []
+
     def skip_malformed(row) -> str:
         malformed.append(f"{row.actual_columns} fields instead of {row.expected_columns}")
+        if _swallowed_rows(row.text or "", source):
+            unclosed.append((row.text or "").split("\n", 1)[0])
         return "skip"
 
-    def read(encoding: str) -> pa.Table:
+    def read(encoding: str, block_size: int | None = None) -> pa.Table:
+        malformed.clear()
+        unclosed.clear()
+        options = {"block_size": block_size} if block_size else {}
         return pacsv.read_csv(
             source.path,
-            read_options=pacsv.ReadOptions(column_names=source.header, skip_rows=1, encoding=encoding),
+            read_options=pacsv.ReadOptions(column_names=source.header, skip_rows=1, encoding=encoding, **options),
             parse_options=pacsv.ParseOptions(delimiter=source.delimiter, newlines_in_values=True,
                                              invalid_row_handler=skip_malformed),
             convert_options=pacsv.ConvertOptions(strings_can_be_null=True, decimal_point=source.decimal_point),
         )
 
     encoding = "utf8" if source.encoding == "utf-8" else source.encoding
-    try:
+    block_size = None
+    while True:
         try:
-            table = read(encoding)
+            try:
+                table = read(encoding, block_size)
+            except pa.ArrowInvalid as error:
+                if encoding != "utf8" or "UTF8" not in str(error):
+                    raise
+                encoding = "latin-1"  # valid UTF-8 at the start only: a legacy Windows export
+                table = read(encoding, block_size)
+            break
         except pa.ArrowInvalid as error:
-            if encoding != "utf8" or "UTF8" not in str(error):
-                raise
-            malformed.clear()
-            table = read("latin-1")  # valid UTF-8 at the start only: a legacy Windows export
-    except pa.ArrowInvalid as error:
-        detail = str(error).splitlines()[0]
-        raise StepFailure(f"the file could not be read as CSV: {detail}") from None
+            if "block" in str(error) and block_size is None:
+                block_size = MAX_LINE_BYTES  # a row longer than Arrow's default block: read in larger ones
+                continue
+            raise StepFailure(_read_failure(str(error))) from None
     rows = table.num_rows
+    if unclosed:  # the rest of the file became one row with too few fields
+        raise StepFailure(_unclosed_quote(unclosed[-1]))
     if malformed and len(malformed) > max(10, MAX_MALFORMED_SHARE * (rows + len(malformed))):
         raise StepFailure(
             f"{len(malformed):,} rows have a different number of fields than the header "
             f"({len(source.header)}), e.g. {malformed[0]}; quote values that contain `{_show(source.delimiter)}`"
         )
+    _check_quotes_closed(table, source)
     return _trim_text(table).to_pandas(), len(malformed)
+
+
+def _read_failure(error: str) -> str:
+    """A sentence for what Arrow could not read (its own message names its internals)."""
+    if "block" in error:  # "straddles two block boundaries", "header is larger than block size"
+        return (f"a row of the file is longer than {MAX_LINE_BYTES // (1024 * 1024)} MB; usually a quote (`\"`) "
+                "that is never closed, or a file without line breaks between rows — check the file is a CSV "
+                "with one row per line")
+    if "UTF" in error or "decode" in error.lower():
+        return "the file's text encoding could not be read; save it as UTF-8 CSV and upload it again"
+    detail = error.splitlines()[0] if error else "unknown error"
+    return f"the file could not be read as CSV ({detail}); check that it is a CSV with one header line"
+
+
+def _swallowed_rows(text: str, source: _Source) -> bool:
+    """Whether a value or row runs over a line holding a whole row's worth of delimiters."""
+    if "\n" not in text or len(source.header) < 2:
+        return False
+    return any(line.count(source.delimiter) >= len(source.header) - 1 for line in text.split("\n")[1:])
+
+
+def _unclosed_quote(first_line: str) -> str:
+    shown = first_line.strip()[:60]
+    return (f'a quote (`"`) is never closed in the row starting `{shown}`, so the rest of the file was read as '
+            'one value; close the quote, or double any quote inside a quoted value (`""`)')
+
+
+def _check_quotes_closed(table: pa.Table, source: _Source) -> None:
+    """StepFailure when a quote is never closed: the rest of the file then becomes one value of the last row.
+
+    Quoted values may hold line breaks (addresses, notes), so a line break
+    alone proves nothing; a value of the last row that runs over a line
+    holding a whole row's worth of delimiters does.
+    """
+    if table.num_rows == 0:
+        return
+    last = table.slice(table.num_rows - 1)
+    for index, field in enumerate(table.schema):
+        if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            continue
+        value = last.column(index)[0].as_py()
+        if value and _swallowed_rows(value, source):
+            row = [str(cell) if cell is not None else "" for cell in last.to_pylist()[0].values()]
+            first_line = source.delimiter.join(row[:index] + ['"' + value.split("\n", 1)[0]])
+            raise StepFailure(_unclosed_quote(first_line))
 
 
 def _trim_text(table: pa.Table) -> pa.Table:

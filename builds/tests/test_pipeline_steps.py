@@ -291,6 +291,81 @@ def test_too_wide_file_is_rejected_before_reading_rows(tmp_path):
                       "keep the target and the most useful features")
 
 
+LABELED_ROWS = "".join(f"{i},{i % 7},{'yes' if i % 2 else 'no'}\n" for i in range(60))
+
+
+def test_header_line_longer_than_the_limit_is_rejected_in_words(tmp_path):
+    header = ",".join(f"c{i:04d}_" + "n" * 600 for i in range(1_000)) + ",label\n"
+    reason = preprocess_failure(write_upload(tmp_path, header + "1," * 1_000 + "yes\n"))
+    assert reason == ("the first line of the file is longer than 512 KB; a CSV starts with one header line naming "
+                      "the columns — check the file is a CSV with line breaks between rows")
+
+
+def test_header_longer_than_the_sniffed_bytes_is_read_whole(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(30, 1_500)).round(2), columns=[f"feature_{i:04d}_" + "n" * 40
+                                                                         for i in range(1_500)])
+    frame["label"] = rng.choice(["no", "yes"], 30)
+    assert len(frame.columns.str.cat(sep=",")) > preprocess.SNIFF_BYTES
+
+    report = preprocess.run(write_upload(tmp_path, frame.to_csv(index=False)),
+                            {"target": "label", "problem_type": "classification"})
+
+    assert report["features"] == {"numeric": 1_500, "categorical": 0, "ignored": 0}
+
+
+@pytest.mark.parametrize("content", [
+    json.dumps([{"a": i, "b": i % 7, "label": "yes" if i % 2 else "no"} for i in range(60)]),
+    "\n".join(json.dumps({"a": i, "label": "yes" if i % 2 else "no"}) for i in range(60)),
+    ' [\n  {"a": 1, "label": "yes"}\n]',
+])
+def test_json_file_named_csv_is_rejected_in_words(tmp_path, content):
+    reason = preprocess_failure(write_upload(tmp_path, content, name="export.csv"))
+    assert reason == ("the file is JSON, not CSV; export the data as CSV (a header line naming the columns, "
+                      "then one line per row) and upload that")
+
+
+def test_very_long_line_is_read(tmp_path):
+    content = "a,b,notes,label\n" + "".join(f"{i},{i % 7},short,{'yes' if i % 2 else 'no'}\n" for i in range(60))
+    content += "1,2," + "x" * 3_000_000 + ",yes\n"
+
+    report = preprocess.run(write_upload(tmp_path, content), {"target": "label", "problem_type": "classification"})
+
+    assert (report["rows_in"], report["rows_out"], report["dropped"]["malformed"]) == (61, 61, 0)
+
+
+def test_line_longer_than_the_limit_is_rejected_in_words(tmp_path, monkeypatch):
+    monkeypatch.setattr(preprocess, "MAX_LINE_BYTES", 1024 * 1024)
+    content = "a,b,label\n" + LABELED_ROWS + "1," + "x" * 3_000_000 + ",yes\n" + LABELED_ROWS
+    reason = preprocess_failure(write_upload(tmp_path, content))
+    assert reason == ("a row of the file is longer than 1 MB; usually a quote (`\"`) that is never closed, or a "
+                      "file without line breaks between rows — check the file is a CSV with one row per line")
+
+
+@pytest.mark.parametrize(("broken_row", "shown"), [
+    ('"1,2,yes\n', '"1,2,yes'),  # the rest of the file is one row with too few fields
+    ('1,"2,yes\n', '1,"2,yes'),
+    ('1,2,"yes\n', '1,2,"yes'),  # the rest of the file is one target value
+])
+def test_unclosed_quote_is_reported_in_words(tmp_path, broken_row, shown):
+    content = "a,b,label\n" + LABELED_ROWS + broken_row + LABELED_ROWS
+    reason = preprocess_failure(write_upload(tmp_path, content))
+    assert reason == (f'a quote (`"`) is never closed in the row starting `{shown}`, so the rest of the file was '
+                      'read as one value; close the quote, or double any quote inside a quoted value (`""`)')
+
+
+def test_unclosed_quote_in_the_header_is_reported_in_words(tmp_path):
+    reason = preprocess_failure(write_upload(tmp_path, 'a,b,"label\n' + LABELED_ROWS))
+    assert reason == ('the header row has a quote (`"`) that is never closed, so the following lines were read as '
+                      "part of a column name; close or remove the quote in the first line")
+
+
+def test_quoted_values_with_line_breaks_are_still_read(tmp_path):
+    content = "a,b,label\n" + LABELED_ROWS + '1,"2\nstreet, town",yes\n'
+    report = preprocess.run(write_upload(tmp_path, content), {"target": "label", "problem_type": "classification"})
+    assert (report["rows_in"], report["rows_out"]) == (61, 61)
+
+
 def test_too_few_rows_after_cleaning(tmp_path):
     frame = small_table(rows=22)
     frame.loc[:2, "label"] = None
