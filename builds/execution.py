@@ -89,6 +89,7 @@ def _local_callbacks(build: Build) -> dict:
 
     def on_data_report(report: dict) -> None:
         Build.objects.filter(pk=build.pk).update(data_report=report)
+        services.build_record_algorithm_choice(build=build, data_report=report)
 
     return {"on_progress": on_progress, "should_cancel": should_cancel, "heartbeat": heartbeat,
             "on_data_report": on_data_report}
@@ -124,6 +125,7 @@ def build_finish(build: Build, status: EngineStatus) -> None:
     Build.objects.filter(pk=build.pk).update(metrics=status.metrics, data_report=status.data_report,
                                              heartbeat_at=timezone.now())
     build.metrics, build.data_report = status.metrics, status.data_report
+    services.build_record_algorithm_choice(build=build, data_report=status.data_report)
     if status.state == ENGINE_RUNNING:
         return
     if status.state == ENGINE_SUCCEEDED and status.model_package_arn:

@@ -67,6 +67,10 @@ class Build(models.Model):
     plan = models.ForeignKey("tenants.Plan", on_delete=models.PROTECT, related_name="+",
                              help_text="The plan that dispatched it (fixed at start).")
     algorithm = models.ForeignKey(Algorithm, on_delete=models.PROTECT, related_name="builds")
+    algorithm_explicit = models.BooleanField(
+        default=True, help_text="Chosen for this build; false: the tenant's default, which preprocessing may "
+                                "replace by one that fits the target.")
+    algorithm_reason = models.TextField(blank=True, help_text="Why preprocessing kept or chose the algorithm.")
     target = models.CharField(max_length=120)
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.UPLOAD)
     dataset_bucket = models.CharField(max_length=63)

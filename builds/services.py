@@ -67,15 +67,16 @@ def dedup_key_for(bucket: str, key: str, version: str) -> str:
     return hashlib.sha256(f"{bucket}\n{key}\n{version}".encode()).hexdigest()
 
 
-def _resolve_algorithm(tenant: Tenant, algorithm_slug: str | None) -> Algorithm:
+def _resolve_algorithm(tenant: Tenant, algorithm_slug: str | None) -> tuple[Algorithm, bool]:
+    """The build's algorithm and whether it was chosen (not the tenant's default, which preprocess may replace)."""
     if algorithm_slug:
         algorithm = Algorithm.objects.filter(slug=algorithm_slug, active=True).first()
         if algorithm is None:
             known = ", ".join(Algorithm.objects.filter(active=True).values_list("slug", flat=True))
             raise ValidationError({"algorithm": f"Unknown algorithm `{algorithm_slug}`; algorithms are: {known}."})
-        return algorithm
+        return algorithm, True
     if tenant.default_algorithm_id:
-        return tenant.default_algorithm
+        return tenant.default_algorithm, False
     raise ValidationError({"algorithm": "No algorithm given and the tenant has no default algorithm."})
 
 
@@ -93,7 +94,7 @@ def build_create(*, tenant: Tenant, dataset_key: str, algorithm_slug: str | None
     if not dataset_key.startswith(tenant.upload_prefix):
         raise ValidationError({"dataset_key": f"Datasets must be under the tenant's upload location "
                                               f"`{tenant.upload_prefix}`."})
-    algorithm = _resolve_algorithm(tenant, algorithm_slug)
+    algorithm, explicit = _resolve_algorithm(tenant, algorithm_slug)
     target = (target or tenant.default_target).strip()
     if not target:
         raise ValidationError({"target": "No target column given and the tenant has no default target."})
@@ -103,7 +104,8 @@ def build_create(*, tenant: Tenant, dataset_key: str, algorithm_slug: str | None
     with transaction.atomic():
         # A concurrent create of the same dedup key fails on the unique constraint (IntegrityError).
         build = Build.objects.create(
-            tenant=tenant, plan_id=tenant.plan_id, algorithm=algorithm, target=target, source=source,
+            tenant=tenant, plan_id=tenant.plan_id, algorithm=algorithm, algorithm_explicit=explicit,
+            target=target, source=source,
             dataset_bucket=tenant.bucket, dataset_key=dataset_key, dataset_version=dataset_version,
             dataset_size=dataset_size, dedup_key=dedup_key, created_by=created_by)
         BuildTransition.objects.create(build=build, from_status="", to_status=Build.Status.RECEIVED,
@@ -128,7 +130,9 @@ def _kick_dispatch() -> None:
 def build_retry(*, build: Build, actor: User | None) -> Build:
     if build.status not in (Build.Status.FAILED, Build.Status.CANCELLED):
         raise ValidationError("Only failed or cancelled builds can be retried.")
-    new, _ = build_create(tenant=build.tenant, dataset_key=build.dataset_key, algorithm_slug=build.algorithm.slug,
+    # A retry chooses again when the tenant did not choose (the default may have changed).
+    slug = build.algorithm.slug if build.algorithm_explicit else None
+    new, _ = build_create(tenant=build.tenant, dataset_key=build.dataset_key, algorithm_slug=slug,
                           target=build.target, source=Build.Source.RETRY, dataset_version=build.dataset_version,
                           dataset_size=build.dataset_size, created_by=actor)
     return new
@@ -156,6 +160,24 @@ def build_cancel(*, build: Build, actor: User | None = None) -> Build:
 
             get_engine("sagemaker").stop(build.execution_ref, launch_for(build))
         # The local engine's worker sees cancel_requested within a second and kills the step.
+    return build
+
+
+def build_record_algorithm_choice(*, build: Build, data_report: dict) -> Build:
+    """Record preprocess's algorithm choice (the data report's `algorithm`) on the build row."""
+    choice = (data_report or {}).get("algorithm") or {}
+    if not choice.get("slug"):
+        return build
+    updates = {"algorithm_reason": str(choice.get("reason") or "")}
+    if choice["slug"] != build.algorithm.slug:
+        algorithm = Algorithm.objects.filter(slug=choice["slug"]).first()
+        if algorithm is None:
+            logger.warning("build %s: preprocess chose unknown algorithm %s", build.code, choice["slug"])
+        else:
+            updates["algorithm"] = algorithm
+    Build.objects.filter(pk=build.pk).update(**updates)
+    for name, value in updates.items():
+        setattr(build, name, value)
     return build
 
 

@@ -52,6 +52,21 @@ def _billable(started: datetime | None, ended: datetime | None) -> int:
     return max(1, math.ceil((ended - started).total_seconds()))
 
 
+def step_configs(launch: BuildLaunch) -> dict[str, dict]:
+    """Each compute step's config for a build (the SageMaker definition passes the same as parameters)."""
+    return {
+        PREPROCESS: {"target": launch.target, "problem_type": launch.problem_type, "seed": 42,
+                     "algorithm": launch.algorithm_slug, "algorithm_explicit": launch.algorithm_explicit,
+                     "fitting_algorithms": launch.fitting_algorithms,
+                     "can_switch": bool(launch.alternatives)},  # this engine runs train with another algorithm
+        TRAIN: {"entry_point": launch.entry_point, "problem_type": launch.problem_type,
+                "hyperparameters": launch.hyperparameters, "tuning_ranges": launch.tuning_ranges,
+                "tuning_enabled": launch.tuning_enabled, "max_tuning_jobs": launch.max_tuning_jobs,
+                "objective_metric": launch.objective_metric, "seed": 42},
+        EVALUATE: {"problem_type": launch.problem_type},
+    }
+
+
 def _instances(step: str, launch: BuildLaunch) -> tuple[str, int]:
     """(instance type, count) a step runs on; pipeline logic steps run on none."""
     if step in PROCESSING_STEPS:
@@ -132,14 +147,7 @@ class LocalEngine:
             dataset.parent.mkdir(parents=True)
             s3.download_file(launch.bucket, launch.dataset_key, dataset)
             contract.place_dataset(paths, dataset)
-            configs = {
-                PREPROCESS: {"target": launch.target, "problem_type": launch.problem_type, "seed": 42},
-                TRAIN: {"entry_point": launch.entry_point, "problem_type": launch.problem_type,
-                          "hyperparameters": launch.hyperparameters, "tuning_ranges": launch.tuning_ranges,
-                          "tuning_enabled": launch.tuning_enabled, "max_tuning_jobs": launch.max_tuning_jobs,
-                          "objective_metric": launch.objective_metric, "seed": 42},
-                EVALUATE: {"problem_type": launch.problem_type},
-            }
+            configs = step_configs(launch)
             summaries: dict[str, dict] = {}
             for name in COMPUTE_STEPS:
                 step = steps[name]
@@ -161,6 +169,8 @@ class LocalEngine:
                 if name == PREPROCESS:
                     report_path = paths.processing_output("report") / "data_report.json"
                     status.data_report = contract.read_json(report_path) if report_path.exists() else {}
+                    launch = self._apply_algorithm_choice(launch, status.data_report)
+                    configs = step_configs(launch)
                     if on_data_report:
                         on_data_report(status.data_report)  # visible while training runs
                 report(ordered)
@@ -208,6 +218,19 @@ class LocalEngine:
             return status
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+    @staticmethod
+    def _apply_algorithm_choice(launch: BuildLaunch, data_report: dict) -> BuildLaunch:
+        """The launch with the algorithm preprocess chose (it may replace a default that does not fit)."""
+        chosen = data_report.get("algorithm") or {}
+        kind = chosen.get("problem_type")
+        if not kind or kind == launch.problem_type:
+            return launch
+        switched = launch.with_algorithm(kind)
+        if switched.algorithm_slug != chosen.get("slug"):
+            raise RuntimeError(f"preprocess chose {chosen.get('slug')}, the launch offers {switched.algorithm_slug}")
+        logger.info("build %s: %s", launch.build_code, chosen.get("reason"))
+        return switched
 
     @staticmethod
     def _stop_here(status: EngineStatus, ordered: list[StepStatus], report, outcome: str, reason: str):

@@ -6,8 +6,21 @@ processing container as
     python -m builds.pipeline.preprocess --input /opt/ml/processing/input/data \
         --output /opt/ml/processing/output --target churn --problem-type classification
 
-config: target, problem_type ("classification" | "regression"), seed (42),
-delimiter (optional; sniffed when absent).
+config: target, problem_type ("classification" | "regression": the kind of
+the build's algorithm), seed (42), delimiter (optional; sniffed when absent),
+and the algorithm choice (all optional):
+    algorithm            the build's algorithm (a slug, for messages and the report)
+    algorithm_explicit   true (default) when the tenant chose it; false for a default
+    fitting_algorithms   {problem type: [slugs]}, the preferred first
+    can_switch           the engine can run another algorithm after this step
+
+The task kind is inferred from the target column (`infer_problem_type`).
+When it is not the algorithm's: an explicit algorithm fails here, naming the
+algorithms that fit (a regression algorithm on whole numbers with few values
+is allowed: ratings are ordinal); a default one is switched for the first
+fitting algorithm of that kind when `can_switch`, else this step fails saying
+which algorithms to start the build with. The choice and the reason are the
+report's `algorithm` section; schema.json carries the final problem type.
 
 Writes, under processing/output/:
     train/train.parquet            cleaned rows: text trimmed, numbers-in-text converted,
@@ -71,6 +84,7 @@ SNIFF_BYTES = 64 * 1024
 MAX_COLUMNS = 2_000
 MIN_ROWS = 20
 MAX_CLASSES = 100
+MAX_INFERRED_CLASSES = 20  # a numeric target of more distinct values (or with decimals) is a regression target
 MAX_CATEGORIES = 20  # known values per categorical feature; rarer ones encode as NaN
 ID_LIKE_MIN_DISTINCT = 50  # text columns with more distinct values, mostly unique, are identifiers or free text
 NUMERIC_TEXT_SHARE = 0.95  # a text column whose values parse as numbers this often is numeric
@@ -125,6 +139,8 @@ def run(paths: StepPaths, config: dict) -> dict:
     if rows_in == 0:
         raise StepFailure("the file has a header row but no data rows")
     target = _resolve_target(frame, target_name, source)
+    choice = choose_algorithm(frame[target], target, problem_type, config)
+    problem_type = choice["problem_type"]
 
     frame, target_dropped = _clean_target(frame, target, problem_type)
     # Repeated rows are real data (a few categories seen many times) and are kept;
@@ -171,6 +187,7 @@ def run(paths: StepPaths, config: dict) -> dict:
     write_json(train_dir / SCHEMA_FILE, schema)
 
     report = {
+        "algorithm": choice,
         "source": {"file": source.path.name, "encoding": source.encoding, "delimiter": source.delimiter},
         "rows_in": rows_in,
         "rows_out": len(frame),
@@ -466,6 +483,59 @@ def _trim_text(table: pa.Table) -> pa.Table:
 
 
 # --- target ----------------------------------------------------------------------------------
+
+def infer_problem_type(values: pd.Series) -> tuple[str, str]:
+    """Classification or regression for a target column, and why, as words for the tenant."""
+    present = values.dropna()
+    if pd.api.types.is_bool_dtype(present) or _is_boolean_objects(present):
+        return "classification", "holds true/false values"
+    numbers = present if pd.api.types.is_numeric_dtype(present) else pd.to_numeric(present, errors="coerce")
+    if not len(present) or numbers.notna().sum() < NUMERIC_TEXT_SHARE * len(present):
+        examples = [f"`{v}`" for v in present[numbers.isna()].astype(str).unique()[:3]] if len(present) else []
+        shown = f" such as {quote_list(examples)}" if examples else ""
+        return "classification", f"holds text values{shown}"
+    numbers = numbers.dropna().astype("float64")
+    distinct = int(numbers.nunique())
+    whole = bool((numbers == np.round(numbers)).all())
+    if whole and distinct <= MAX_INFERRED_CLASSES:
+        return "classification", f"holds {distinct} distinct whole numbers"
+    detail = "numbers with decimals" if not whole else "whole numbers"
+    return "regression", f"holds {distinct:,} distinct {detail}"
+
+
+def choose_algorithm(values: pd.Series, target: str, problem_type: str, config: dict) -> dict:
+    """The build's algorithm and problem type after looking at the target (see the module docstring)."""
+    algorithm = str(config.get("algorithm") or "")
+    explicit = bool(config.get("algorithm_explicit", True))
+    fitting = {kind: list(names) for kind, names in (config.get("fitting_algorithms") or {}).items()}
+    kind, why = infer_problem_type(values)
+    chosen = {"slug": algorithm, "problem_type": problem_type, "explicit": explicit, "switched_from": None,
+              "inferred_problem_type": kind}
+    named = f"`{algorithm}`" if algorithm else "the chosen algorithm"
+    if kind == problem_type:
+        return {**chosen, "reason": f"target `{target}` {why}: a {kind} target, which {named} fits"}
+    numeric_ordinal = problem_type == "regression" and not why.startswith(("holds text", "holds true"))
+    if explicit and numeric_ordinal:
+        return {**chosen, "reason": f"target `{target}` {why}, usually a classification target; {named} treats "
+                                    "them as numbers on a scale (regression), as chosen"}
+    options = fitting.get(kind) or []
+    listed = f" ({quote_list([f'`{name}`' for name in options])})" if options else ""
+    codes = ("; if the numbers are category codes, write them as text (e.g. `c12`)"
+             if kind == "regression" else "")
+    if explicit:
+        raise StepFailure(f"{named} is a {problem_type} algorithm, but target `{target}` {why}, which makes it a "
+                          f"{kind} target; choose a {kind} algorithm{listed}{codes}")
+    if not options:
+        raise StepFailure(f"target `{target}` {why}, which makes it a {kind} target, but no {kind} algorithm is "
+                          f"available; ask the vendor to activate one")
+    if not config.get("can_switch"):
+        raise StepFailure(f"target `{target}` {why}, which makes it a {kind} target, but the default algorithm "
+                          f"{named} is a {problem_type} algorithm; start the build again with a {kind} "
+                          f"algorithm{listed}, or make one the tenant's default")
+    return {**chosen, "slug": options[0], "problem_type": kind, "switched_from": algorithm or None,
+            "reason": f"target `{target}` {why}: a {kind} target, so `{options[0]}` replaces the {problem_type} "
+                      f"default {named}"}
+
 
 def _resolve_target(frame: pd.DataFrame, name: str, source: _Source) -> str:
     if name in frame.columns:

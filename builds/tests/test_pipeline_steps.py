@@ -238,9 +238,88 @@ def test_target_without_values_is_rejected(tmp_path):
 
 
 def test_regression_on_text_target_is_rejected(tmp_path):
-    reason = preprocess_failure(write_upload(tmp_path, small_table().to_csv(index=False)), problem_type="regression")
-    assert reason.startswith("target `label` is not numeric (values such as `")
-    assert reason.endswith("regression needs a numeric target — choose classification or another column")
+    reason = preprocess_failure(write_upload(tmp_path, small_table().to_csv(index=False)), problem_type="regression",
+                                algorithm="gbm-regressor",
+                                fitting_algorithms={"classification": ["gbm-classifier", "linear-classifier"]})
+    assert reason == ("`gbm-regressor` is a regression algorithm, but target `label` holds text values such as "
+                      "`yes`, `no`, which makes it a classification target; choose a classification algorithm "
+                      "(`gbm-classifier`, `linear-classifier`)")
+
+
+FITTING = {"classification": ["gbm-classifier", "linear-classifier"],
+           "regression": ["gbm-regressor", "linear-regressor"]}
+
+
+def numeric_target_table(rows: int = 120) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"size": rng.uniform(20, 200, rows).round(1), "rooms": rng.integers(1, 6, rows)})
+    frame["price"] = (frame["size"] * 3000 + frame["rooms"] * 10000 + rng.normal(0, 5000, rows)).round(0)
+    return frame
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    (pd.Series(["yes", "no", None]), ("classification", "holds text values such as `yes`, `no`")),
+    (pd.Series([0, 1, 1, 0]), ("classification", "holds 2 distinct whole numbers")),
+    (pd.Series([1.0, 2.0, 3.0, np.nan]), ("classification", "holds 3 distinct whole numbers")),
+    (pd.Series(range(50)), ("regression", "holds 50 distinct whole numbers")),
+    (pd.Series([0.5, 1.25, 2.0]), ("regression", "holds 3 distinct numbers with decimals")),
+    (pd.Series(["1.5", "2.5", "3"]), ("regression", "holds 3 distinct numbers with decimals")),
+])
+def test_infer_problem_type_from_the_target_values(values, expected):
+    assert preprocess.infer_problem_type(values) == expected
+
+
+def test_default_classifier_on_a_numeric_target_switches_to_a_regressor(tmp_path):
+    paths = write_upload(tmp_path, numeric_target_table().to_csv(index=False))
+
+    report = preprocess.run(paths, {"target": "price", "problem_type": "classification", "algorithm": "gbm-classifier",
+                                    "algorithm_explicit": False, "fitting_algorithms": FITTING, "can_switch": True})
+
+    assert report["algorithm"] == {
+        "slug": "gbm-regressor", "problem_type": "regression", "explicit": False, "switched_from": "gbm-classifier",
+        "inferred_problem_type": "regression",
+        "reason": "target `price` holds 120 distinct whole numbers: a regression target, so `gbm-regressor` "
+                  "replaces the classification default `gbm-classifier`"}
+    schema = json.loads((paths.processing_output("train") / "schema.json").read_text())
+    assert (schema["problem_type"], schema["classes"]) == ("regression", [])
+
+
+def test_default_algorithm_that_fits_is_kept_with_the_reason(tmp_path):
+    paths = write_upload(tmp_path, small_table().to_csv(index=False))
+
+    report = preprocess.run(paths, {"target": "label", "problem_type": "classification", "algorithm": "gbm-classifier",
+                                    "algorithm_explicit": False, "fitting_algorithms": FITTING, "can_switch": True})
+
+    assert (report["algorithm"]["slug"], report["algorithm"]["switched_from"], report["algorithm"]["reason"]) == (
+        "gbm-classifier", None,
+        "target `label` holds text values such as `yes`, `no`: a classification target, which `gbm-classifier` fits")
+
+
+def test_default_algorithm_that_cannot_switch_says_what_to_start_with(tmp_path):
+    reason = preprocess_failure(write_upload(tmp_path, numeric_target_table().to_csv(index=False)), target="price",
+                                algorithm="gbm-classifier", algorithm_explicit=False, fitting_algorithms=FITTING)
+    assert reason == ("target `price` holds 120 distinct whole numbers, which makes it a regression target, but the "
+                      "default algorithm `gbm-classifier` is a classification algorithm; start the build again with "
+                      "a regression algorithm (`gbm-regressor`, `linear-regressor`), or make one the tenant's "
+                      "default")
+
+
+def test_explicit_classifier_on_a_numeric_target_fails_naming_the_regressors(tmp_path):
+    reason = preprocess_failure(write_upload(tmp_path, numeric_target_table().to_csv(index=False)), target="price",
+                                algorithm="gbm-classifier", algorithm_explicit=True, fitting_algorithms=FITTING,
+                                can_switch=True)
+    assert reason == ("`gbm-classifier` is a classification algorithm, but target `price` holds 120 distinct whole "
+                      "numbers, which makes it a regression target; choose a regression algorithm (`gbm-regressor`, "
+                      "`linear-regressor`); if the numbers are category codes, write them as text (e.g. `c12`)")
+
+
+def test_explicit_regressor_on_few_whole_numbers_is_allowed(tmp_path):
+    frame = numeric_target_table().assign(price=lambda f: f["rooms"])
+    report = preprocess.run(write_upload(tmp_path, frame.drop(columns=["rooms"]).to_csv(index=False)),
+                            {"target": "price", "problem_type": "regression", "algorithm": "gbm-regressor",
+                             "fitting_algorithms": FITTING})
+    assert (report["algorithm"]["problem_type"], report["algorithm"]["inferred_problem_type"]) == (
+        "regression", "classification")
 
 
 def test_non_numeric_garbage_has_no_usable_features(tmp_path):
