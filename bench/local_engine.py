@@ -40,8 +40,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
-from builds.pipeline import StepPaths, place_dataset  # noqa: E402
-from builds.pipeline.runner import instance_limits, run_step, warm_up  # noqa: E402
+from mlaas_steps import StepPaths, place_dataset  # noqa: E402
+from mlaas_steps.runner import instance_limits, run_step, warm_up  # noqa: E402
 
 INSTANCE_TYPE = "ml.m5.xlarge"
 TARGET = "churn"
@@ -77,7 +77,7 @@ def run_engine(csv_path: Path, root: Path) -> tuple[float, dict]:
     }
     steps = {}
     for step, config in configs.items():
-        result = run_step(f"builds.pipeline.{step}:run", paths, config, cpu_count=cpus, memory_bytes=memory,
+        result = run_step(f"mlaas_steps.{step}:run", paths, config, cpu_count=cpus, memory_bytes=memory,
                           timeout_seconds=600, log_path=root / "build.log", instance_type=INSTANCE_TYPE)
         if not result.succeeded:
             raise SystemExit(f"engine step {step} failed: {result.failure_reason}\n{result.log}")

@@ -22,6 +22,7 @@ from builds.engines import get_engine
 from builds.engines.base import ENGINE_FAILED, ENGINE_RUNNING, ENGINE_STOPPED, ENGINE_SUCCEEDED, EngineStatus
 from builds.launch import launch_for
 from builds.models import Build
+from builds.queues import plan_queue_name
 from core.aws.errors import AwsError
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ def _local_callbacks(build: Build) -> dict:
 
     def on_data_report(report: dict) -> None:
         Build.objects.filter(pk=build.pk).update(data_report=report)
+        services.build_record_algorithm_choice(build=build, data_report=report)
 
     return {"on_progress": on_progress, "should_cancel": should_cancel, "heartbeat": heartbeat,
             "on_data_report": on_data_report}
@@ -124,6 +126,7 @@ def build_finish(build: Build, status: EngineStatus) -> None:
     Build.objects.filter(pk=build.pk).update(metrics=status.metrics, data_report=status.data_report,
                                              heartbeat_at=timezone.now())
     build.metrics, build.data_report = status.metrics, status.data_report
+    services.build_record_algorithm_choice(build=build, data_report=status.data_report)
     if status.state == ENGINE_RUNNING:
         return
     if status.state == ENGINE_SUCCEEDED and status.model_package_arn:
@@ -211,9 +214,9 @@ def reconcile() -> dict[str, int]:
             pass
     starting_queues: dict[str, int] = {}
     for build in Build.objects.select_related("plan").filter(status=Build.Status.STARTING):
-        starting_queues[build.plan.queue_name] = starting_queues.get(build.plan.queue_name, 0) + 1
+        starting_queues[plan_queue_name(build.plan.slug)] = starting_queues.get(plan_queue_name(build.plan.slug), 0) + 1
         if not queues.execute_job_exists(str(build.code)):
-            queues.enqueue_execute(build.pk, str(build.code), build.plan.queue_name)
+            queues.enqueue_execute(build.pk, str(build.code), plan_queue_name(build.plan.slug))
             counts["reenqueued_starting"] += 1
     counts["starting_unserved"] = _warn_unserved(starting_queues)
     lost_after = timedelta(seconds=settings.MLAAS_WORKER_LOST_AFTER_SECONDS)

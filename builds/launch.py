@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 from builds.engines.base import BuildLaunch
-from builds.models import Build
+from builds.models import Algorithm, Build
 from tenants import naming
+
+
+def algorithm_fields(algorithm: Algorithm) -> dict:
+    """The BuildLaunch fields that come from the algorithm."""
+    return dict(algorithm_slug=algorithm.slug, problem_type=algorithm.problem_type,
+                entry_point=algorithm.entry_point, training_image_uri=algorithm.training_image_uri,
+                hyperparameters=algorithm.default_hyperparameters, tuning_ranges=algorithm.tuning_ranges,
+                objective_metric=algorithm.objective_metric, min_metric=algorithm.min_metric)
+
+
+def _fitting_algorithms(build: Build) -> dict[str, list[Algorithm]]:
+    """Active algorithms per problem type: the build's, then the tenant's default, then catalog order."""
+    preferred = [build.algorithm_id, build.tenant.default_algorithm_id]
+    catalog = sorted(Algorithm.objects.filter(active=True),
+                     key=lambda a: (a.pk not in preferred, preferred.index(a.pk) if a.pk in preferred else 0))
+    fitting: dict[str, list[Algorithm]] = {}
+    for algorithm in catalog:
+        fitting.setdefault(algorithm.problem_type, []).append(algorithm)
+    return fitting
 
 
 def launch_for(build: Build) -> BuildLaunch:
     tenant, plan, algorithm = build.tenant, build.plan, build.algorithm
+    fitting = _fitting_algorithms(build)
     return BuildLaunch(
         build_code=str(build.code),
         tenant_slug=tenant.slug,
@@ -34,4 +54,7 @@ def launch_for(build: Build) -> BuildLaunch:
         training_instance_count=plan.training_instance_count,
         model_package_group=tenant.model_package_group,
         tags=naming.tenant_tags(tenant.slug, plan.slug),
+        algorithm_explicit=build.algorithm_explicit,
+        fitting_algorithms={kind: [a.slug for a in options] for kind, options in fitting.items()},
+        alternatives={kind: algorithm_fields(options[0]) for kind, options in fitting.items()},
     )

@@ -19,8 +19,8 @@ from pathlib import Path
 from django.utils import timezone
 
 from builds.models import Algorithm
-from builds.pipeline import StepPaths, evaluate, place_dataset, preprocess, train
-from builds.pipeline.sample_data import SAMPLES, write_sample_csvs
+from mlaas_steps import StepPaths, evaluate, place_dataset, preprocess, train
+from mlaas_steps.sample_data import SAMPLES, write_sample_csvs
 
 SEED = 42
 

@@ -5,6 +5,8 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
+from mlaas_steps import metrics
+
 
 class Algorithm(models.Model):
     class ProblemType(models.TextChoices):
@@ -16,11 +18,12 @@ class Algorithm(models.Model):
     description = models.TextField(blank=True)
     problem_type = models.CharField(max_length=16, choices=ProblemType.choices)
     training_image_uri = models.CharField(max_length=300)
-    entry_point = models.CharField(max_length=60, help_text="Local trainer name in builds.pipeline.trainers")
+    entry_point = models.CharField(max_length=60, help_text="Local trainer name in mlaas_steps.trainers")
     default_hyperparameters = models.JSONField(default=dict, blank=True)
     tuning_ranges = models.JSONField(default=dict, blank=True)
-    objective_metric = models.CharField(max_length=20)
-    min_metric = models.FloatField(help_text="Builds whose objective metric is below this fail (for rmse: above).")
+    objective_metric = models.CharField(max_length=20, choices=metrics.CHOICES)
+    min_metric = models.FloatField(help_text="Builds whose objective metric is below this fail "
+                                             "(for lower-is-better metrics such as rmse: above).")
     typical_metrics = models.JSONField(default=dict, blank=True, help_text="Measured on the bundled samples")
     active = models.BooleanField(default=True)
 
@@ -29,6 +32,15 @@ class Algorithm(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        metric = metrics.get_metric(self.objective_metric)
+        if metric is not None and self.problem_type and metric.problem_type != self.problem_type:
+            raise ValidationError({"objective_metric": (
+                f"{metric.display_name} is a {metric.problem_type} metric; a {self.problem_type} algorithm uses "
+                f"one of {', '.join(metrics.metrics_for(self.problem_type))}.")})
 
 
 class Build(models.Model):
@@ -55,6 +67,10 @@ class Build(models.Model):
     plan = models.ForeignKey("tenants.Plan", on_delete=models.PROTECT, related_name="+",
                              help_text="The plan that dispatched it (fixed at start).")
     algorithm = models.ForeignKey(Algorithm, on_delete=models.PROTECT, related_name="builds")
+    algorithm_explicit = models.BooleanField(
+        default=True, help_text="Chosen for this build; false: the tenant's default, which preprocessing may "
+                                "replace by one that fits the target.")
+    algorithm_reason = models.TextField(blank=True, help_text="Why preprocessing kept or chose the algorithm.")
     target = models.CharField(max_length=120)
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.UPLOAD)
     dataset_bucket = models.CharField(max_length=63)

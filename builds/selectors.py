@@ -9,10 +9,8 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Qu
 from django.utils import timezone
 
 from builds.models import Algorithm, Build, BuildStep, ModelVersion, RejectedUpload
+from mlaas_steps.steps import STEP_NAMES
 from tenants.models import Tenant
-
-# The steps of every build, in order (the engines record them under these names).
-STEP_NAMES = ("preprocess", "train", "evaluate", "condition", "register")
 
 SORTS = {"created": "created_at", "-created": "-created_at", "status": "status", "-status": "-status",
          "tenant": "tenant__slug", "-tenant": "-tenant__slug", "algorithm": "algorithm__slug",

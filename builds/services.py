@@ -15,6 +15,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from builds.models import Algorithm, Build, BuildStep, BuildTransition, ModelVersion, RejectedUpload
+from builds.queues import plan_queue_name
+from mlaas_steps.steps import STEP_NAMES
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -66,15 +68,16 @@ def dedup_key_for(bucket: str, key: str, version: str) -> str:
     return hashlib.sha256(f"{bucket}\n{key}\n{version}".encode()).hexdigest()
 
 
-def _resolve_algorithm(tenant: Tenant, algorithm_slug: str | None) -> Algorithm:
+def _resolve_algorithm(tenant: Tenant, algorithm_slug: str | None) -> tuple[Algorithm, bool]:
+    """The build's algorithm and whether it was chosen (not the tenant's default, which preprocess may replace)."""
     if algorithm_slug:
         algorithm = Algorithm.objects.filter(slug=algorithm_slug, active=True).first()
         if algorithm is None:
             known = ", ".join(Algorithm.objects.filter(active=True).values_list("slug", flat=True))
             raise ValidationError({"algorithm": f"Unknown algorithm `{algorithm_slug}`; algorithms are: {known}."})
-        return algorithm
+        return algorithm, True
     if tenant.default_algorithm_id:
-        return tenant.default_algorithm
+        return tenant.default_algorithm, False
     raise ValidationError({"algorithm": "No algorithm given and the tenant has no default algorithm."})
 
 
@@ -92,7 +95,7 @@ def build_create(*, tenant: Tenant, dataset_key: str, algorithm_slug: str | None
     if not dataset_key.startswith(tenant.upload_prefix):
         raise ValidationError({"dataset_key": f"Datasets must be under the tenant's upload location "
                                               f"`{tenant.upload_prefix}`."})
-    algorithm = _resolve_algorithm(tenant, algorithm_slug)
+    algorithm, explicit = _resolve_algorithm(tenant, algorithm_slug)
     target = (target or tenant.default_target).strip()
     if not target:
         raise ValidationError({"target": "No target column given and the tenant has no default target."})
@@ -102,12 +105,13 @@ def build_create(*, tenant: Tenant, dataset_key: str, algorithm_slug: str | None
     with transaction.atomic():
         # A concurrent create of the same dedup key fails on the unique constraint (IntegrityError).
         build = Build.objects.create(
-            tenant=tenant, plan_id=tenant.plan_id, algorithm=algorithm, target=target, source=source,
+            tenant=tenant, plan_id=tenant.plan_id, algorithm=algorithm, algorithm_explicit=explicit,
+            target=target, source=source,
             dataset_bucket=tenant.bucket, dataset_key=dataset_key, dataset_version=dataset_version,
             dataset_size=dataset_size, dedup_key=dedup_key, created_by=created_by)
         BuildTransition.objects.create(build=build, from_status="", to_status=Build.Status.RECEIVED,
                                        reason=f"{source}: {dataset_key}")
-        build_transition(build, Build.Status.QUEUED, reason=f"waiting in queue {tenant.plan.queue_name}")
+        build_transition(build, Build.Status.QUEUED, reason=f"waiting in queue {plan_queue_name(tenant.plan.slug)}")
         transaction.on_commit(_dispatch_now if dispatch_now else _kick_dispatch)
     return build, True
 
@@ -127,7 +131,9 @@ def _kick_dispatch() -> None:
 def build_retry(*, build: Build, actor: User | None) -> Build:
     if build.status not in (Build.Status.FAILED, Build.Status.CANCELLED):
         raise ValidationError("Only failed or cancelled builds can be retried.")
-    new, _ = build_create(tenant=build.tenant, dataset_key=build.dataset_key, algorithm_slug=build.algorithm.slug,
+    # A retry chooses again when the tenant did not choose (the default may have changed).
+    slug = build.algorithm.slug if build.algorithm_explicit else None
+    new, _ = build_create(tenant=build.tenant, dataset_key=build.dataset_key, algorithm_slug=slug,
                           target=build.target, source=Build.Source.RETRY, dataset_version=build.dataset_version,
                           dataset_size=build.dataset_size, created_by=actor)
     return new
@@ -158,10 +164,28 @@ def build_cancel(*, build: Build, actor: User | None = None) -> Build:
     return build
 
 
+def build_record_algorithm_choice(*, build: Build, data_report: dict) -> Build:
+    """Record preprocess's algorithm choice (the data report's `algorithm`) on the build row."""
+    choice = (data_report or {}).get("algorithm") or {}
+    if not choice.get("slug"):
+        return build
+    updates = {"algorithm_reason": str(choice.get("reason") or "")}
+    if choice["slug"] != build.algorithm.slug:
+        algorithm = Algorithm.objects.filter(slug=choice["slug"]).first()
+        if algorithm is None:
+            logger.warning("build %s: preprocess chose unknown algorithm %s", build.code, choice["slug"])
+        else:
+            updates["algorithm"] = algorithm
+    Build.objects.filter(pk=build.pk).update(**updates)
+    for name, value in updates.items():
+        setattr(build, name, value)
+    return build
+
+
 def build_record_steps(build: Build, steps) -> None:
     """Upsert engine step states (StepStatus list) into BuildStep rows."""
     existing = {s.name: s for s in build.steps.all()}
-    order = {name: i for i, name in enumerate(("preprocess", "train", "evaluate", "condition", "register"))}
+    order = {name: i for i, name in enumerate(STEP_NAMES)}
     for step in steps:
         row = existing.get(step.name) or BuildStep(build=build, name=step.name, order=order.get(step.name, 9))
         row.status = step.status

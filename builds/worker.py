@@ -14,9 +14,9 @@ class PreloadedWorker(Worker):
         import sklearn.ensemble  # noqa: F401
         import sklearn.linear_model  # noqa: F401
 
-        import builds.pipeline.preprocess  # noqa: F401
-        import builds.pipeline.train  # noqa: F401
-        from builds.pipeline.runner import warm_up
+        import mlaas_steps.preprocess  # noqa: F401
+        import mlaas_steps.train  # noqa: F401
+        from mlaas_steps.runner import warm_up
 
         warm_up()  # lazily loaded parts of pyarrow/scikit-learn, once, before any fork
         super().__init__(*args, **kwargs)

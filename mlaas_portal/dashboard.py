@@ -24,25 +24,28 @@ def plan_capacity() -> list[dict]:
                 queued=Count("id", filter=Q(status=Build.Status.QUEUED)),
                 oldest=Min("queued_at", filter=Q(status=Build.Status.QUEUED))))
     by_plan = {r["plan_id"]: r for r in rows}
+    from builds.queues import plan_queue_name
+
     workers = _plan_workers(plans)
     out = []
     for plan in plans:
         row = by_plan.get(plan.id, {})
         running, limit = row.get("running", 0), plan.plan_concurrent_limit
         out.append({"plan": plan, "running": running, "queued": row.get("queued", 0), "oldest": row.get("oldest"),
-                    "limit": limit, "full": bool(limit) and running >= limit, "workers": workers.get(plan.id)})
+                    "limit": limit, "full": bool(limit) and running >= limit, "workers": workers.get(plan.id),
+                    "queue": plan_queue_name(plan.slug)})
     return out
 
 
 def _plan_workers(plans: list[Plan]) -> dict[int, int]:
     """Live workers on each plan's queue (one Redis read per plan; none when Redis is unreachable)."""
-    from builds.queues import queue_worker_counts
+    from builds.queues import plan_queue_name, queue_worker_counts
 
     try:
-        counts = queue_worker_counts([plan.queue_name for plan in plans])
+        counts = queue_worker_counts([plan_queue_name(plan.slug) for plan in plans])
     except Exception:  # noqa: BLE001 - the dashboard still renders without Redis
         return {}
-    return {plan.id: counts[plan.queue_name] for plan in plans}
+    return {plan.id: counts[plan_queue_name(plan.slug)] for plan in plans}
 
 
 def tenant_queue_rows(limit: int = 20) -> list[dict]:

@@ -33,12 +33,6 @@ class Plan(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    @property
-    def queue_name(self) -> str:
-        from builds.queues import plan_queue_name
-
-        return plan_queue_name(self.slug)
-
 
 class Tenant(models.Model):
     class Isolation(models.TextChoices):

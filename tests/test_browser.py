@@ -132,7 +132,7 @@ class LocalStack:
 
 @pytest.fixture
 def sample_csv(tmp_path):
-    from builds.pipeline.sample_data import write_sample_csvs
+    from mlaas_steps.sample_data import write_sample_csvs
 
     return write_sample_csvs(tmp_path)["breast_cancer"]
 

@@ -43,7 +43,7 @@ def drain_queues(*names: str) -> None:
 
 @pytest.fixture
 def samples(tmp_path):
-    from builds.pipeline.sample_data import write_sample_csvs
+    from mlaas_steps.sample_data import write_sample_csvs
 
     return {name: Path(p) for name, p in write_sample_csvs(tmp_path).items()}
 

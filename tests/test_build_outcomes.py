@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from builds.models import Build, ModelVersion
+from builds.queues import plan_queue_name
 from builds.services import build_create
 from core.aws import gateways
 from tests.test_build_flow import drain_queues
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def samples(tmp_path):
-    from builds.pipeline.sample_data import write_sample_csvs
+    from mlaas_steps.sample_data import write_sample_csvs
 
     return {name: Path(p) for name, p in write_sample_csvs(tmp_path).items()}
 
@@ -25,7 +26,7 @@ def run_build(tenant, name: str, body: bytes, **kwargs) -> Build:
     key = f"{tenant.upload_prefix}{name}"
     gateways.platform_s3().put_object(tenant.bucket, key, body, content_type="text/csv")
     build, _ = build_create(tenant=tenant, dataset_key=key, **kwargs)
-    drain_queues("default", tenant.plan.queue_name)
+    drain_queues("default", plan_queue_name(tenant.plan.slug))
     build.refresh_from_db()
     return build
 
@@ -45,6 +46,34 @@ def test_multiclass_with_algorithm_override(make_tenant, samples, clean_redis):
     build = run_build(tenant, "wine.csv", samples["wine"].read_bytes(), algorithm_slug="linear-classifier")
     assert build.status == Build.Status.SUCCEEDED, build.failure_reason
     assert build.algorithm.slug == "linear-classifier" and build.metrics["accuracy"] > 0.85
+
+
+def test_default_classifier_on_a_numeric_target_trains_a_regressor(make_tenant, samples, clean_redis):
+    tenant = make_tenant(isolation="pool", plan="basic", algorithm="gbm-classifier", target="progression")
+
+    build = run_build(tenant, "diabetes.csv", samples["diabetes"].read_bytes())
+
+    assert build.status == Build.Status.SUCCEEDED, build.failure_reason
+    assert (build.algorithm.slug, build.algorithm_explicit) == ("gbm-regressor", False)
+    assert build.algorithm_reason == ("target `progression` holds 214 distinct whole numbers: a regression target, "
+                                      "so `gbm-regressor` replaces the classification default `gbm-classifier`")
+    assert build.data_report["algorithm"]["switched_from"] == "gbm-classifier"
+    assert sorted(build.metrics) == ["mae", "r2", "rmse"]
+    assert ModelVersion.objects.get(build=build).metrics == build.metrics
+
+
+def test_explicit_classifier_on_a_numeric_target_fails_at_preprocessing(make_tenant, samples, clean_redis):
+    tenant = make_tenant(isolation="pool", plan="basic", algorithm="gbm-classifier", target="progression")
+
+    build = run_build(tenant, "diabetes.csv", samples["diabetes"].read_bytes(), algorithm_slug="linear-classifier")
+
+    assert build.status == Build.Status.FAILED
+    assert build.steps.get(name="preprocess").failure_reason == (
+        "`linear-classifier` is a classification algorithm, but target `progression` holds 214 distinct whole "
+        "numbers, which makes it a regression target; choose a regression algorithm (`gbm-regressor`, "
+        "`random-forest-regressor`, `linear-regressor`); if the numbers are category codes, write them as text "
+        "(e.g. `c12`)")
+    assert (build.algorithm.slug, build.algorithm_explicit) == ("linear-classifier", True)
 
 
 @pytest.mark.parametrize(("body", "reason"), [

@@ -206,6 +206,21 @@ def test_definition_builds_every_step(definition):
         "Tune", "Train", "Register", "MetricBelowMinimum", "RegisterTuned", "MetricBelowMinimumTuned"])
 
 
+def test_definition_steps_each_report_as_one_portal_step(definition):
+    from mlaas_steps import steps
+
+    reported = {step["Name"]: steps.portal_step(step["Name"]) for step in iter_steps(definition)}
+
+    assert reported == {
+        "Preprocess": "preprocess", "UseTuning": None,
+        "Train": "train", "Evaluate": "evaluate", "CheckMetric": "condition", "Register": "register",
+        "MetricBelowMinimum": "condition",
+        "Tune": "train", "EvaluateTuned": "evaluate", "CheckMetricTuned": "condition", "RegisterTuned": "register",
+        "MetricBelowMinimumTuned": "condition",
+    }
+    assert set(reported.values()) - {None} == set(steps.STEP_NAMES)
+
+
 def test_definition_validates_against_relaxed_schema(definition):
     assert schema_errors(definition) == []
 
@@ -317,7 +332,7 @@ def test_step_code_is_uploaded_to_the_code_bucket(definition, aws):
         Bucket=CODE_BUCKET, Key=sorted(keys)[0])["Body"].read().decode()
 
     assert len(code_uris) == 3 and all(uri.startswith(f"s3://{CODE_BUCKET}/{PIPELINE}/code/") for uri in code_uris)
-    assert 'runpy.run_module("builds.pipeline.' in body
+    assert 'runpy.run_module("mlaas_steps.' in body
 
 
 def test_upsert_creates_then_updates_one_pipeline(definition, sagemaker_gateway):

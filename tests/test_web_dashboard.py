@@ -124,7 +124,7 @@ def test_tenant_home_shows_builds_models_and_spend_against_budget(vendor):
         Decimal("0.25"), Decimal("0.30"), 83, True)
     assert "Spend this month ($0.25) has crossed 80% of your $0.30 budget." in text
     assert "$0.25 spend this month of $0.30 budget" in text
-    assert "v1 Gradient boosting classifier accuracy 0.991" in text
+    assert "v1 Gradient boosting classifier Accuracy 0.991" in text
     assert len(c["recent_builds"]) == 8 and all(b.tenant_id == acme.id for b in c["recent_builds"])
     assert "globex" not in response.content.decode() and "report.xlsx" not in text
     assert 'hx-trigger="every 5s"' in response.content.decode()  # builds running: the list refreshes

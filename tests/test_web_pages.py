@@ -37,7 +37,7 @@ def test_measure_algorithms_stores_typical_metrics_the_catalog_shows(reference_d
     page = client.get(reverse("catalog"))
 
     accuracy = classifier["samples"][0]["metrics"]["accuracy"]
-    assert f"Breast cancer sample (569 rows): accuracy {accuracy:.3f}" in text_of(page)
+    assert f"Breast cancer sample (569 rows): Accuracy {accuracy:.3f}" in text_of(page)
     assert text_of(page).count("Not measured yet.") == 4
 
 

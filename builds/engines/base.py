@@ -6,9 +6,13 @@ without a database and the SageMaker engine never depends on ORM details.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
+
+from mlaas_steps.steps import STEP_NAMES
+
+__all__ = ["ENGINE_STATES", "STEP_NAMES", "BuildLaunch", "Engine", "EngineStatus", "StepStatus"]
 
 # Build states an engine may report for a running execution.
 ENGINE_RUNNING = "running"
@@ -17,7 +21,6 @@ ENGINE_FAILED = "failed"
 ENGINE_STOPPED = "cancelled"
 ENGINE_STATES = (ENGINE_RUNNING, ENGINE_SUCCEEDED, ENGINE_FAILED, ENGINE_STOPPED)
 
-STEP_NAMES = ("preprocess", "train", "evaluate", "condition", "register")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,16 @@ class BuildLaunch:
     training_instance_count: int
     model_package_group: str
     tags: dict[str, str]
+    # False: the tenant's default; preprocess may replace it by `alternatives[kind]` when the target needs it.
+    algorithm_explicit: bool = True
+    # Per problem type, the active algorithms that fit it (slugs, the preferred first)...
+    fitting_algorithms: dict[str, list[str]] = field(default_factory=dict)
+    # ...and the preferred one's values, as BuildLaunch fields (algorithm_slug, entry_point, ...).
+    alternatives: dict[str, dict] = field(default_factory=dict)
+
+    def with_algorithm(self, problem_type: str) -> BuildLaunch:
+        """The same build with the preferred algorithm of `problem_type` (preprocess switched to it)."""
+        return replace(self, **self.alternatives[problem_type])
 
     @property
     def data_uri(self) -> str:

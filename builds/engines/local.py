@@ -27,13 +27,20 @@ from builds.engines.base import (
     EngineStatus,
     StepStatus,
 )
-from builds.pipeline import contract
-from builds.pipeline.runner import instance_limits, run_step
+from mlaas_steps import contract, metrics
+from mlaas_steps.runner import instance_limits, run_step
+from mlaas_steps.steps import (
+    COMPUTE_STEPS,
+    CONDITION,
+    EVALUATE,
+    PREPROCESS,
+    PROCESSING_STEPS,
+    REGISTER,
+    STEP_NAMES,
+    TRAIN,
+)
 
 logger = logging.getLogger(__name__)
-
-HIGHER_IS_BETTER = {"accuracy", "f1", "roc_auc", "r2"}
-
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -45,8 +52,35 @@ def _billable(started: datetime | None, ended: datetime | None) -> int:
     return max(1, math.ceil((ended - started).total_seconds()))
 
 
+def step_configs(launch: BuildLaunch) -> dict[str, dict]:
+    """Each compute step's config for a build (the SageMaker definition passes the same as parameters)."""
+    return {
+        PREPROCESS: {"target": launch.target, "problem_type": launch.problem_type, "seed": 42,
+                     "algorithm": launch.algorithm_slug, "algorithm_explicit": launch.algorithm_explicit,
+                     "fitting_algorithms": launch.fitting_algorithms,
+                     "can_switch": bool(launch.alternatives)},  # this engine runs train with another algorithm
+        TRAIN: {"entry_point": launch.entry_point, "problem_type": launch.problem_type,
+                "hyperparameters": launch.hyperparameters, "tuning_ranges": launch.tuning_ranges,
+                "tuning_enabled": launch.tuning_enabled, "max_tuning_jobs": launch.max_tuning_jobs,
+                "objective_metric": launch.objective_metric, "seed": 42},
+        EVALUATE: {"problem_type": launch.problem_type},
+    }
+
+
+def _instances(step: str, launch: BuildLaunch) -> tuple[str, int]:
+    """(instance type, count) a step runs on; pipeline logic steps run on none."""
+    if step in PROCESSING_STEPS:
+        return launch.processing_instance_type, launch.processing_instance_count
+    if step == TRAIN:
+        return launch.training_instance_type, launch.training_instance_count
+    return "", 0
+
+
 def metric_passes(metric: str, value: float, minimum: float) -> bool:
-    return value >= minimum if metric in HIGHER_IS_BETTER else value <= minimum
+    known = metrics.get_metric(metric)
+    if known is None:
+        raise KeyError(f"unknown objective metric `{metric}`")
+    return known.passes(value, minimum)
 
 
 class LocalEngine:
@@ -95,16 +129,10 @@ class LocalEngine:
         from tenants.models import Tenant
 
         report = on_progress or (lambda steps: None)
-        steps = {
-            "preprocess": StepStatus("preprocess", "pending", instance_type=launch.processing_instance_type,
-                                     instance_count=launch.processing_instance_count),
-            "train": StepStatus("train", "pending", instance_type=launch.training_instance_type,
-                                instance_count=launch.training_instance_count),
-            "evaluate": StepStatus("evaluate", "pending", instance_type=launch.processing_instance_type,
-                                   instance_count=launch.processing_instance_count),
-            "condition": StepStatus("condition", "pending", instance_type="", instance_count=0),
-            "register": StepStatus("register", "pending", instance_type="", instance_count=0),
-        }
+        steps = {}
+        for name in STEP_NAMES:
+            instance_type, instance_count = _instances(name, launch)
+            steps[name] = StepStatus(name, "pending", instance_type=instance_type, instance_count=instance_count)
         ordered = list(steps.values())
         status = EngineStatus(state=ENGINE_FAILED, steps=ordered)
         scratch = self.scratch_root / launch.build_code
@@ -119,16 +147,9 @@ class LocalEngine:
             dataset.parent.mkdir(parents=True)
             s3.download_file(launch.bucket, launch.dataset_key, dataset)
             contract.place_dataset(paths, dataset)
-            configs = {
-                "preprocess": {"target": launch.target, "problem_type": launch.problem_type, "seed": 42},
-                "train": {"entry_point": launch.entry_point, "problem_type": launch.problem_type,
-                          "hyperparameters": launch.hyperparameters, "tuning_ranges": launch.tuning_ranges,
-                          "tuning_enabled": launch.tuning_enabled, "max_tuning_jobs": launch.max_tuning_jobs,
-                          "objective_metric": launch.objective_metric, "seed": 42},
-                "evaluate": {"problem_type": launch.problem_type},
-            }
+            configs = step_configs(launch)
             summaries: dict[str, dict] = {}
-            for name in ("preprocess", "train", "evaluate"):
+            for name in COMPUTE_STEPS:
                 step = steps[name]
                 cpus, memory = instance_limits(step.instance_type)
                 step.status, step.started_at = "running", _now()
@@ -145,33 +166,39 @@ class LocalEngine:
                     return self._stop_here(status, ordered, report, result.status, result.failure_reason)
                 summaries[name] = result.summary or {}
                 self._upload_step_outputs(s3, launch, paths, name)
-                if name == "preprocess":
+                if name == PREPROCESS:
                     report_path = paths.processing_output("report") / "data_report.json"
                     status.data_report = contract.read_json(report_path) if report_path.exists() else {}
+                    launch = self._apply_algorithm_choice(launch, status.data_report)
+                    configs = step_configs(launch)
                     if on_data_report:
                         on_data_report(status.data_report)  # visible while training runs
                 report(ordered)
             evaluation = contract.read_json(paths.processing_output("evaluation") / "evaluation.json")
-            metrics = evaluation.get("metrics", evaluation)
-            status.metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+            scores = evaluation.get("metrics", evaluation)
+            status.metrics = {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))}
 
-            condition = steps["condition"]
+            condition = steps[CONDITION]
             condition.started_at = _now()
-            value = status.metrics.get(launch.objective_metric)
+            objective = metrics.normalise(launch.objective_metric)
+            value = status.metrics.get(objective)
             condition.ended_at = _now()
-            if value is None or not metric_passes(launch.objective_metric, value, launch.min_metric):
+            higher_is_better = metrics.higher_is_better(objective)
+            limit = "minimum" if higher_is_better else "maximum"
+            if value is None or not metric_passes(objective, value, launch.min_metric):
                 shown = "missing" if value is None else f"{value:.3f}"
-                reason = (f"the model's {launch.objective_metric} on held-out data is {shown}, below the "
-                          f"{launch.algorithm_slug} minimum of {launch.min_metric:.3f}; try more rows, a better "
+                bound = "below the" if higher_is_better else "above the"
+                reason = (f"the model's {launch.objective_metric} on held-out data is {shown}, {bound} "
+                          f"{launch.algorithm_slug} {limit} of {launch.min_metric:.3f}; try more rows, a better "
                           "target column or another algorithm")
                 condition.status, condition.failure_reason = "failed", reason
                 condition.log = reason
                 return self._stop_here(status, ordered, report, "failed", reason)
             condition.status = "succeeded"
-            condition.log = f"{launch.objective_metric} = {value:.4f} passes the minimum {launch.min_metric}"
+            condition.log = f"{launch.objective_metric} = {value:.4f} passes the {limit} {launch.min_metric}"
             report(ordered)
 
-            register = steps["register"]
+            register = steps[REGISTER]
             register.status, register.started_at = "running", _now()
             report(ordered)
             tarball = contract.make_model_tarball(paths.model_dir, scratch / "model.tar.gz")
@@ -193,6 +220,19 @@ class LocalEngine:
             shutil.rmtree(scratch, ignore_errors=True)
 
     @staticmethod
+    def _apply_algorithm_choice(launch: BuildLaunch, data_report: dict) -> BuildLaunch:
+        """The launch with the algorithm preprocess chose (it may replace a default that does not fit)."""
+        chosen = data_report.get("algorithm") or {}
+        kind = chosen.get("problem_type")
+        if not kind or kind == launch.problem_type:
+            return launch
+        switched = launch.with_algorithm(kind)
+        if switched.algorithm_slug != chosen.get("slug"):
+            raise RuntimeError(f"preprocess chose {chosen.get('slug')}, the launch offers {switched.algorithm_slug}")
+        logger.info("build %s: %s", launch.build_code, chosen.get("reason"))
+        return switched
+
+    @staticmethod
     def _stop_here(status: EngineStatus, ordered: list[StepStatus], report, outcome: str, reason: str):
         for step in ordered:
             if step.status in ("pending", "running"):
@@ -206,13 +246,13 @@ class LocalEngine:
     def _upload_step_outputs(s3, launch: BuildLaunch, paths: contract.StepPaths, step: str) -> None:
         """Keep what SageMaker would keep in the tenant's output location."""
         uploads: list[tuple[Path, str]] = []
-        if step == "preprocess":
+        if step == PREPROCESS:
             for name in ("train", "validation", "test", "report"):
                 directory = paths.processing_output(name)
                 for path in sorted(directory.glob("*")) if directory.is_dir() else []:
                     if path.is_file():
                         uploads.append((path, f"preprocess/{name}/{path.name}"))
-        elif step == "evaluate":
+        elif step == EVALUATE:
             uploads.append((paths.processing_output("evaluation") / "evaluation.json", "evaluation/evaluation.json"))
         for path, suffix in uploads:
             s3.upload_file(path, launch.bucket, f"{launch.output_prefix}{suffix}")

@@ -33,16 +33,14 @@ from builds.engines.base import (
 )
 from core.aws import pipeline_definition as pd
 from core.aws.errors import AwsNotFound, AwsValidationError
+from mlaas_steps import metrics
+from mlaas_steps import steps as step_names
 
 if TYPE_CHECKING:
     from core.aws.sagemaker import SageMakerGateway
 
 logger = logging.getLogger(__name__)
 
-# Metrics where lower is better (builds.pipeline.trainers.OBJECTIVE_METRICS,
-# which imports scikit-learn): the pipeline compares a score, higher is
-# better, so their minimum is passed negated.
-LOWER_IS_BETTER_METRICS = frozenset({"rmse", "mse", "mae", "mape", "rmsle", "log_loss", "logloss"})
 MAX_PARAMETER_LENGTH = 1024  # StartPipelineExecution limit per value
 
 _EXECUTION_STATES = {
@@ -60,17 +58,6 @@ _STEP_STATES = {
     "Failed": "failed",
     "Succeeded": "succeeded",
 }
-_OUR_STEP = {
-    pd.STEP_PREPROCESS: "preprocess",
-    pd.STEP_TRAIN: "train",
-    pd.STEP_TUNE: "train",
-    pd.STEP_EVALUATE: "evaluate",
-    pd.STEP_CHECK_METRIC: "condition",
-    pd.STEP_FAIL: "condition",
-    pd.STEP_REGISTER: "register",
-}
-_STEP_LABELS = {"preprocess": "data preparation", "train": "training", "evaluate": "evaluation",
-                "condition": "quality check", "register": "model registration"}
 _KNOWN_FAILURES = (
     ("capacity", "AWS had no free capacity for the plan's instance type; the build can be retried later."),
     ("resourcelimitexceeded", "the account's instance quota was reached; the build can be retried later."),
@@ -136,7 +123,8 @@ def pipeline_parameters(launch: BuildLaunch, *, tenant_tag_key: str = "mlaas:ten
 
 
 def _higher_is_better(metric: str) -> bool:
-    return metric.strip().lower().rsplit(":", 1)[-1] not in LOWER_IS_BETTER_METRICS
+    # The pipeline compares a score (higher is better), so a lower-is-better minimum is passed negated.
+    return metrics.higher_is_better(metric)
 
 
 def readable_failure(reason: str) -> str:
@@ -191,7 +179,7 @@ class SageMakerEngine:
         result = EngineStatus(state=state, steps=[steps[name] for name in STEP_NAMES])
         result.model_package_arn = next(
             (s.get("Metadata", {}).get("RegisterModel", {}).get("Arn", "") for s in remote_steps
-             if _base_name(s.get("StepName", "")) == pd.STEP_REGISTER), "")
+             if _base_name(s.get("StepName", "")) == step_names.DEFINITION_REGISTER), "")
         if state == ENGINE_FAILED:
             result.failure_reason = self._failure_reason(execution, steps)
         if state in (ENGINE_SUCCEEDED, ENGINE_FAILED):
@@ -213,13 +201,14 @@ class SageMakerEngine:
         not_run = "pending" if state == ENGINE_RUNNING else ("cancelled" if state == ENGINE_STOPPED else "skipped")
         steps = {name: StepStatus(name=name, status=not_run) for name in STEP_NAMES}
         # The Fail step overrides the condition step it follows, whatever the listing order.
-        for remote in sorted(remote_steps, key=lambda s: _base_name(s.get("StepName", "")) == pd.STEP_FAIL):
+        for remote in sorted(remote_steps,
+                             key=lambda s: _base_name(s.get("StepName", "")) == step_names.DEFINITION_FAIL):
             base = _base_name(remote.get("StepName", ""))
-            ours = _OUR_STEP.get(base)
+            ours = step_names.portal_step(base)
             if ours is None:  # UseTuning: routing, not work a tenant sees
                 continue
             step = steps[ours]
-            if base == pd.STEP_FAIL:
+            if base == step_names.DEFINITION_FAIL:
                 step.status = "failed"
                 step.failure_reason = _below_minimum(launch)
                 step.ended_at = remote.get("EndTime") or step.ended_at
@@ -237,11 +226,11 @@ class SageMakerEngine:
 
     def _failure_reason(self, execution: dict, steps: dict[str, StepStatus]) -> str:
         failed = [steps[name] for name in STEP_NAMES if steps[name].status == "failed"]
-        if failed and failed[0].name == "condition":
+        if failed and failed[0].name == step_names.CONDITION:
             return failed[0].failure_reason
         if failed:
             detail = failed[0].failure_reason or "no reason was given."
-            return f"The {_STEP_LABELS[failed[0].name]} step failed: {detail}"
+            return f"The {step_names.STEP_LABELS[failed[0].name]} step failed: {detail}"
         reason = execution.get("FailureReason") or ""
         return f"The build failed: {readable_failure(reason)}" if reason else "The build failed for an unknown reason."
 
@@ -253,10 +242,10 @@ class SageMakerEngine:
             result.artifact_uri = containers[0].get("ModelDataUrl", "") if containers else ""
         if self._report_reader is None:
             return
-        if steps["evaluate"].status == "succeeded":
+        if steps[step_names.EVALUATE].status == "succeeded":
             report = self._report_reader(evaluation_report_uri(launch))
             result.metrics = report.get("metrics", report)
-        if steps["preprocess"].status == "succeeded":
+        if steps[step_names.PREPROCESS].status == "succeeded":
             result.data_report = self._report_reader(data_report_uri(launch))
 
 
@@ -269,13 +258,13 @@ def data_report_uri(launch: BuildLaunch) -> str:
 
 
 def _base_name(step_name: str) -> str:
-    return step_name.removesuffix(pd.TUNED_SUFFIX)
+    return step_names.definition_base_name(step_name)
 
 
 def _instances(step: str, launch: BuildLaunch) -> tuple[str, int]:
-    if step in ("preprocess", "evaluate"):
+    if step in step_names.PROCESSING_STEPS:
         return launch.processing_instance_type, launch.processing_instance_count
-    if step == "train":
+    if step == step_names.TRAIN:
         return launch.training_instance_type, launch.training_instance_count
     return "", 0
 

@@ -16,6 +16,7 @@ import requests
 
 from builds import intake
 from builds.models import Build, RejectedUpload
+from builds.queues import plan_queue_name
 from builds.uploads import clean_upload_name, upload_presign
 from core.aws import gateways
 
@@ -189,7 +190,7 @@ def test_unicode_target_and_columns_train_on_the_local_engine(make_tenant, clean
     gateways.platform_s3().put_object(tenant.bucket, key, ("店舗,émoji😀,売上\n" + rows).encode(),
                                       content_type="text/csv")
     build, _ = build_create(tenant=tenant, dataset_key=key, algorithm_slug="gbm-classifier")
-    drain_queues("default", tenant.plan.queue_name)
+    drain_queues("default", plan_queue_name(tenant.plan.slug))
     build.refresh_from_db()
     assert build.status == Build.Status.SUCCEEDED, build.failure_reason
     assert build.target == "売上" and build.metrics["accuracy"] > 0.9

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from builds.pipeline import StepFailure, StepPaths, evaluate, make_model_tarball, place_dataset, preprocess, train
-from builds.pipeline.runner import instance_limits, run_step
-from builds.pipeline.sample_data import SAMPLES, write_sample_csvs
-from builds.pipeline.trainers import TRAINERS, point_to_hyperparameters, validate_ranges
+from mlaas_steps import StepFailure, StepPaths, evaluate, make_model_tarball, place_dataset, preprocess, train
+from mlaas_steps.runner import instance_limits, run_step
+from mlaas_steps.sample_data import SAMPLES, write_sample_csvs
+from mlaas_steps.trainers import TRAINERS, point_to_hyperparameters, validate_ranges
 
 CPUS, MEMORY = instance_limits("ml.m5.large")
 
@@ -42,7 +42,7 @@ def run_pipeline(root: Path, csv_path: Path, *, target: str, problem_type: str, 
     }
     summaries = {}
     for step, config in configs.items():
-        result = run_step(f"builds.pipeline.{step}:run", paths, config, cpu_count=CPUS, memory_bytes=MEMORY,
+        result = run_step(f"mlaas_steps.{step}:run", paths, config, cpu_count=CPUS, memory_bytes=MEMORY,
                           timeout_seconds=120, log_path=root / "build.log", instance_type="ml.m5.large")
         assert (result.status, result.failure_reason) == ("succeeded", ""), result.log
         summaries[step] = result.summary
@@ -59,7 +59,8 @@ def test_breast_cancer_pipeline_builds_a_model_that_predicts_raw_rows(tmp_path, 
 
     report = json.loads((tmp_path / "processing/output/report/data_report.json").read_text())
     assert (report["rows_in"], report["rows_out"]) == (569, 569)
-    assert report["dropped"] == {"duplicates": 0, "missing_target": 0, "invalid_target": 0, "malformed": 0}
+    assert report["dropped"] == {"missing_target": 0, "invalid_target": 0, "malformed": 0}
+    assert (report["duplicate_rows"], report["test_rows_seen_in_train"]) == (0, 0)
     assert report["target"]["class_counts"] == {"benign": 357, "malignant": 212}
     assert report["splits"] == {"train": 398, "validation": 85, "test": 86}
     assert report["features"] == {"numeric": 30, "categorical": 0, "ignored": 0}
@@ -237,9 +238,88 @@ def test_target_without_values_is_rejected(tmp_path):
 
 
 def test_regression_on_text_target_is_rejected(tmp_path):
-    reason = preprocess_failure(write_upload(tmp_path, small_table().to_csv(index=False)), problem_type="regression")
-    assert reason.startswith("target `label` is not numeric (values such as `")
-    assert reason.endswith("regression needs a numeric target — choose classification or another column")
+    reason = preprocess_failure(write_upload(tmp_path, small_table().to_csv(index=False)), problem_type="regression",
+                                algorithm="gbm-regressor",
+                                fitting_algorithms={"classification": ["gbm-classifier", "linear-classifier"]})
+    assert reason == ("`gbm-regressor` is a regression algorithm, but target `label` holds text values such as "
+                      "`yes`, `no`, which makes it a classification target; choose a classification algorithm "
+                      "(`gbm-classifier`, `linear-classifier`)")
+
+
+FITTING = {"classification": ["gbm-classifier", "linear-classifier"],
+           "regression": ["gbm-regressor", "linear-regressor"]}
+
+
+def numeric_target_table(rows: int = 120) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"size": rng.uniform(20, 200, rows).round(1), "rooms": rng.integers(1, 6, rows)})
+    frame["price"] = (frame["size"] * 3000 + frame["rooms"] * 10000 + rng.normal(0, 5000, rows)).round(0)
+    return frame
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    (pd.Series(["yes", "no", None]), ("classification", "holds text values such as `yes`, `no`")),
+    (pd.Series([0, 1, 1, 0]), ("classification", "holds 2 distinct whole numbers")),
+    (pd.Series([1.0, 2.0, 3.0, np.nan]), ("classification", "holds 3 distinct whole numbers")),
+    (pd.Series(range(50)), ("regression", "holds 50 distinct whole numbers")),
+    (pd.Series([0.5, 1.25, 2.0]), ("regression", "holds 3 distinct numbers with decimals")),
+    (pd.Series(["1.5", "2.5", "3"]), ("regression", "holds 3 distinct numbers with decimals")),
+])
+def test_infer_problem_type_from_the_target_values(values, expected):
+    assert preprocess.infer_problem_type(values) == expected
+
+
+def test_default_classifier_on_a_numeric_target_switches_to_a_regressor(tmp_path):
+    paths = write_upload(tmp_path, numeric_target_table().to_csv(index=False))
+
+    report = preprocess.run(paths, {"target": "price", "problem_type": "classification", "algorithm": "gbm-classifier",
+                                    "algorithm_explicit": False, "fitting_algorithms": FITTING, "can_switch": True})
+
+    assert report["algorithm"] == {
+        "slug": "gbm-regressor", "problem_type": "regression", "explicit": False, "switched_from": "gbm-classifier",
+        "inferred_problem_type": "regression",
+        "reason": "target `price` holds 120 distinct whole numbers: a regression target, so `gbm-regressor` "
+                  "replaces the classification default `gbm-classifier`"}
+    schema = json.loads((paths.processing_output("train") / "schema.json").read_text())
+    assert (schema["problem_type"], schema["classes"]) == ("regression", [])
+
+
+def test_default_algorithm_that_fits_is_kept_with_the_reason(tmp_path):
+    paths = write_upload(tmp_path, small_table().to_csv(index=False))
+
+    report = preprocess.run(paths, {"target": "label", "problem_type": "classification", "algorithm": "gbm-classifier",
+                                    "algorithm_explicit": False, "fitting_algorithms": FITTING, "can_switch": True})
+
+    assert (report["algorithm"]["slug"], report["algorithm"]["switched_from"], report["algorithm"]["reason"]) == (
+        "gbm-classifier", None,
+        "target `label` holds text values such as `yes`, `no`: a classification target, which `gbm-classifier` fits")
+
+
+def test_default_algorithm_that_cannot_switch_says_what_to_start_with(tmp_path):
+    reason = preprocess_failure(write_upload(tmp_path, numeric_target_table().to_csv(index=False)), target="price",
+                                algorithm="gbm-classifier", algorithm_explicit=False, fitting_algorithms=FITTING)
+    assert reason == ("target `price` holds 120 distinct whole numbers, which makes it a regression target, but the "
+                      "default algorithm `gbm-classifier` is a classification algorithm; start the build again with "
+                      "a regression algorithm (`gbm-regressor`, `linear-regressor`), or make one the tenant's "
+                      "default")
+
+
+def test_explicit_classifier_on_a_numeric_target_fails_naming_the_regressors(tmp_path):
+    reason = preprocess_failure(write_upload(tmp_path, numeric_target_table().to_csv(index=False)), target="price",
+                                algorithm="gbm-classifier", algorithm_explicit=True, fitting_algorithms=FITTING,
+                                can_switch=True)
+    assert reason == ("`gbm-classifier` is a classification algorithm, but target `price` holds 120 distinct whole "
+                      "numbers, which makes it a regression target; choose a regression algorithm (`gbm-regressor`, "
+                      "`linear-regressor`); if the numbers are category codes, write them as text (e.g. `c12`)")
+
+
+def test_explicit_regressor_on_few_whole_numbers_is_allowed(tmp_path):
+    frame = numeric_target_table().assign(price=lambda f: f["rooms"])
+    report = preprocess.run(write_upload(tmp_path, frame.drop(columns=["rooms"]).to_csv(index=False)),
+                            {"target": "price", "problem_type": "regression", "algorithm": "gbm-regressor",
+                             "fitting_algorithms": FITTING})
+    assert (report["algorithm"]["problem_type"], report["algorithm"]["inferred_problem_type"]) == (
+        "regression", "classification")
 
 
 def test_non_numeric_garbage_has_no_usable_features(tmp_path):
@@ -290,15 +370,107 @@ def test_too_wide_file_is_rejected_before_reading_rows(tmp_path):
                       "keep the target and the most useful features")
 
 
+LABELED_ROWS = "".join(f"{i},{i % 7},{'yes' if i % 2 else 'no'}\n" for i in range(60))
+
+
+def test_header_line_longer_than_the_limit_is_rejected_in_words(tmp_path):
+    header = ",".join(f"c{i:04d}_" + "n" * 600 for i in range(1_000)) + ",label\n"
+    reason = preprocess_failure(write_upload(tmp_path, header + "1," * 1_000 + "yes\n"))
+    assert reason == ("the first line of the file is longer than 512 KB; a CSV starts with one header line naming "
+                      "the columns — check the file is a CSV with line breaks between rows")
+
+
+def test_header_longer_than_the_sniffed_bytes_is_read_whole(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(30, 1_500)).round(2), columns=[f"feature_{i:04d}_" + "n" * 40
+                                                                         for i in range(1_500)])
+    frame["label"] = rng.choice(["no", "yes"], 30)
+    assert len(frame.columns.str.cat(sep=",")) > preprocess.SNIFF_BYTES
+
+    report = preprocess.run(write_upload(tmp_path, frame.to_csv(index=False)),
+                            {"target": "label", "problem_type": "classification"})
+
+    assert report["features"] == {"numeric": 1_500, "categorical": 0, "ignored": 0}
+
+
+@pytest.mark.parametrize("content", [
+    json.dumps([{"a": i, "b": i % 7, "label": "yes" if i % 2 else "no"} for i in range(60)]),
+    "\n".join(json.dumps({"a": i, "label": "yes" if i % 2 else "no"}) for i in range(60)),
+    ' [\n  {"a": 1, "label": "yes"}\n]',
+])
+def test_json_file_named_csv_is_rejected_in_words(tmp_path, content):
+    reason = preprocess_failure(write_upload(tmp_path, content, name="export.csv"))
+    assert reason == ("the file is JSON, not CSV; export the data as CSV (a header line naming the columns, "
+                      "then one line per row) and upload that")
+
+
+def test_very_long_line_is_read(tmp_path):
+    content = "a,b,notes,label\n" + "".join(f"{i},{i % 7},short,{'yes' if i % 2 else 'no'}\n" for i in range(60))
+    content += "1,2," + "x" * 3_000_000 + ",yes\n"
+
+    report = preprocess.run(write_upload(tmp_path, content), {"target": "label", "problem_type": "classification"})
+
+    assert (report["rows_in"], report["rows_out"], report["dropped"]["malformed"]) == (61, 61, 0)
+
+
+def test_line_longer_than_the_limit_is_rejected_in_words(tmp_path, monkeypatch):
+    monkeypatch.setattr(preprocess, "MAX_LINE_BYTES", 1024 * 1024)
+    content = "a,b,label\n" + LABELED_ROWS + "1," + "x" * 3_000_000 + ",yes\n" + LABELED_ROWS
+    reason = preprocess_failure(write_upload(tmp_path, content))
+    assert reason == ("a row of the file is longer than 1 MB; usually a quote (`\"`) that is never closed, or a "
+                      "file without line breaks between rows — check the file is a CSV with one row per line")
+
+
+@pytest.mark.parametrize(("broken_row", "shown"), [
+    ('"1,2,yes\n', '"1,2,yes'),  # the rest of the file is one row with too few fields
+    ('1,"2,yes\n', '1,"2,yes'),
+    ('1,2,"yes\n', '1,2,"yes'),  # the rest of the file is one target value
+])
+def test_unclosed_quote_is_reported_in_words(tmp_path, broken_row, shown):
+    content = "a,b,label\n" + LABELED_ROWS + broken_row + LABELED_ROWS
+    reason = preprocess_failure(write_upload(tmp_path, content))
+    assert reason == (f'a quote (`"`) is never closed in the row starting `{shown}`, so the rest of the file was '
+                      'read as one value; close the quote, or double any quote inside a quoted value (`""`)')
+
+
+def test_unclosed_quote_in_the_header_is_reported_in_words(tmp_path):
+    reason = preprocess_failure(write_upload(tmp_path, 'a,b,"label\n' + LABELED_ROWS))
+    assert reason == ('the header row has a quote (`"`) that is never closed, so the following lines were read as '
+                      "part of a column name; close or remove the quote in the first line")
+
+
+def test_quoted_values_with_line_breaks_are_still_read(tmp_path):
+    content = "a,b,label\n" + LABELED_ROWS + '1,"2\nstreet, town",yes\n'
+    report = preprocess.run(write_upload(tmp_path, content), {"target": "label", "problem_type": "classification"})
+    assert (report["rows_in"], report["rows_out"]) == (61, 61)
+
+
 def test_too_few_rows_after_cleaning(tmp_path):
-    frame = small_table(rows=12)
-    frame = pd.concat([frame, frame.head(3)])
+    frame = small_table(rows=22)
+    frame.loc[:2, "label"] = None
     reason = preprocess_failure(write_upload(tmp_path, frame.to_csv(index=False)))
-    assert reason == ("only 12 usable rows are left after removing 3 duplicate rows and 0 rows without a "
-                      "`label` value; at least 20 are needed")
+    assert reason == ("only 19 usable rows are left after removing 3 rows without a `label` value; "
+                      "at least 20 are needed")
 
 
-def test_duplicates_and_missing_targets_are_dropped_and_counted(tmp_path, samples):
+def test_repeated_categorical_rows_are_kept_and_counted(tmp_path):
+    colors = ["red", "green", "blue", "black", "white"]
+    frame = pd.DataFrame({"color": [colors[i % 5] for i in range(100)]})
+    frame["label"] = np.where(frame["color"].isin(["red", "blue"]), "warm", "cold")
+    upload = tmp_path / "colors.csv"
+    frame.to_csv(upload, index=False)
+
+    _, summaries = run_pipeline(tmp_path / "build", upload, target="label", problem_type="classification",
+                                entry_point="hist_gradient_boosting")
+
+    report = summaries["preprocess"]
+    assert (report["rows_in"], report["rows_out"], report["duplicate_rows"]) == (100, 100, 95)
+    assert report["splits"] == {"train": 70, "validation": 15, "test": 15}
+    assert report["test_rows_seen_in_train"] == 15
+    assert summaries["evaluate"]["metrics"]["accuracy"] == 1.0
+
+
+def test_duplicates_are_kept_and_missing_targets_dropped_and_counted(tmp_path, samples):
     frame = pd.read_csv(samples["breast_cancer"])
     unlabeled = frame.head(3).assign(diagnosis=np.nan)
     unlabeled["mean radius"] += 1000  # not duplicates of labeled rows
@@ -307,11 +479,12 @@ def test_duplicates_and_missing_targets_are_dropped_and_counted(tmp_path, sample
 
     report = preprocess.run(paths, {"target": "diagnosis", "problem_type": "classification"})
 
-    assert (report["rows_in"], report["rows_out"]) == (577, 569)
-    assert report["dropped"] == {"duplicates": 5, "missing_target": 3, "invalid_target": 0, "malformed": 0}
-    assert sum(report["splits"].values()) == 569
+    assert (report["rows_in"], report["rows_out"]) == (577, 574)
+    assert report["dropped"] == {"missing_target": 3, "invalid_target": 0, "malformed": 0}
+    assert report["duplicate_rows"] == 5
+    assert sum(report["splits"].values()) == 574
     split_rows = sum(len(preprocess.read_split(paths.processing_output(name))) for name in preprocess.SPLITS)
-    assert split_rows == 569
+    assert split_rows == 574
 
 
 def test_utf8_bom_semicolons_and_decimal_commas_are_accepted(tmp_path, samples):
@@ -351,7 +524,7 @@ def test_latin1_text_with_stray_values_and_malformed_rows(tmp_path):
 
 def test_failure_reason_reaches_run_step_verbatim(tmp_path):
     paths = write_upload(tmp_path, "a,b,label\n")
-    result = run_step("builds.pipeline.preprocess:run", paths, {"target": "label", "problem_type": "classification"},
+    result = run_step("mlaas_steps.preprocess:run", paths, {"target": "label", "problem_type": "classification"},
                       cpu_count=1, memory_bytes=MEMORY, timeout_seconds=60, log_path=tmp_path / "log.txt")
     assert (result.status, result.failure_kind, result.failure_reason) == (
         "failed", "step_failure", "the file has a header row but no data rows")
@@ -398,7 +571,7 @@ def test_preprocess_command_line_writes_the_exit_message(tmp_path):
     paths = write_upload(tmp_path, "a,b,label\n")
     message = tmp_path / "message"
     os.environ.pop("MLAAS_ML_ROOT", None)
-    from builds.pipeline.runner import run_in_container
+    from mlaas_steps.runner import run_in_container
 
     code = run_in_container(preprocess.run, paths, {"target": "label", "problem_type": "classification"},
                             failure_file=message)

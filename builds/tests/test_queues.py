@@ -33,7 +33,7 @@ def test_plan_queue_names_follow_the_plans_in_tier_order(reference_data):
     assert plan_queue_names() == ["plan-premium", "plan-standard", "plan-basic"]
     add_plan("gold", tier_rank=99)
     assert plan_queue_names() == ["plan-gold", "plan-premium", "plan-standard", "plan-basic"]
-    assert Plan.objects.get(slug="gold").queue_name == plan_queue_name("gold") == "plan-gold"
+    assert plan_queue_name(Plan.objects.get(slug="gold").slug) == "plan-gold"
 
 
 @pytest.mark.django_db(transaction=True)

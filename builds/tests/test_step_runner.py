@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from builds.pipeline import StepFailure, StepPaths
-from builds.pipeline.runner import INSTANCE_TYPES, LOG_TAIL_BYTES, instance_limits, run_step
+from mlaas_steps import StepFailure, StepPaths
+from mlaas_steps.runner import INSTANCE_TYPES, LOG_TAIL_BYTES, instance_limits, run_step
 
 GIB = 1024**3
 
@@ -211,8 +211,8 @@ def test_step_child_dies_with_the_worker_that_forked_it(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
-        from builds.pipeline.contract import StepPaths
-        from builds.pipeline.runner import run_step
+        from mlaas_steps.contract import StepPaths
+        from mlaas_steps.runner import run_step
 
         def sleepy(paths, config):
             time.sleep(60)

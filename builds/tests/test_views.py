@@ -167,7 +167,7 @@ def test_build_detail_shows_timeline_metrics_report_version_and_cost(acme):
         ("preprocess", "succeeded"), ("train", "succeeded"), ("evaluate", "succeeded"), ("condition", "succeeded"),
         ("register", "succeeded")]
     assert response.context["progress"]["done"] == 5
-    assert "0.965 accuracy" in text and "0.972 f1" in text
+    assert "0.965 Accuracy" in text and "0.972 F1" in text
     assert "Rows read 569" in text and "398 train · 85 validation · 86 test" in text
     assert "Model version 1 Pending approval" in text
     assert 'id="approve-model"' in response.content.decode() and 'id="reject-model"' in response.content.decode()
@@ -265,7 +265,7 @@ def test_models_page_lists_versions_with_metrics_and_actions_for_owner(acme):
     as_member = client_for(member).get(reverse("builds:models", args=["acme"]))
 
     assert [v.version for v in as_owner.context["versions"]] == [2, 1]
-    assert "accuracy 0.930" in text_of(as_owner) and "Approved" in text_of(as_owner)
+    assert "Accuracy 0.930" in text_of(as_owner) and "Approved" in text_of(as_owner)
     assert as_owner.content.decode().count('name="decision" value="approve"') == 1
     assert 'name="decision"' not in as_member.content.decode()
     assert reverse("builds:model_download", args=["acme", 2]) in as_member.content.decode()
@@ -392,7 +392,7 @@ def test_model_download_redirects_to_a_presigned_link_of_that_artifact(make_tena
 def samples_dir(tmp_path):
     from pathlib import Path
 
-    from builds.pipeline.sample_data import write_sample_csvs
+    from mlaas_steps.sample_data import write_sample_csvs
 
     return Path(next(iter(write_sample_csvs(tmp_path).values()))).parent
 
@@ -446,7 +446,7 @@ def test_algorithms_page_is_staff_only_and_lists_typical_metrics(reference_data,
     member = client_for(create_member(acme)).get(reverse("builds:algorithms"))
 
     assert (staff.status_code, member.status_code) == (200, 404)
-    assert "Diabetes (442 rows) rmse 53.100 mae 42.500 r2 0.480" in text_of(staff)
+    assert "Diabetes (442 rows) RMSE 53.100 MAE 42.500 R² 0.480" in text_of(staff)
     assert text_of(staff).count("not measured yet") == 5
 
 

@@ -19,10 +19,10 @@ MaxTuningJobs=1 for plans without tuning; rejected because it runs a tuning
 job for every build and muddles what the tenant is billed for.)
 
 Contract with the step code baked into the TrainingImageUri image (our own
-`builds.pipeline` package); all paths below OutputUri belong to the build:
+`mlaas_steps` package); all paths below OutputUri belong to the build:
 - processing steps run `python3 <launcher>.py <args>`; the launcher (uploaded
   once per content hash under `s3://<default bucket>/<pipeline>/code/`) runs
-  `builds.pipeline.preprocess` / `builds.pipeline.evaluate` with that argv.
+  `mlaas_steps.preprocess` / `mlaas_steps.evaluate` with that argv.
 - preprocess: `--input /opt/ml/processing/input/data` (the uploaded CSV)
   `--output /opt/ml/processing/output --target T --problem-type P`; writes
   `train/`, `validation/`, `test/` and `report/data_report.json` under the
@@ -61,18 +61,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from mlaas_steps import steps as step_names
+
 DEFAULT_PIPELINE_NAME = "mlaas-shared-build-pipeline"
 
-# Step names as they appear in ListPipelineExecutionSteps.
-STEP_PREPROCESS = "Preprocess"
-STEP_USE_TUNING = "UseTuning"
-STEP_TRAIN = "Train"
-STEP_TUNE = "Tune"
-STEP_EVALUATE = "Evaluate"
-STEP_CHECK_METRIC = "CheckMetric"
-STEP_REGISTER = "Register"
-STEP_FAIL = "MetricBelowMinimum"
-TUNED_SUFFIX = "Tuned"
+# Step names as they appear in ListPipelineExecutionSteps: defined, with their
+# mapping to the portal's steps, in mlaas_steps.steps.
+STEP_PREPROCESS = step_names.DEFINITION_PREPROCESS
+STEP_USE_TUNING = step_names.DEFINITION_USE_TUNING
+STEP_TRAIN = step_names.DEFINITION_TRAIN
+STEP_TUNE = step_names.DEFINITION_TUNE
+STEP_EVALUATE = step_names.DEFINITION_EVALUATE
+STEP_CHECK_METRIC = step_names.DEFINITION_CHECK_METRIC
+STEP_REGISTER = step_names.DEFINITION_REGISTER
+STEP_FAIL = step_names.DEFINITION_FAIL
+TUNED_SUFFIX = step_names.TUNED_SUFFIX
 
 # (name, type, default). No default means StartPipelineExecution must pass it.
 PARAMETERS: tuple[tuple[str, str, Any], ...] = (
@@ -284,7 +287,7 @@ def _pipeline(pipeline_name: str, session: Any, workdir: Path, tenant_tag_key: s
     p = _parameters()
     tags = [Tag(key=tenant_tag_key, value=p["TenantTag"]), Tag(key=plan_tag_key, value=p["PlanTag"])]
     code = _write_launchers(workdir)
-    preprocess = _preprocess_step(p, session, tags, code["preprocess"])
+    preprocess = _preprocess_step(p, session, tags, code[step_names.PREPROCESS])
     channels = {
         name: preprocess.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
         for name in ("train", "validation", "test")
@@ -302,7 +305,7 @@ def _pipeline(pipeline_name: str, session: Any, workdir: Path, tenant_tag_key: s
     ])
     steps = [preprocess, use_tuning]
     for suffix, model_uri in (("", train.properties.ModelArtifacts.S3ModelArtifacts), (TUNED_SUFFIX, tuned_model)):
-        steps.extend(_evaluate_and_register(suffix, model_uri, p, session, tags, code["evaluate"],
+        steps.extend(_evaluate_and_register(suffix, model_uri, p, session, tags, code[step_names.EVALUATE],
                                             channels["test"]))
     return Pipeline(
         name=pipeline_name,
@@ -315,10 +318,10 @@ def _pipeline(pipeline_name: str, session: Any, workdir: Path, tenant_tag_key: s
 
 def _write_launchers(workdir: Path) -> dict[str, str]:
     paths = {}
-    for step in ("preprocess", "evaluate"):
+    for step in step_names.PROCESSING_STEPS:
         path = workdir / "code" / f"{step}.py"
         path.parent.mkdir(exist_ok=True)
-        path.write_text(_LAUNCHER.format(module=f"builds.pipeline.{step}"))
+        path.write_text(_LAUNCHER.format(module=f"mlaas_steps.{step}"))
         paths[step] = str(path)
     return paths
 

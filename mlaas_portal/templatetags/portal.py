@@ -98,13 +98,20 @@ def label(value: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-METRIC_ORDER = ("accuracy", "f1", "precision", "recall", "roc_auc", "rmse", "mae", "r2")
-
-
 @register.filter
 def metric_items(metrics) -> list[tuple[str, object]]:
     """Metrics in a fixed reading order (PostgreSQL's jsonb does not keep key order)."""
+    from mlaas_steps import metrics as metric_facts
+
     if not isinstance(metrics, dict):
         return []
-    rank = {name: i for i, name in enumerate(METRIC_ORDER)}
+    rank = {name: i for i, name in enumerate(metric_facts.ORDER)}
     return sorted(metrics.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0]))
+
+
+@register.filter
+def metric_name(name: str) -> str:
+    """`roc_auc` -> `ROC AUC`: the display name every page uses for a metric."""
+    from mlaas_steps import metrics as metric_facts
+
+    return metric_facts.display_name(name)

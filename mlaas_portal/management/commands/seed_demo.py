@@ -32,7 +32,7 @@ class Command(BaseCommand):
         self.stdout.write("reference data and admin ready")
         if options["no_tenants"]:
             return
-        from builds.pipeline.sample_data import write_sample_csvs
+        from mlaas_steps.sample_data import write_sample_csvs
         from tenants.provisioning import reprovision_missing
 
         if settings.AWS_ENDPOINT_URL:

@@ -33,13 +33,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlaas_steps.steps import EVALUATE, PREPROCESS, TRAIN
+
 SAGEMAKER_ROOT = Path("/opt/ml")
 ROOT_ENV = "MLAAS_ML_ROOT"  # lets a script find a non-default root
 TRAINING_CHANNELS = ("train", "validation")
-STEP_FUNCTIONS = {
-    "preprocess": "builds.pipeline.preprocess:run",
-    "train": "builds.pipeline.train:run",
-    "evaluate": "builds.pipeline.evaluate:run",
+STEP_FUNCTIONS = {  # mlaas_steps.steps.COMPUTE_STEPS
+    PREPROCESS: "mlaas_steps.preprocess:run",
+    TRAIN: "mlaas_steps.train:run",
+    EVALUATE: "mlaas_steps.evaluate:run",
 }
 
 
@@ -110,11 +112,11 @@ class StepPaths:
 
 # Inputs each step expects, and the earlier outputs they are linked to locally.
 _STAGING = {
-    "preprocess": (),
-    "train": (("input/data/train", "processing/output/train"),
-              ("input/data/validation", "processing/output/validation")),
-    "evaluate": (("processing/input/model", "model"),
-                 ("processing/input/test", "processing/output/test")),
+    PREPROCESS: (),
+    TRAIN: (("input/data/train", "processing/output/train"),
+            ("input/data/validation", "processing/output/validation")),
+    EVALUATE: (("processing/input/model", "model"),
+               ("processing/input/test", "processing/output/test")),
 }
 
 

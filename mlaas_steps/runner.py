@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from builds.pipeline.contract import StepPaths, sagemaker_environment
-from builds.pipeline.failures import StepFailure
+from mlaas_steps.contract import StepPaths, sagemaker_environment
+from mlaas_steps.failures import StepFailure
 
 SUCCEEDED = "succeeded"
 FAILED = "failed"
@@ -278,12 +278,12 @@ def warm_up() -> None:
         import numpy as np
         import pandas as pd
 
-        from builds.pipeline import evaluate, preprocess, train
+        from mlaas_steps import evaluate, preprocess, train
 
         rng = np.random.default_rng(0)
         frame = pd.DataFrame({"x": rng.normal(size=60), "kind": rng.choice(["a", "b"], 60),
                               "y": rng.choice(["no", "yes"], 60)})
-        pipeline_logger = logging.getLogger("builds.pipeline")
+        pipeline_logger = logging.getLogger("mlaas_steps")
         previous = pipeline_logger.disabled
         pipeline_logger.disabled = True
         try:
@@ -416,7 +416,7 @@ def _run_outcome(func, paths, config, cpus: int, outcome: dict) -> None:
 def _configure_logging() -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(name)s: %(message)s"))
-    pipeline_logger = logging.getLogger("builds.pipeline")
+    pipeline_logger = logging.getLogger("mlaas_steps")
     pipeline_logger.handlers = [handler]
     pipeline_logger.setLevel(logging.INFO)
     pipeline_logger.propagate = False  # the parent's handlers may point anywhere
@@ -433,7 +433,7 @@ def _resolve(func_path):
 
 def _step_name(func) -> str:
     module = getattr(func, "__module__", "") or ""
-    if module.startswith("builds.pipeline."):
+    if module.startswith("mlaas_steps."):
         return module.rsplit(".", 1)[-1]
     return getattr(func, "__name__", "step")
 

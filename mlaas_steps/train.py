@@ -1,7 +1,7 @@
 """Step 2: fit the chosen algorithm, with or without a random-search tuning loop.
 
 Run in-process as `run(paths, config)` (the local engine) or in a SageMaker
-training container as `python -m builds.pipeline.train` (hyperparameters from
+training container as `python -m mlaas_steps.train` (hyperparameters from
 input/config/hyperparameters.json, channels from SM_CHANNEL_*).
 
 config: entry_point, problem_type, hyperparameters {}, tuning_ranges {}
@@ -39,17 +39,18 @@ import pyarrow.parquet as pq
 from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import InvalidParameterError
 
-from builds.pipeline.contract import StepPaths, read_json, stage_inputs, write_json
-from builds.pipeline.evaluate import INFO_FILE, MODEL_FILE, compute_metrics
-from builds.pipeline.failures import StepFailure
-from builds.pipeline.preprocess import (
+from mlaas_steps.contract import StepPaths, read_json, stage_inputs, write_json
+from mlaas_steps.evaluate import INFO_FILE, MODEL_FILE, compute_metrics
+from mlaas_steps.failures import StepFailure
+from mlaas_steps.preprocess import (
     PREPROCESSOR_FILE,
     SCHEMA_FILE,
     TRAIN_FEATURES_FILE,
     feature_layout,
     read_split,
 )
-from builds.pipeline.trainers import (
+from mlaas_steps.steps import TRAIN
+from mlaas_steps.trainers import (
     get_trainer,
     objective_direction,
     point_to_hyperparameters,
@@ -64,7 +65,7 @@ OBJECTIVE_LOG_METRIC = "objective_score"
 
 def run(paths: StepPaths, config: dict) -> dict:
     """Fit (and optionally tune) the model; write the artifact; return model_info."""
-    stage_inputs(paths, "train")
+    stage_inputs(paths, TRAIN)
     train_dir = paths.channel("train")
     schema = read_json(train_dir / SCHEMA_FILE)
     target = schema["target"]
@@ -212,7 +213,7 @@ def config_from_hyperparameters(hyperparameters: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from builds.pipeline.runner import run_in_container
+    from mlaas_steps.runner import run_in_container
 
     paths = StepPaths.from_environ()
     if os.environ.get("SM_HPS"):

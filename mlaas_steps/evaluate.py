@@ -2,7 +2,7 @@
 
 Run in-process as `run(paths, config)` or in a SageMaker processing container as
 
-    python -m builds.pipeline.evaluate --model /opt/ml/processing/input/model \
+    python -m mlaas_steps.evaluate --model /opt/ml/processing/input/model \
         --test /opt/ml/processing/input/test --output /opt/ml/processing/output/evaluation \
         --target churn --problem-type classification --objective-metric f1
 
@@ -41,10 +41,11 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from builds.pipeline.contract import StepPaths, read_json, stage_inputs, write_json
-from builds.pipeline.failures import StepFailure
-from builds.pipeline.preprocess import read_split
-from builds.pipeline.trainers import objective_direction
+from mlaas_steps.contract import StepPaths, read_json, stage_inputs, write_json
+from mlaas_steps.failures import StepFailure
+from mlaas_steps.preprocess import read_split
+from mlaas_steps.steps import EVALUATE
+from mlaas_steps.trainers import objective_direction
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ INFO_FILE = "model_info.json"
 
 def run(paths: StepPaths, config: dict) -> dict:
     """Write evaluation.json for the model on the test split; return it."""
-    stage_inputs(paths, "evaluate")
+    stage_inputs(paths, EVALUATE)
     model, info = load_model(paths.processing_input("model"))
     problem_type = config.get("problem_type") or info["problem_type"]
     target = config.get("target") or info["target"]
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = StepPaths(overrides={"processing/input/model": args.model, "processing/input/test": args.test,
                                  "processing/output/evaluation": args.output})
     config = {"target": args.target, "problem_type": args.problem_type, "objective_metric": args.objective_metric}
-    from builds.pipeline.runner import run_in_container
+    from mlaas_steps.runner import run_in_container
 
     return run_in_container(run, paths, config, failure_file=paths.message_path)
 

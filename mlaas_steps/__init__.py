@@ -5,7 +5,7 @@ runs inside the SageMaker step image and under the local engine. Importing
 the package itself is cheap; the heavy libraries load with the step modules.
 """
 
-from builds.pipeline.contract import STEP_FUNCTIONS, StepPaths, make_model_tarball, place_dataset, stage_inputs
-from builds.pipeline.failures import StepFailure
+from mlaas_steps.contract import STEP_FUNCTIONS, StepPaths, make_model_tarball, place_dataset, stage_inputs
+from mlaas_steps.failures import StepFailure
 
 __all__ = ["STEP_FUNCTIONS", "StepFailure", "StepPaths", "make_model_tarball", "place_dataset", "stage_inputs"]

@@ -39,17 +39,12 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from builds.pipeline.failures import StepFailure, quote_list
+from mlaas_steps import metrics
+from mlaas_steps.failures import StepFailure, quote_list
 
 PROBLEM_TYPES = ("classification", "regression")
 RANGE_TYPES = ("integer", "continuous", "categorical")
 
-# name -> higher is better?
-OBJECTIVE_METRICS = {
-    "classification": {"f1": True, "accuracy": True, "roc_auc": True, "precision": True, "recall": True},
-    "regression": {"rmse": False, "mae": False, "r2": True},
-}
-DEFAULT_OBJECTIVE = {"classification": "f1", "regression": "rmse"}
 
 
 @dataclass(frozen=True)
@@ -61,7 +56,7 @@ class Trainer:
     _build: Callable[[str, dict, int, int, list[int]], object] = field(repr=False)
 
     def objective_metric(self, problem_type: str) -> str:
-        return DEFAULT_OBJECTIVE[problem_type]
+        return metrics.DEFAULT_OBJECTIVE[problem_type]
 
     def hyperparameters(self, overrides: Mapping[str, object] | None) -> dict:
         """Defaults updated with `overrides`; text values ("0.1", "none") become numbers, None, booleans."""
@@ -158,13 +153,11 @@ def get_trainer(entry_point: str) -> Trainer:
 
 def objective_direction(problem_type: str, metric: str) -> tuple[str, bool]:
     """Normalised metric name ("validation:F1" -> "f1") and whether higher is better."""
-    name = metric.strip().lower().rsplit(":", 1)[-1]
-    metrics = OBJECTIVE_METRICS.get(problem_type, {})
-    if name not in metrics:
-        raise StepFailure(
-            f"objective metric `{metric}` does not apply to {problem_type}; use one of {quote_list(sorted(metrics))}"
-        )
-    return name, metrics[name]
+    known = metrics.get_metric(metric)
+    if known is None or known.problem_type != problem_type:
+        raise StepFailure(f"objective metric `{metric}` does not apply to {problem_type}; "
+                          f"use one of {quote_list(metrics.metrics_for(problem_type))}")
+    return known.name, known.higher_is_better
 
 
 def validate_ranges(trainer: Trainer, ranges: Mapping[str, Mapping[str, object]]) -> dict:

@@ -3,11 +3,24 @@
 Run in-process as `run(paths, config)` (the local engine) or in a SageMaker
 processing container as
 
-    python -m builds.pipeline.preprocess --input /opt/ml/processing/input/data \
+    python -m mlaas_steps.preprocess --input /opt/ml/processing/input/data \
         --output /opt/ml/processing/output --target churn --problem-type classification
 
-config: target, problem_type ("classification" | "regression"), seed (42),
-delimiter (optional; sniffed when absent).
+config: target, problem_type ("classification" | "regression": the kind of
+the build's algorithm), seed (42), delimiter (optional; sniffed when absent),
+and the algorithm choice (all optional):
+    algorithm            the build's algorithm (a slug, for messages and the report)
+    algorithm_explicit   true (default) when the tenant chose it; false for a default
+    fitting_algorithms   {problem type: [slugs]}, the preferred first
+    can_switch           the engine can run another algorithm after this step
+
+The task kind is inferred from the target column (`infer_problem_type`).
+When it is not the algorithm's: an explicit algorithm fails here, naming the
+algorithms that fit (a regression algorithm on whole numbers with few values
+is allowed: ratings are ordinal); a default one is switched for the first
+fitting algorithm of that kind when `can_switch`, else this step fails saying
+which algorithms to start the build with. The choice and the reason are the
+report's `algorithm` section; schema.json carries the final problem type.
 
 Writes, under processing/output/:
     train/train.parquet            cleaned rows: text trimmed, numbers-in-text converted,
@@ -57,8 +70,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
-from builds.pipeline.contract import StepPaths, stage_inputs, write_json
-from builds.pipeline.failures import StepFailure, quote_list
+from mlaas_steps.contract import StepPaths, stage_inputs, write_json
+from mlaas_steps.failures import StepFailure, quote_list
+from mlaas_steps.steps import PREPROCESS
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +84,13 @@ SNIFF_BYTES = 64 * 1024
 MAX_COLUMNS = 2_000
 MIN_ROWS = 20
 MAX_CLASSES = 100
+MAX_INFERRED_CLASSES = 20  # a numeric target of more distinct values (or with decimals) is a regression target
 MAX_CATEGORIES = 20  # known values per categorical feature; rarer ones encode as NaN
 ID_LIKE_MIN_DISTINCT = 50  # text columns with more distinct values, mostly unique, are identifiers or free text
 NUMERIC_TEXT_SHARE = 0.95  # a text column whose values parse as numbers this often is numeric
 MAX_MALFORMED_SHARE = 0.01  # rows with the wrong number of fields skipped before we give up
+MAX_HEADER_BYTES = 512 * 1024  # the first line; Arrow needs it inside one block (1 MiB by default)
+MAX_LINE_BYTES = 32 * 1024 * 1024  # longest row read (Arrow's block size on a retry)
 PREPROCESSOR_FILE = "preprocessor.joblib"
 SCHEMA_FILE = "schema.json"
 TRAIN_FEATURES_FILE = "features.npy"
@@ -107,7 +124,7 @@ class _Source:
 
 def run(paths: StepPaths, config: dict) -> dict:
     """Validate, clean and split the dataset; return the data report."""
-    stage_inputs(paths, "preprocess")
+    stage_inputs(paths, PREPROCESS)
     target_name = str(config.get("target") or "").strip()
     problem_type = str(config.get("problem_type") or "")
     seed = int(config.get("seed", 42))
@@ -122,16 +139,19 @@ def run(paths: StepPaths, config: dict) -> dict:
     if rows_in == 0:
         raise StepFailure("the file has a header row but no data rows")
     target = _resolve_target(frame, target_name, source)
+    choice = choose_algorithm(frame[target], target, problem_type, config)
+    problem_type = choice["problem_type"]
 
     frame, target_dropped = _clean_target(frame, target, problem_type)
-    duplicated = pd.util.hash_pandas_object(frame, index=False).duplicated().to_numpy()
-    if duplicated.any():
-        frame = frame.loc[~duplicated]
-    dropped = {"duplicates": int(duplicated.sum()), **target_dropped, "malformed": malformed}
+    # Repeated rows are real data (a few categories seen many times) and are kept;
+    # the report counts them, and how many test rows the model also trained on.
+    row_hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    duplicate_rows = int(pd.Series(row_hashes).duplicated().sum())
+    dropped = {**target_dropped, "malformed": malformed}
     if len(frame) < MIN_ROWS:
         raise StepFailure(
-            f"only {len(frame)} usable rows are left after removing {dropped['duplicates']} duplicate rows "
-            f"and {dropped['missing_target']} rows without a `{target}` value; at least {MIN_ROWS} are needed"
+            f"only {len(frame)} usable rows are left after removing {dropped['missing_target']} rows without "
+            f"a `{target}` value; at least {MIN_ROWS} are needed"
         )
 
     frame, columns = _infer_features(frame, target)
@@ -146,7 +166,8 @@ def run(paths: StepPaths, config: dict) -> dict:
         )
     target_report = _target_report(frame[target], problem_type)
 
-    parts, stratified = _split(frame, target, problem_type, seed)
+    parts, stratified, positions = _split(frame, target, problem_type, seed)
+    test_rows_seen_in_train = int(np.isin(row_hashes[positions["test"]], row_hashes[positions["train"]]).sum())
     train_dir = paths.processing_output("train")
     train_dir.mkdir(parents=True, exist_ok=True)
     # Parquet writing runs in Arrow without the GIL: overlap it with fitting.
@@ -166,10 +187,13 @@ def run(paths: StepPaths, config: dict) -> dict:
     write_json(train_dir / SCHEMA_FILE, schema)
 
     report = {
+        "algorithm": choice,
         "source": {"file": source.path.name, "encoding": source.encoding, "delimiter": source.delimiter},
         "rows_in": rows_in,
         "rows_out": len(frame),
         "dropped": dropped,
+        "duplicate_rows": duplicate_rows,  # kept: identical to an earlier row
+        "test_rows_seen_in_train": test_rows_seen_in_train,
         "columns": [{"name": target, "type": "target", "missing": target_dropped["missing_target"]}, *columns],
         "features": {"numeric": len(numeric), "categorical": len(categorical),
                      "ignored": sum(c["type"] == "ignored" for c in columns)},
@@ -235,22 +259,53 @@ def _inspect_source(directory: Path, delimiter: str | None) -> _Source:
     path = _single_input_file(directory)
     with path.open("rb") as handle:
         head = handle.read(SNIFF_BYTES)
+        # A wide header may be longer than the sniffed bytes: read on to its end.
+        while b"\n" not in head and len(head) <= MAX_HEADER_BYTES:
+            more = handle.read(SNIFF_BYTES)
+            if not more:
+                break
+            head += more
+        complete = not handle.read(1)
     if not head.strip(b" \t\r\n\xef\xbb\xbf"):
         raise StepFailure("the file is empty")
     encoding, text = _decode_head(head)
-    if "\n" in text and len(head) == SNIFF_BYTES:
+    if b"\n" not in head and not complete:
+        raise StepFailure(
+            f"the first line of the file is longer than {MAX_HEADER_BYTES // 1024} KB; a CSV starts with one "
+            "header line naming the columns — check the file is a CSV with line breaks between rows"
+        )
+    if _looks_like_json(text):
+        raise StepFailure("the file is JSON, not CSV; export the data as CSV (a header line naming the columns, "
+                          "then one line per row) and upload that")
+    if "\n" in text and not complete:
         text = text[: text.rfind("\n")]  # drop the cut-off last line
     delimiter = delimiter or _sniff_delimiter(text)
     try:
         header = next(csv.reader(io.StringIO(text), delimiter=delimiter))
-    except (csv.Error, StopIteration) as error:
-        raise StepFailure(f"the header row could not be read ({error}); check the file is a CSV") from None
+    except csv.Error as error:
+        if "field limit" in str(error):
+            raise StepFailure("a column name in the first line is longer than 128 KB; the first line must name "
+                              "the columns — check the file is a CSV with one header line") from None
+        raise StepFailure("the header row could not be read as CSV; check the first line names the columns, "
+                          "separated by commas, semicolons, tabs or `|`") from None
+    except StopIteration:
+        raise StepFailure("the header row could not be read; check the file is a CSV") from None
+    if any("\n" in name for name in header):
+        raise StepFailure('the header row has a quote (`"`) that is never closed, so the following lines were read '
+                          "as part of a column name; close or remove the quote in the first line")
     if len(header) > MAX_COLUMNS:
         raise StepFailure(
             f"the file has {len(header):,} columns; the limit is {MAX_COLUMNS:,} columns — "
             "keep the target and the most useful features"
         )
     return _Source(path, encoding, delimiter, _decimal_point(text, delimiter), _clean_header(header))
+
+
+def _looks_like_json(text: str) -> bool:
+    """A JSON document or JSON lines: `{"...` or `[{`, `["`, `[[` at the start."""
+    stripped = text.lstrip()
+    first, second = stripped[:1], stripped[1:].lstrip()[:1]
+    return (first == "{" and second in ('"', "}", "")) or (first == "[" and second in ("{", "[", '"'))
 
 
 def _single_input_file(directory: Path) -> Path:
@@ -323,38 +378,98 @@ def _read_frame(source: _Source) -> tuple[pd.DataFrame, int]:
     """All rows as a DataFrame (text trimmed, blanks missing), and how many malformed rows were skipped."""
     malformed: list[str] = []
 
+    unclosed: list[str] = []
+
     def skip_malformed(row) -> str:
         malformed.append(f"{row.actual_columns} fields instead of {row.expected_columns}")
+        if _swallowed_rows(row.text or "", source):
+            unclosed.append((row.text or "").split("\n", 1)[0])
         return "skip"
 
-    def read(encoding: str) -> pa.Table:
+    def read(encoding: str, block_size: int | None = None) -> pa.Table:
+        malformed.clear()
+        unclosed.clear()
+        options = {"block_size": block_size} if block_size else {}
         return pacsv.read_csv(
             source.path,
-            read_options=pacsv.ReadOptions(column_names=source.header, skip_rows=1, encoding=encoding),
+            read_options=pacsv.ReadOptions(column_names=source.header, skip_rows=1, encoding=encoding, **options),
             parse_options=pacsv.ParseOptions(delimiter=source.delimiter, newlines_in_values=True,
                                              invalid_row_handler=skip_malformed),
             convert_options=pacsv.ConvertOptions(strings_can_be_null=True, decimal_point=source.decimal_point),
         )
 
     encoding = "utf8" if source.encoding == "utf-8" else source.encoding
-    try:
+    block_size = None
+    while True:
         try:
-            table = read(encoding)
+            try:
+                table = read(encoding, block_size)
+            except pa.ArrowInvalid as error:
+                if encoding != "utf8" or "UTF8" not in str(error):
+                    raise
+                encoding = "latin-1"  # valid UTF-8 at the start only: a legacy Windows export
+                table = read(encoding, block_size)
+            break
         except pa.ArrowInvalid as error:
-            if encoding != "utf8" or "UTF8" not in str(error):
-                raise
-            malformed.clear()
-            table = read("latin-1")  # valid UTF-8 at the start only: a legacy Windows export
-    except pa.ArrowInvalid as error:
-        detail = str(error).splitlines()[0]
-        raise StepFailure(f"the file could not be read as CSV: {detail}") from None
+            if "block" in str(error) and block_size is None:
+                block_size = MAX_LINE_BYTES  # a row longer than Arrow's default block: read in larger ones
+                continue
+            raise StepFailure(_read_failure(str(error))) from None
     rows = table.num_rows
+    if unclosed:  # the rest of the file became one row with too few fields
+        raise StepFailure(_unclosed_quote(unclosed[-1]))
     if malformed and len(malformed) > max(10, MAX_MALFORMED_SHARE * (rows + len(malformed))):
         raise StepFailure(
             f"{len(malformed):,} rows have a different number of fields than the header "
             f"({len(source.header)}), e.g. {malformed[0]}; quote values that contain `{_show(source.delimiter)}`"
         )
+    _check_quotes_closed(table, source)
     return _trim_text(table).to_pandas(), len(malformed)
+
+
+def _read_failure(error: str) -> str:
+    """A sentence for what Arrow could not read (its own message names its internals)."""
+    if "block" in error:  # "straddles two block boundaries", "header is larger than block size"
+        return (f"a row of the file is longer than {MAX_LINE_BYTES // (1024 * 1024)} MB; usually a quote (`\"`) "
+                "that is never closed, or a file without line breaks between rows — check the file is a CSV "
+                "with one row per line")
+    if "UTF" in error or "decode" in error.lower():
+        return "the file's text encoding could not be read; save it as UTF-8 CSV and upload it again"
+    detail = error.splitlines()[0] if error else "unknown error"
+    return f"the file could not be read as CSV ({detail}); check that it is a CSV with one header line"
+
+
+def _swallowed_rows(text: str, source: _Source) -> bool:
+    """Whether a value or row runs over a line holding a whole row's worth of delimiters."""
+    if "\n" not in text or len(source.header) < 2:
+        return False
+    return any(line.count(source.delimiter) >= len(source.header) - 1 for line in text.split("\n")[1:])
+
+
+def _unclosed_quote(first_line: str) -> str:
+    shown = first_line.strip()[:60]
+    return (f'a quote (`"`) is never closed in the row starting `{shown}`, so the rest of the file was read as '
+            'one value; close the quote, or double any quote inside a quoted value (`""`)')
+
+
+def _check_quotes_closed(table: pa.Table, source: _Source) -> None:
+    """StepFailure when a quote is never closed: the rest of the file then becomes one value of the last row.
+
+    Quoted values may hold line breaks (addresses, notes), so a line break
+    alone proves nothing; a value of the last row that runs over a line
+    holding a whole row's worth of delimiters does.
+    """
+    if table.num_rows == 0:
+        return
+    last = table.slice(table.num_rows - 1)
+    for index, field in enumerate(table.schema):
+        if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            continue
+        value = last.column(index)[0].as_py()
+        if value and _swallowed_rows(value, source):
+            row = [str(cell) if cell is not None else "" for cell in last.to_pylist()[0].values()]
+            first_line = source.delimiter.join(row[:index] + ['"' + value.split("\n", 1)[0]])
+            raise StepFailure(_unclosed_quote(first_line))
 
 
 def _trim_text(table: pa.Table) -> pa.Table:
@@ -368,6 +483,59 @@ def _trim_text(table: pa.Table) -> pa.Table:
 
 
 # --- target ----------------------------------------------------------------------------------
+
+def infer_problem_type(values: pd.Series) -> tuple[str, str]:
+    """Classification or regression for a target column, and why, as words for the tenant."""
+    present = values.dropna()
+    if pd.api.types.is_bool_dtype(present) or _is_boolean_objects(present):
+        return "classification", "holds true/false values"
+    numbers = present if pd.api.types.is_numeric_dtype(present) else pd.to_numeric(present, errors="coerce")
+    if not len(present) or numbers.notna().sum() < NUMERIC_TEXT_SHARE * len(present):
+        examples = [f"`{v}`" for v in present[numbers.isna()].astype(str).unique()[:3]] if len(present) else []
+        shown = f" such as {quote_list(examples)}" if examples else ""
+        return "classification", f"holds text values{shown}"
+    numbers = numbers.dropna().astype("float64")
+    distinct = int(numbers.nunique())
+    whole = bool((numbers == np.round(numbers)).all())
+    if whole and distinct <= MAX_INFERRED_CLASSES:
+        return "classification", f"holds {distinct} distinct whole numbers"
+    detail = "numbers with decimals" if not whole else "whole numbers"
+    return "regression", f"holds {distinct:,} distinct {detail}"
+
+
+def choose_algorithm(values: pd.Series, target: str, problem_type: str, config: dict) -> dict:
+    """The build's algorithm and problem type after looking at the target (see the module docstring)."""
+    algorithm = str(config.get("algorithm") or "")
+    explicit = bool(config.get("algorithm_explicit", True))
+    fitting = {kind: list(names) for kind, names in (config.get("fitting_algorithms") or {}).items()}
+    kind, why = infer_problem_type(values)
+    chosen = {"slug": algorithm, "problem_type": problem_type, "explicit": explicit, "switched_from": None,
+              "inferred_problem_type": kind}
+    named = f"`{algorithm}`" if algorithm else "the chosen algorithm"
+    if kind == problem_type:
+        return {**chosen, "reason": f"target `{target}` {why}: a {kind} target, which {named} fits"}
+    numeric_ordinal = problem_type == "regression" and not why.startswith(("holds text", "holds true"))
+    if explicit and numeric_ordinal:
+        return {**chosen, "reason": f"target `{target}` {why}, usually a classification target; {named} treats "
+                                    "them as numbers on a scale (regression), as chosen"}
+    options = fitting.get(kind) or []
+    listed = f" ({quote_list([f'`{name}`' for name in options])})" if options else ""
+    codes = ("; if the numbers are category codes, write them as text (e.g. `c12`)"
+             if kind == "regression" else "")
+    if explicit:
+        raise StepFailure(f"{named} is a {problem_type} algorithm, but target `{target}` {why}, which makes it a "
+                          f"{kind} target; choose a {kind} algorithm{listed}{codes}")
+    if not options:
+        raise StepFailure(f"target `{target}` {why}, which makes it a {kind} target, but no {kind} algorithm is "
+                          f"available; ask the vendor to activate one")
+    if not config.get("can_switch"):
+        raise StepFailure(f"target `{target}` {why}, which makes it a {kind} target, but the default algorithm "
+                          f"{named} is a {problem_type} algorithm; start the build again with a {kind} "
+                          f"algorithm{listed}, or make one the tenant's default")
+    return {**chosen, "slug": options[0], "problem_type": kind, "switched_from": algorithm or None,
+            "reason": f"target `{target}` {why}: a {kind} target, so `{options[0]}` replaces the {problem_type} "
+                      f"default {named}"}
+
 
 def _resolve_target(frame: pd.DataFrame, name: str, source: _Source) -> str:
     if name in frame.columns:
@@ -527,8 +695,16 @@ def _top_categories(values: pd.Series) -> list:
 
 # --- splitting and writing ---------------------------------------------------------------------
 
-def _split(frame: pd.DataFrame, target: str, problem_type: str, seed: int) -> tuple[dict, bool]:
-    """70 / 15 / 15, stratified on the class when every class has enough rows."""
+def _split(frame: pd.DataFrame, target: str, problem_type: str, seed: int) -> tuple[dict, bool, dict]:
+    """70 / 15 / 15, stratified on the class when every class has enough rows; also each split's row positions.
+
+    Identical rows may land in train and test. Removing test rows seen in
+    training would empty the test split of legitimately repetitive data (a
+    few categories, each seen many times: every test row is "seen"), and
+    keeping identical rows together would test on combinations training never
+    saw; both misstate how the model does on data like the tenant's. The data
+    report says how many test rows were seen in training instead.
+    """
     # Integer codes: stratifying on text labels would sort strings, ten times slower.
     labels = pd.factorize(frame[target])[0] if problem_type == "classification" else None
     positions = np.arange(len(frame))
@@ -542,9 +718,10 @@ def _split(frame: pd.DataFrame, target: str, problem_type: str, seed: int) -> tu
         validation, test = train_test_split(holdout, test_size=0.5, random_state=seed)
         stratified = False
     # File order within each split: contiguous reads, and no estimator here depends on row order.
-    parts = {name: frame.iloc[np.sort(index)].reset_index(drop=True)
-             for name, index in (("train", train), ("validation", validation), ("test", test))}
-    return parts, stratified
+    positions = {name: np.sort(index) for name, index in (("train", train), ("validation", validation),
+                                                          ("test", test))}
+    parts = {name: frame.iloc[index].reset_index(drop=True) for name, index in positions.items()}
+    return parts, stratified, positions
 
 
 def _write_splits(parts: dict[str, pd.DataFrame], paths: StepPaths) -> None:
@@ -576,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = StepPaths(overrides={"processing/input/data": args.input, "processing/output": args.output})
     config = {"target": args.target, "problem_type": args.problem_type, "seed": args.seed,
               "delimiter": args.delimiter}
-    from builds.pipeline.runner import run_in_container
+    from mlaas_steps.runner import run_in_container
 
     return run_in_container(run, paths, config, failure_file=paths.message_path)
 
