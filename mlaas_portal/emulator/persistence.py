@@ -425,6 +425,7 @@ class StateStore:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one snapshot at a time
         self._owner_fd: int | None = None
+        self._written: tuple[Any, ...] | None = None  # what the file holds, when this store wrote it
 
     def acquire(self) -> None:
         """Become the only emulator that persists to this file (released by `stop()` or the process's end)."""
@@ -483,7 +484,7 @@ class StateStore:
                         self._gate.mark_dirty()
 
     def snapshot(self) -> int:
-        """Take a snapshot now; returns the file's size."""
+        """Take a snapshot now and write it unless the file already holds the same; returns the file's size."""
         with self._lock:
             started = time.monotonic()
             gate = self._gate.closed() if self._gate is not None else contextlib.nullcontext()
@@ -491,7 +492,10 @@ class StateStore:
                 blobs, keys = capture(self._blobs)
             self.last_duration = time.monotonic() - started
             self._blobs = blobs
-            self.last_size = write_snapshot(self.path, blobs, keys, self.meta)
+            # Most mutating-method requests change nothing (an SQS poll of an empty queue): skip their writes.
+            if self._written != (blobs, keys, self.meta) or not self.path.exists():
+                self.last_size = write_snapshot(self.path, blobs, keys, self.meta)
+                self._written = (blobs, keys, dict(self.meta))
             return self.last_size
 
     def stop(self, *, final_snapshot: bool = True) -> None:
