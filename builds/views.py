@@ -13,7 +13,7 @@ from builds import selectors, services
 from builds.forms import BuildFilterForm, StartBuildForm
 from builds.models import Build, RejectedUpload
 from mlaas_portal import access
-from mlaas_portal.aws.errors import AwsError
+from mlaas_portal.aws.errors import AwsError, AwsNotFound
 from tenants.models import Tenant
 
 PAGE_SIZE = 25
@@ -196,9 +196,15 @@ def model_download(request, slug, version):
     found = access.get_model_version_for_user(request.user, slug, version)
     tenant = found.tenant
     try:
+        # A link to an object that is gone would only answer 403: say so here instead.
+        gateways.platform_s3().head_object(tenant.bucket, found.artifact_key)
         creds = tenant_assume(tenant, purpose="download", duration=900)
         url = gateways.tenant_s3(creds).presigned_get(tenant.bucket, found.artifact_key, expires=300,
                                                      filename=f"{tenant.slug}-model-v{found.version}.tar.gz")
+    except AwsNotFound:
+        messages.error(request, f"The model artifact of version {found.version} is no longer in storage, so it "
+                                "cannot be downloaded. Build the model again to get a new version.")
+        return redirect("builds:models", slug=slug)
     except AwsError:
         messages.error(request, "The model download is unavailable right now; try again in a minute.")
         return redirect("builds:models", slug=slug)
