@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import json
+import logging
 import os
 import socket
 import threading
@@ -34,6 +35,8 @@ from mlaas_portal.emulator.bootstrap import (
     set_unauthenticated_budget,
 )
 from mlaas_portal.emulator.persistence import DEFAULT_INTERVAL, Restored, SnapshotInUse, StateStore
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_REGION = "us-east-1"
 STATE_FIELDS = ("endpoint", "access_key_id", "secret_access_key", "account_id", "user_arn", "region", "pid")
@@ -99,8 +102,11 @@ class RunningEmulator:
         if self._thread is not None:
             self._thread.join(timeout=10)
         if self.store is not None:
-            # Only a fully started emulator saves: a failed start must not overwrite a good snapshot.
-            self.store.stop(final_snapshot=self._persisting)
+            try:
+                # Only a fully started emulator saves: a failed start must not overwrite a good snapshot.
+                self.store.stop(final_snapshot=self._persisting)
+            except Exception:  # noqa: BLE001 - the last periodic snapshot stays; stop the rest anyway
+                logger.exception("emulator: the last snapshot to %s failed", self.store.path)
         _restore_moto(self._previous_budget)
         if self.state_file is not None:
             _remove_state_file_if_ours(self.state_file)
