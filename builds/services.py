@@ -131,12 +131,25 @@ def _kick_dispatch() -> None:
 def build_retry(*, build: Build, actor: User | None) -> Build:
     if build.status not in (Build.Status.FAILED, Build.Status.CANCELLED):
         raise ValidationError("Only failed or cancelled builds can be retried.")
+    _require_dataset_version(build)
     # A retry chooses again when the tenant did not choose (the default may have changed).
     slug = build.algorithm.slug if build.algorithm_explicit else None
     new, _ = build_create(tenant=build.tenant, dataset_key=build.dataset_key, algorithm_slug=slug,
                           target=build.target, source=Build.Source.RETRY, dataset_version=build.dataset_version,
                           dataset_size=build.dataset_size, created_by=actor)
     return new
+
+
+def _require_dataset_version(build: Build) -> None:
+    """ValidationError when the object version the build was made from is no longer in storage."""
+    from core.aws import gateways
+    from core.aws.errors import AwsNotFound
+
+    try:
+        gateways.platform_s3().head_object(build.dataset_bucket, build.dataset_key, build.dataset_version)
+    except AwsNotFound:
+        raise ValidationError(f"The dataset {build.dataset_name} of this build is no longer in storage, so it "
+                              "cannot be built again. Upload it again to start a new build.") from None
 
 
 def build_cancel(*, build: Build, actor: User | None = None) -> Build:

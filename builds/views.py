@@ -13,7 +13,7 @@ from builds import access as build_access
 from builds import selectors, services
 from builds.forms import BuildFilterForm, StartBuildForm
 from builds.models import Build, RejectedUpload
-from core.aws.errors import AwsError
+from core.aws.errors import AwsError, AwsNotFound
 from tenants import access as tenant_access
 from tenants.models import Tenant
 
@@ -197,9 +197,15 @@ def model_download(request, slug, version):
     found = build_access.get_model_version_for_user(request.user, slug, version)
     tenant = found.tenant
     try:
+        # A link to an object that is gone would only answer 403: say so here instead.
+        gateways.platform_s3().head_object(tenant.bucket, found.artifact_key)
         creds = tenant_assume(tenant, purpose="download", duration=900)
         url = gateways.tenant_s3(creds).presigned_get(tenant.bucket, found.artifact_key, expires=300,
                                                      filename=f"{tenant.slug}-model-v{found.version}.tar.gz")
+    except AwsNotFound:
+        messages.error(request, f"The model artifact of version {found.version} is no longer in storage, so it "
+                                "cannot be downloaded. Build the model again to get a new version.")
+        return redirect("builds:models", slug=slug)
     except AwsError:
         messages.error(request, "The model download is unavailable right now; try again in a minute.")
         return redirect("builds:models", slug=slug)

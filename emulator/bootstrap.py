@@ -52,11 +52,15 @@ def enable_iam_enforcement(endpoint: str) -> float:
     return set_unauthenticated_budget(endpoint, 0)
 
 
-def bootstrap_platform_identity(*, endpoint: str, region: str) -> PlatformIdentity:
-    """IAM user `mlaas-platform` with an inline `*` on `*` policy and a new access key.
+def bootstrap_platform_identity(
+    *, endpoint: str, region: str, reuse: PlatformIdentity | None = None
+) -> PlatformIdentity:
+    """IAM user `mlaas-platform` with an inline `*` on `*` policy and an access key.
 
     Must run while the unauthenticated budget is open. Re-running it keeps
-    the user and adds another access key.
+    the user and adds another access key, unless `reuse` (the identity of a
+    restored state) names an active key of that user: then that key is kept,
+    so clients that still hold it go on working.
     """
     config = AwsConfig(
         region=region,
@@ -77,8 +81,13 @@ def bootstrap_platform_identity(*, endpoint: str, region: str) -> PlatformIdenti
         PolicyName=PLATFORM_POLICY_NAME,
         PolicyDocument=json.dumps(PLATFORM_POLICY),
     )
-    key = iam.create_access_key(UserName=PLATFORM_USER_NAME)["AccessKey"]
     user_arn = user["Arn"]
+    if reuse is not None and reuse.user_arn == user_arn:
+        active = {key["AccessKeyId"] for key in iam.list_access_keys(UserName=PLATFORM_USER_NAME)["AccessKeyMetadata"]
+                  if key["Status"] == "Active"}
+        if reuse.access_key_id in active:
+            return reuse
+    key = iam.create_access_key(UserName=PLATFORM_USER_NAME)["AccessKey"]
     return PlatformIdentity(
         access_key_id=key["AccessKeyId"],
         secret_access_key=key["SecretAccessKey"],

@@ -4,6 +4,10 @@ moto keeps its state (buckets, users, the enforcement switch) in module
 globals, so one process runs at most one emulator; stop() discards the state
 and restores moto's settings, so a later `mock_aws` test in the same process
 is unaffected.
+
+With a `snapshot_path` the state outlives the process: it is restored from
+that file before the server answers, saved there while it runs (see
+`persistence`) and once more on stop().
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import json
+import logging
 import os
 import socket
 import threading
@@ -24,10 +29,14 @@ import requests
 from core.aws.clients import AwsConfig
 from emulator import header_encoding, post_cors, presigned_auth
 from emulator.bootstrap import (
+    PlatformIdentity,
     bootstrap_platform_identity,
     enable_iam_enforcement,
     set_unauthenticated_budget,
 )
+from emulator.persistence import DEFAULT_INTERVAL, Restored, SnapshotInUse, StateStore
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_REGION = "us-east-1"
 STATE_FIELDS = ("endpoint", "access_key_id", "secret_access_key", "account_id", "user_arn", "region", "pid")
@@ -53,6 +62,9 @@ class RunningEmulator:
     user_arn: str
     region: str
     state_file: Path | None = None
+    store: StateStore | None = field(default=None, repr=False, compare=False)
+    restored: Restored | None = field(default=None, repr=False, compare=False)
+    _persisting: bool = field(default=False, repr=False, compare=False)
     _server: Any = field(default=None, repr=False, compare=False)
     _thread: threading.Thread | None = field(default=None, repr=False, compare=False)
     _previous_budget: float = field(default=float("inf"), repr=False, compare=False)
@@ -89,6 +101,12 @@ class RunningEmulator:
             self._server.shutdown()  # returns once serve_forever() has left
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self.store is not None:
+            try:
+                # Only a fully started emulator saves: a failed start must not overwrite a good snapshot.
+                self.store.stop(final_snapshot=self._persisting)
+            except Exception:  # noqa: BLE001 - the last periodic snapshot stays; stop the rest anyway
+                logger.exception("emulator: the last snapshot to %s failed", self.store.path)
         _restore_moto(self._previous_budget)
         if self.state_file is not None:
             _remove_state_file_if_ours(self.state_file)
@@ -104,11 +122,18 @@ def start_emulator(
     *,
     region: str = DEFAULT_REGION,
     ready_timeout: float = 10.0,
+    snapshot_path: str | Path | None = None,
+    snapshot_interval: float = DEFAULT_INTERVAL,
 ) -> RunningEmulator:
     """Start moto on `host:port` (0 = a free port), bootstrap, enforce IAM.
 
+    With `snapshot_path`, first restore the state saved there, then save it
+    every `snapshot_interval` seconds while something changes, and on stop().
+    The platform identity of a restored state is kept (same access key).
+
     Raises `PortInUse` if the port is taken, `ValueError` for a host that is
-    not loopback, `EmulatorError` if an emulator already runs in this process.
+    not loopback or a bad interval, `EmulatorError` if an emulator already
+    runs in this process.
     """
     global _active
     from moto.moto_server.werkzeug_app import (
@@ -119,18 +144,36 @@ def start_emulator(
     from werkzeug.serving import make_server
 
     address = _loopback_address(host)
+    store = StateStore(snapshot_path, interval=snapshot_interval) if snapshot_path is not None else None
     with _active_lock:
         listener = _bind(address, port)  # first, so a taken port is reported as such
         if _active is not None:
             listener.close()
             raise EmulatorError(f"an emulator already runs in this process at {_active.endpoint}")
+        if store is not None:
+            try:
+                store.acquire()
+            except SnapshotInUse as error:
+                listener.close()
+                raise EmulatorError(str(error)) from None
         presigned_auth.apply()
         post_cors.apply()
         _disable_global_cors()
+        app: Any = DomainDispatcherApplication(create_backend_app)
+        restored = None
+        if store is not None:
+            try:
+                restored = store.restore()  # before the first request can see an empty emulator
+            except BaseException:
+                store.release()
+                listener.close()
+                _reset_backends()  # nothing half-restored is left for the next start in this process
+                raise
+            app = store.wrap(app)
         server = make_server(
             address,
             listener.getsockname()[1],
-            header_encoding.wrap(DomainDispatcherApplication(create_backend_app)),
+            header_encoding.wrap(app),
             threaded=True,
             request_handler=MotoRequestHandler,
             fd=listener.fileno(),  # werkzeug dups it; a bind error would sys.exit() in werkzeug
@@ -146,6 +189,8 @@ def start_emulator(
             account_id="",
             user_arn="",
             region=region,
+            store=store,
+            restored=restored,
             _server=server,
             _thread=thread,
         )
@@ -153,12 +198,18 @@ def start_emulator(
     try:
         _wait_until_answering(endpoint, ready_timeout)
         emulator._previous_budget = set_unauthenticated_budget(endpoint, float("inf"))
-        identity = bootstrap_platform_identity(endpoint=endpoint, region=region)
+        identity = bootstrap_platform_identity(endpoint=endpoint, region=region,
+                                               reuse=_saved_identity(restored))
         enable_iam_enforcement(endpoint)
         emulator.access_key_id = identity.access_key_id
         emulator.secret_access_key = identity.secret_access_key
         emulator.account_id = identity.account_id
         emulator.user_arn = identity.user_arn
+        if store is not None:
+            store.meta = {"platform": {name: getattr(identity, name) for name in PLATFORM_FIELDS}}
+            store.snapshot()
+            store.start()
+            emulator._persisting = True
         if state_file is not None:
             emulator.state_file = Path(state_file)
             write_state_file(emulator.state_file, emulator.state())
@@ -166,6 +217,16 @@ def start_emulator(
         emulator.stop()
         raise
     return emulator
+
+
+PLATFORM_FIELDS = ("access_key_id", "secret_access_key", "account_id", "user_arn")
+
+
+def _saved_identity(restored: Restored | None) -> PlatformIdentity | None:
+    saved = (restored.meta.get("platform") if restored is not None else None) or {}
+    if not all(isinstance(saved.get(name), str) for name in PLATFORM_FIELDS):
+        return None
+    return PlatformIdentity(**{name: saved[name] for name in PLATFORM_FIELDS})
 
 
 def write_state_file(path: Path, state: dict[str, Any]) -> None:
@@ -219,6 +280,12 @@ def _restore_moto(previous_budget: float) -> None:
 
     settings.INITIAL_NO_AUTH_ACTION_COUNT = previous_budget
     ActionAuthenticatorMixin.request_count = 0
+    moto_api_backend.reset()
+
+
+def _reset_backends() -> None:
+    from moto.moto_api._internal.models import moto_api_backend
+
     moto_api_backend.reset()
 
 

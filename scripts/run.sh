@@ -8,6 +8,9 @@ export DJANGO_SETTINGS_MODULE=mlaas_portal.settings
 EMULATOR_PORT=${MLAAS_EMULATOR_PORT:-4566}
 export AWS_ENDPOINT_URL=${AWS_ENDPOINT_URL-http://127.0.0.1:$EMULATOR_PORT}
 export MLAAS_EMULATOR_STATE=${MLAAS_EMULATOR_STATE:-$PWD/.local/emulator.json}
+# The emulator's AWS state (S3 objects, IAM, SQS, the model registry...) survives restarts in this file.
+MLAAS_EMULATOR_SNAPSHOT=${MLAAS_EMULATOR_SNAPSHOT-$PWD/.local/emulator-state.pickle}
+MLAAS_EMULATOR_SNAPSHOT_INTERVAL=${MLAAS_EMULATOR_SNAPSHOT_INTERVAL:-1}
 PIDS=()
 cleanup() {
   trap - EXIT INT TERM
@@ -31,6 +34,7 @@ if [ -n "$AWS_ENDPOINT_URL" ]; then
   : > .local/emulator.log
   # Its own session: Ctrl-C reaches web and workers first; the cleanup stops the emulator after them.
   setsid .venv/bin/python -m emulator --port "$EMULATOR_PORT" --state "$MLAAS_EMULATOR_STATE" \
+    --snapshot "$MLAAS_EMULATOR_SNAPSHOT" --snapshot-interval "$MLAAS_EMULATOR_SNAPSHOT_INTERVAL" \
     > .local/emulator.log 2>&1 &
   PIDS+=($!)
   for _ in $(seq 1 100); do
@@ -53,6 +57,7 @@ cat <<MSG
   Vendor admin login:       admin / admin
   Demo tenant logins:       owner@acme.example / acme-demo (also globex, initech)
   AWS emulator endpoint:    ${AWS_ENDPOINT_URL:-real AWS}   (state: $MLAAS_EMULATOR_STATE)
+  AWS emulator data kept in: ${MLAAS_EMULATOR_SNAPSHOT:-memory only (MLAAS_EMULATOR_SNAPSHOT is empty)}
   Queues dashboard:         http://127.0.0.1:8000/admin/rq/
   Press Ctrl-C to stop everything.
 

@@ -152,9 +152,11 @@ def _fail(tenant: Tenant, row: ProvisioningStep, error: str) -> None:
 def reprovision_missing() -> list[str]:
     """Re-run provisioning of tenants whose bucket or role is gone.
 
-    The local emulator keeps its state only while it runs: after a restart the
-    database still lists tenants whose AWS resources no longer exist. Every
-    step is idempotent, so provisioning them again restores a working tenant.
+    The local emulator restores its state from its snapshot at start; when
+    that snapshot is gone (deleted, unreadable, from another moto version, or
+    persistence turned off) the database still lists tenants whose AWS
+    resources no longer exist. Every step is idempotent, so provisioning them
+    again restores a working tenant (their uploads and models stay lost).
     """
     s3, iam = gateways.platform_s3(), gateways.platform_iam()
     restored = []

@@ -208,8 +208,12 @@ def test_running_build_shows_cost_so_far(acme):
     assert "cost so far" in text_of(response)
 
 
-def test_failed_build_shows_its_reason_and_retry(acme):
+def test_failed_build_shows_its_reason_and_retry(make_tenant):
+    from core.aws import gateways
+
+    acme = make_tenant(isolation="silo", plan="basic")
     build = create_build(acme, status="failed", steps=1, failure_reason="column `label` not found; columns are: `a`")
+    gateways.platform_s3().client.put_object(Bucket=acme.bucket, Key=build.dataset_key, Body=b"a\n1\n")
     client = client_for(create_member(acme))
 
     page = client.get(reverse("builds:detail", args=[build.code]))
@@ -221,6 +225,25 @@ def test_failed_build_shows_its_reason_and_retry(acme):
                                                                        ("train", "skipped")]
     assert (retried.status_code, retried.url) == (302, reverse("builds:detail", args=[new.code]))
     assert (new.status, new.source, new.dataset_key) == ("queued", "retry", build.dataset_key)
+
+
+def test_retry_of_a_build_whose_dataset_version_is_gone_says_so(make_tenant):
+    from core.aws import gateways
+
+    tenant = make_tenant(isolation="pool", plan="basic")
+    build = create_build(tenant, status="failed", name="gone.csv")
+    s3 = gateways.platform_s3().client
+    version = s3.put_object(Bucket=tenant.bucket, Key=build.dataset_key, Body=b"a\n1\n")["VersionId"]
+    s3.put_object(Bucket=tenant.bucket, Key=build.dataset_key, Body=b"a\n2\n")  # a later upload of that name
+    s3.delete_object(Bucket=tenant.bucket, Key=build.dataset_key, VersionId=version)
+    Build.objects.filter(pk=build.pk).update(dataset_version=version)
+
+    response = client_for(create_member(tenant)).post(reverse("builds:retry", args=[build.code]), follow=True)
+
+    assert response.redirect_chain == [(reverse("builds:detail", args=[build.code]), 302)]
+    assert "The dataset gone.csv of this build is no longer in storage, so it cannot be built again. " \
+           "Upload it again to start a new build." in text_of(response)
+    assert list(Build.objects.filter(tenant=tenant).values_list("code", flat=True)) == [build.code]
 
 
 def test_cancel_a_queued_build(acme):
@@ -386,6 +409,18 @@ def test_model_download_redirects_to_a_presigned_link_of_that_artifact(make_tena
     fetched = requests.get(response.url, timeout=10)
     assert (fetched.status_code, fetched.content) == (200, b"model bytes")
     assert f'filename="{tenant.slug}-model-v1.tar.gz"' in fetched.headers["Content-Disposition"]
+
+
+def test_model_download_of_an_artifact_gone_from_storage_says_so_instead_of_linking(make_tenant, make_member):
+    tenant = make_tenant(isolation="silo", plan="basic")
+    create_build(tenant, version=True)  # its model.tar.gz was never written (or was lost)
+
+    response = client_for(make_member(tenant)).get(reverse("builds:model_download", args=[tenant.slug, 1]),
+                                                   follow=True)
+
+    assert response.redirect_chain == [(reverse("builds:models", args=[tenant.slug]), 302)]
+    assert "The model artifact of version 1 is no longer in storage, so it cannot be downloaded. " \
+           "Build the model again to get a new version." in text_of(response)
 
 
 @pytest.fixture
