@@ -137,10 +137,3 @@ def dispatch_pending() -> list[int]:
             queue_of = {c.build_id: f"plan-{plan_slugs[c.plan_id]}" for c in chosen}
             transaction.on_commit(lambda: [jobs.enqueue_execute(b, queue_of[b]) for b in started])
     return started
-
-
-def capacity_overview() -> dict:
-    """Queued/running/limits per plan and the account, for dashboards."""
-    rows = (Build.objects.filter(Q(status__in=Build.ACTIVE) | Q(status=Build.Status.QUEUED))
-            .values("plan_id", "status").annotate(n=Count("id")))
-    return {(r["plan_id"], r["status"]): r["n"] for r in rows}

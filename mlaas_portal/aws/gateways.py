@@ -9,7 +9,6 @@ from mlaas_portal.aws.events import EventsGateway
 from mlaas_portal.aws.iam import IamGateway, StsGateway
 from mlaas_portal.aws.s3 import S3Gateway
 from mlaas_portal.aws.sqs import SqsGateway
-from mlaas_portal.aws.tagging import TaggingGateway
 
 
 def platform_s3() -> S3Gateway:
@@ -40,10 +39,6 @@ def platform_cost_explorer() -> CostExplorerGateway:
     return CostExplorerGateway(platform_client("ce"))
 
 
-def platform_tagging() -> TaggingGateway:
-    return TaggingGateway(platform_client("resourcegroupstaggingapi"))
-
-
 def platform_sagemaker():
     from mlaas_portal.aws.sagemaker import SageMakerGateway
 
@@ -53,9 +48,3 @@ def platform_sagemaker():
 def tenant_s3(credentials: TemporaryCredentials) -> S3Gateway:
     """An S3 gateway acting as the tenant's assumed role: IAM confines it."""
     return S3Gateway(make_client("s3", credentials.as_config(platform_config())))
-
-
-def tenant_sagemaker(credentials: TemporaryCredentials):
-    from mlaas_portal.aws.sagemaker import SageMakerGateway
-
-    return SageMakerGateway(make_client("sagemaker", credentials.as_config(platform_config())))
