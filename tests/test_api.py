@@ -356,6 +356,18 @@ def test_malformed_json_is_400_and_schema_mismatch_422(reference_data, staff_use
                                           "payload.isolation": ["Field required"]}}
 
 
+def test_body_over_the_upload_limit_is_413_json(reference_data, staff_user, api_client_for, settings):
+    client = api_client_for(staff_user)
+    body = '{"slug": "big", "name": "' + "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1) + '"}'
+
+    response = client.post("/api/v1/tenants", body, content_type="application/json")
+
+    assert (response.status_code, response.json()) == (413, {
+        "code": "too_large", "fields": None,
+        "message": f"The request body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes."})
+    assert not Tenant.objects.filter(slug="big").exists()
+
+
 def test_list_pages_are_bounded(two, staff_user, api_client_for):
     acme = two[0]
     for n in range(3):
