@@ -409,22 +409,10 @@ class BuildIn(Schema):
 @api.post("/builds", response={201: BuildDetailOut, 400: ErrorOut, **SCOPED_ERRORS}, tags=["builds"],
           summary="Start a build on a dataset already uploaded")
 def create_build(request, payload: BuildIn):
-    from mlaas_portal.aws import gateways
-    from mlaas_portal.aws.errors import AwsNotFound
-
     tenant = access.get_tenant_for_user(request.auth, payload.tenant)
-    if tenant.status != Tenant.Status.ACTIVE:
-        raise ValidationError(f"Tenant `{tenant.slug}` is {tenant.status}; builds start only for active tenants.")
-    if not payload.dataset_key.startswith(tenant.upload_prefix):
-        raise ValidationError({"dataset_key": f"Datasets must be under `{tenant.upload_prefix}`."})
-    try:
-        head = gateways.platform_s3().head_object(tenant.bucket, payload.dataset_key)
-    except AwsNotFound:
-        raise ValidationError({"dataset_key": f"No dataset `{payload.dataset_key}` in the tenant's uploads."}) from None
     build, _ = build_services.build_create(
         tenant=tenant, dataset_key=payload.dataset_key, algorithm_slug=payload.algorithm or None,
-        target=payload.target, source=Build.Source.API, dataset_version=head.get("VersionId") or "",
-        dataset_size=head.get("ContentLength", 0), created_by=request.auth)
+        target=payload.target, source=Build.Source.API, created_by=request.auth)
     return Status(201, build_detail_out(access.get_build_for_user(request.auth, build.code)))
 
 

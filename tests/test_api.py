@@ -194,7 +194,7 @@ def test_start_build_outside_the_upload_location_is_400(two, api_client_for):
                                                content_type="application/json")
 
     assert (response.status_code, response.json()["fields"]) == (400, {
-        "dataset_key": ["Datasets must be under `uploads/`."]})
+        "dataset_key": ["Datasets must be under the tenant's upload location `uploads/`."]})
 
 
 # ----- builds -----
