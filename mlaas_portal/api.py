@@ -30,7 +30,7 @@ from ninja.pagination import PageNumberPagination, paginate
 from ninja.security import HttpBearer
 
 from builds import services as build_services
-from builds.models import Build, ModelVersion
+from builds.models import Build, ModelVersion, RejectedUpload
 from mlaas_portal import access
 from mlaas_portal.aws.errors import AwsError, AwsValidationError
 from tenants import services as tenant_services
@@ -423,6 +423,22 @@ def cancel_build(request, build_id: str):
     build = access.get_build_for_user(request.auth, build_id)
     build_services.build_cancel(build=build, actor=request.auth)
     return build_detail_out(access.get_build_for_user(request.auth, build_id))
+
+
+class RejectionOut(Schema):
+    key: str
+    bucket: str
+    reason: str = Field(..., description="Why the upload did not start a build, for a human.")
+    created_at: datetime
+
+
+@api.get("/tenants/{slug}/rejections", response={200: list[RejectionOut], **SCOPED_ERRORS}, tags=["uploads"],
+         summary="List the tenant's uploads refused at intake, with the reason")
+@paginate(Pagination, page_size=50)
+def list_rejections(request, slug: str):
+    """Newest first: objects that landed in the upload location but could not become a build."""
+    tenant = access.get_tenant_for_user(request.auth, slug)
+    return RejectedUpload.objects.filter(tenant=tenant).order_by("-created_at", "-id")
 
 
 # ----- models -----

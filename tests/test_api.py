@@ -268,6 +268,31 @@ def test_cancel_build_and_stranger_404(two, api_client_for, django_capture_on_co
                                                        "message": "Build is already cancelled."})
 
 
+# ----- rejections -----
+
+def test_list_rejections_exact_paginated_and_stranger_404(two, staff_user, api_client_for):
+    from builds.models import RejectedUpload
+
+    acme, acme_owner, globex, globex_owner = two
+    old = RejectedUpload.objects.create(tenant=acme, bucket=acme.bucket, key="uploads/a.txt", dedup_key="d1",
+                                        reason="`a.txt` is not a CSV file (expected a .csv name)", created_at=T0)
+    new = RejectedUpload.objects.create(tenant=acme, bucket=acme.bucket, key="uploads/big.csv", dedup_key="d2",
+                                        reason="file is too big", created_at=T0 + timedelta(hours=1))
+    RejectedUpload.objects.create(tenant=globex, bucket=globex.bucket, key="tenants/globex/uploads/x.txt",
+                                  dedup_key="d3", reason="not a CSV", created_at=T0)
+
+    own = api_client_for(acme_owner).get("/api/v1/tenants/acme/rejections")
+    second_page = api_client_for(staff_user).get("/api/v1/tenants/acme/rejections", {"page_size": 1, "page": 2})
+    stranger = api_client_for(globex_owner).get("/api/v1/tenants/acme/rejections")
+
+    assert own.json() == {"count": 2, "items": [
+        {"key": r.key, "bucket": acme.bucket, "reason": r.reason, "created_at": iso(r.created_at)}
+        for r in (new, old)]}
+    assert second_page.json() == {"count": 2, "items": [
+        {"key": "uploads/a.txt", "bucket": acme.bucket, "reason": old.reason, "created_at": iso(T0)}]}
+    assert (stranger.status_code, stranger.json()) == (404, NOT_FOUND)
+
+
 # ----- models and costs -----
 
 def test_list_models_exact_paginated_and_stranger_404(two, api_client_for):
@@ -389,7 +414,7 @@ ENDPOINTS = {
     ("post", "/api/v1/tenants/{slug}/credentials"), ("post", "/api/v1/tenants/{slug}/uploads"),
     ("get", "/api/v1/builds"), ("post", "/api/v1/builds"), ("get", "/api/v1/builds/{build_id}"),
     ("post", "/api/v1/builds/{build_id}/cancel"), ("get", "/api/v1/tenants/{slug}/models"),
-    ("get", "/api/v1/tenants/{slug}/costs"),
+    ("get", "/api/v1/tenants/{slug}/costs"), ("get", "/api/v1/tenants/{slug}/rejections"),
 }
 
 
@@ -410,5 +435,6 @@ def test_openapi_describes_every_endpoint_with_auth_and_error_responses(client):
         assert op.get("summary") and op.get("tags"), path
     lists = {path for (method, path), op in operations.items()
              if method == "get" and {"page", "page_size"} <= {p["name"] for p in op.get("parameters", [])}}
-    assert lists == {"/api/v1/tenants", "/api/v1/builds", "/api/v1/tenants/{slug}/models"}
+    assert lists == {"/api/v1/tenants", "/api/v1/builds", "/api/v1/tenants/{slug}/models",
+                     "/api/v1/tenants/{slug}/rejections"}
     assert set(schema["components"]["schemas"]["ErrorOut"]["required"]) == {"code", "message"}
