@@ -206,6 +206,47 @@ def test_login_errors_are_shown(db, client):
     assert "Please enter a correct username and password." in text_of(response)
 
 
+def test_login_locks_the_username_at_that_address_after_repeated_failures(db, client, settings):
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    User.objects.create_user(username="ceo@umbrella.example", password="a-Long-pass-123")
+    User.objects.create_user(username="cfo@umbrella.example", password="a-Long-pass-123")
+    wrong = {"username": "ceo@umbrella.example", "password": "wrong"}
+    right = {"username": "ceo@umbrella.example", "password": "a-Long-pass-123"}
+
+    failures = [client.post(reverse("login"), wrong).status_code for _ in range(settings.AXES_FAILURE_LIMIT)]
+    locked = client.post(reverse("login"), right)
+    other_user = client.post(reverse("login"), {"username": "cfo@umbrella.example", "password": "a-Long-pass-123"})
+    other_address = Client(REMOTE_ADDR="198.51.100.7").post(reverse("login"), right)
+
+    assert failures == [200] * (settings.AXES_FAILURE_LIMIT - 1) + [429]
+    assert locked.status_code == 429
+    assert page_title(locked) == "Too many failed logins · MLaaS Portal"
+    assert (f"After {settings.AXES_FAILURE_LIMIT} wrong passwords for ceo@umbrella.example, logging in from this "
+            f"address is paused for {settings.AXES_COOLOFF_TIME.seconds // 60} minutes.") in text_of(locked)
+    assert not locked.wsgi_request.user.is_authenticated
+    assert (other_user.status_code, other_user.url) == (302, reverse("home"))
+    assert (other_address.status_code, other_address.url) == (302, reverse("home"))
+
+
+def test_login_success_clears_earlier_failures(db, client, settings):
+    from django.contrib.auth.models import User
+
+    User.objects.create_user(username="ceo@umbrella.example", password="a-Long-pass-123")
+    wrong = {"username": "ceo@umbrella.example", "password": "wrong"}
+    right = {"username": "ceo@umbrella.example", "password": "a-Long-pass-123"}
+
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        client.post(reverse("login"), wrong)
+    client.post(reverse("login"), right)
+    client.post(reverse("logout"))
+    again = [client.post(reverse("login"), wrong).status_code for _ in range(settings.AXES_FAILURE_LIMIT - 1)]
+
+    assert again == [200] * (settings.AXES_FAILURE_LIMIT - 1)
+    assert client.post(reverse("login"), right).status_code == 302
+
+
 # ----- every page: a title, a phone-friendly menu -----
 
 def _pages(staff_user):
