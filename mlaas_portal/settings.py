@@ -156,6 +156,9 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
 
+# Public access-request form: at most this many submissions per client address and hour.
+MLAAS_ACCESS_REQUESTS_PER_HOUR = env_int("MLAAS_ACCESS_REQUESTS_PER_HOUR", 5, minimum=1)
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

@@ -5,9 +5,11 @@ a <title>, shows field errors next to the field and has a clear empty state."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from io import StringIO
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.urls import reverse
 
@@ -73,6 +75,50 @@ def test_request_access_errors_show_next_to_the_fields(reference_data, client):
                      r'<ul class="errorlist" id="id_contact_email_error"><li>Enter a valid email address.</li></ul>',
                      html)
     assert AccessRequest.objects.count() == 0
+
+
+def test_request_access_message_over_the_limit_is_refused(reference_data, client):
+    from tenants.models import ACCESS_REQUEST_MESSAGE_MAX_LENGTH
+    from tenants.services import access_request_create
+
+    too_long = "x" * (ACCESS_REQUEST_MESSAGE_MAX_LENGTH + 1)
+
+    response = client.post(reverse("catalog"), {"company": "Umbrella", "contact_email": "ceo@umbrella.example",
+                                                "message": too_long})
+    with pytest.raises(ValidationError) as refused:
+        access_request_create(company="Umbrella", contact_email="ceo@umbrella.example", plan=None, message=too_long)
+
+    assert response.status_code == 200
+    assert response.context["form"].errors == {"message": [
+        f"Ensure this value has at most {ACCESS_REQUEST_MESSAGE_MAX_LENGTH} characters (it has 2001)."]}
+    assert "At most 2,000 characters." in text_of(response)
+    assert list(refused.value.message_dict) == ["message"]
+    assert AccessRequest.objects.count() == 0
+
+
+def test_request_access_is_rate_limited_per_client_address(reference_data, settings):
+    from django.test import Client
+    from django.utils import timezone
+
+    settings.MLAAS_ACCESS_REQUESTS_PER_HOUR = 3
+    body = {"company": "Umbrella", "contact_email": "ceo@umbrella.example", "message": "Hello"}
+    client = Client(REMOTE_ADDR="203.0.113.9")
+
+    accepted = [client.post(reverse("catalog"), body).status_code for _ in range(3)]
+    refused = client.post(reverse("catalog"), body)
+    elsewhere = Client(REMOTE_ADDR="198.51.100.7").post(reverse("catalog"), body)
+    AccessRequest.objects.filter(client_address="203.0.113.9").update(
+        created_at=timezone.now() - timedelta(hours=1, minutes=1))
+    an_hour_later = client.post(reverse("catalog"), body)
+
+    assert accepted == [302, 302, 302]
+    assert refused.status_code == 429
+    assert refused.context["form"].non_field_errors() == [
+        "We already received several requests from your network this hour; please try again later or write to "
+        "us by email."]
+    assert (elsewhere.status_code, an_hour_later.status_code) == (302, 302)
+    assert sorted(AccessRequest.objects.values_list("client_address", flat=True)) == [
+        "198.51.100.7"] + ["203.0.113.9"] * 4
 
 
 def test_request_access_shows_up_as_pending_for_staff(reference_data, client, staff_user):
