@@ -184,6 +184,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))},
     "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}, "werkzeug": {"level": "WARNING"}},
 }
+# django-axes logs every successful login at INFO; failures and lockouts are WARNING and still logged.
+LOGGING["loggers"]["axes"] = {"level": "WARNING"}
 
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
