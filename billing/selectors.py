@@ -288,11 +288,6 @@ class Statement:
         """Revenue minus AWS cost (staff only)."""
         return self.total - self.aws_cost
 
-    @property
-    def remaining_hours(self) -> Decimal:
-        return max(ZERO, self.included_hours - self.used_hours)
-
-
 def statement_amounts(*, billable_seconds: int, included_hours: Decimal,
                       overage_rate: Decimal) -> tuple[Decimal, Decimal, Decimal]:
     """(used hours, overage hours, overage amount) of a month's billable seconds."""

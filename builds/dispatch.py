@@ -139,10 +139,3 @@ def dispatch_pending() -> list[int]:
             runs = [(b, str(codes[b]), queue_of[b]) for b in started]
             transaction.on_commit(lambda: queues.enqueue_execute_many(runs))
     return started
-
-
-def capacity_overview() -> dict:
-    """Queued/running/limits per plan and the account, for dashboards."""
-    rows = (Build.objects.filter(Q(status__in=Build.ACTIVE) | Q(status=Build.Status.QUEUED))
-            .values("plan_id", "status").annotate(n=Count("id")))
-    return {(r["plan_id"], r["status"]): r["n"] for r in rows}

@@ -82,10 +82,15 @@ def _resolve_algorithm(tenant: Tenant, algorithm_slug: str | None) -> tuple[Algo
 
 
 def build_create(*, tenant: Tenant, dataset_key: str, algorithm_slug: str | None = None, target: str = "",
-                 source: str = Build.Source.PORTAL, dataset_version: str = "", dataset_size: int = 0,
+                 source: str = Build.Source.PORTAL, dataset_version: str = "", dataset_size: int | None = None,
                  dedup_key: str | None = None, created_by: User | None = None,
                  dispatch_now: bool = False) -> tuple[Build, bool]:
     """Create a build and queue it; returns (build, created). Idempotent on dedup_key.
+
+    The dataset must exist in the tenant's uploads. Callers that already hold
+    the object's facts (an S3 event, the build being retried) pass its size;
+    otherwise (the API, the portal's "Build again") the object is looked up
+    here and its version and size recorded, so every caller gets one check.
 
     After the commit the dispatcher runs: in this process when `dispatch_now`
     (intake, where latency matters), otherwise as a job on the default queue.
@@ -99,6 +104,8 @@ def build_create(*, tenant: Tenant, dataset_key: str, algorithm_slug: str | None
     target = (target or tenant.default_target).strip()
     if not target:
         raise ValidationError({"target": "No target column given and the tenant has no default target."})
+    if dataset_size is None:
+        dataset_version, dataset_size = _dataset_lookup(tenant, dataset_key)
     existing = Build.objects.filter(dedup_key=dedup_key).first() if dedup_key else None
     if existing is not None:
         return existing, False
@@ -114,6 +121,18 @@ def build_create(*, tenant: Tenant, dataset_key: str, algorithm_slug: str | None
         build_transition(build, Build.Status.QUEUED, reason=f"waiting in queue {plan_queue_name(tenant.plan.slug)}")
         transaction.on_commit(_dispatch_now if dispatch_now else _kick_dispatch)
     return build, True
+
+
+def _dataset_lookup(tenant: Tenant, dataset_key: str) -> tuple[str, int]:
+    """(version, size) of the uploaded object; ValidationError when there is none."""
+    from core.aws import gateways
+    from core.aws.errors import AwsNotFound
+
+    try:
+        head = gateways.platform_s3().head_object(tenant.bucket, dataset_key)
+    except AwsNotFound:
+        raise ValidationError({"dataset_key": f"No dataset `{dataset_key}` in the tenant's uploads."}) from None
+    return head.get("VersionId") or "", head.get("ContentLength", 0)
 
 
 def _dispatch_now() -> None:

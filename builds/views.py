@@ -131,7 +131,10 @@ def upload(request, slug):
                 algorithm_slug=data["algorithm"].slug if data["algorithm"] else None, target=data["target"],
                 source=Build.Source.PORTAL, created_by=request.user)
         except ValidationError as exc:
-            messages.error(request, " ".join(exc.messages))
+            start_form.add_error(None, exc.messages)
+        except AwsError:
+            messages.error(request, "Could not start the build: the storage service is unavailable; "
+                                    "try again in a minute.")
         else:
             messages.success(request, f"Build queued on {build.dataset_name}.")
             return redirect("builds:detail", code=build.code)

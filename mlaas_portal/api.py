@@ -16,7 +16,8 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, ValidationError
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponseNotAllowed, JsonResponse
 from django.urls import URLPattern, re_path
@@ -30,7 +31,7 @@ from ninja.security import HttpBearer
 
 from builds import access as build_access
 from builds import services as build_services
-from builds.models import Build, ModelVersion
+from builds.models import Build, ModelVersion, RejectedUpload
 from core.aws.errors import AwsError, AwsValidationError
 from tenants import access as tenant_access
 from tenants import services as tenant_services
@@ -146,6 +147,13 @@ def _http_error(request, exc: HttpError):
     code = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
             429: "throttled"}.get(exc.status_code, "error")
     return _error(request, exc.status_code, code, str(exc))
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_large(request, exc):
+    # Django refuses to read a body over DATA_UPLOAD_MAX_MEMORY_SIZE; that is the client's doing, not a 500.
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return _error(request, 413, "too_large", f"The request body is over {limit:,} bytes.")
 
 
 @api.exception_handler(AwsError)
@@ -402,22 +410,10 @@ class BuildIn(Schema):
 @api.post("/builds", response={201: BuildDetailOut, 400: ErrorOut, **SCOPED_ERRORS}, tags=["builds"],
           summary="Start a build on a dataset already uploaded")
 def create_build(request, payload: BuildIn):
-    from core.aws import gateways
-    from core.aws.errors import AwsNotFound
-
     tenant = tenant_access.get_tenant_for_user(request.auth, payload.tenant)
-    if tenant.status != Tenant.Status.ACTIVE:
-        raise ValidationError(f"Tenant `{tenant.slug}` is {tenant.status}; builds start only for active tenants.")
-    if not payload.dataset_key.startswith(tenant.upload_prefix):
-        raise ValidationError({"dataset_key": f"Datasets must be under `{tenant.upload_prefix}`."})
-    try:
-        head = gateways.platform_s3().head_object(tenant.bucket, payload.dataset_key)
-    except AwsNotFound:
-        raise ValidationError({"dataset_key": f"No dataset `{payload.dataset_key}` in the tenant's uploads."}) from None
     build, _ = build_services.build_create(
         tenant=tenant, dataset_key=payload.dataset_key, algorithm_slug=payload.algorithm or None,
-        target=payload.target, source=Build.Source.API, dataset_version=head.get("VersionId") or "",
-        dataset_size=head.get("ContentLength", 0), created_by=request.auth)
+        target=payload.target, source=Build.Source.API, created_by=request.auth)
     return Status(201, build_detail_out(build_access.get_build_for_user(request.auth, build.code)))
 
 
@@ -428,6 +424,22 @@ def cancel_build(request, build_id: str):
     build = build_access.get_build_for_user(request.auth, build_id)
     build_services.build_cancel(build=build, actor=request.auth)
     return build_detail_out(build_access.get_build_for_user(request.auth, build_id))
+
+
+class RejectionOut(Schema):
+    key: str
+    bucket: str
+    reason: str = Field(..., description="Why the upload did not start a build, for a human.")
+    created_at: datetime
+
+
+@api.get("/tenants/{slug}/rejections", response={200: list[RejectionOut], **SCOPED_ERRORS}, tags=["uploads"],
+         summary="List the tenant's uploads refused at intake, with the reason")
+@paginate(Pagination, page_size=50)
+def list_rejections(request, slug: str):
+    """Newest first: objects that landed in the upload location but could not become a build."""
+    tenant = tenant_access.get_tenant_for_user(request.auth, slug)
+    return RejectedUpload.objects.filter(tenant=tenant).order_by("-created_at", "-id")
 
 
 # ----- models -----

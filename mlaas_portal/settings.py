@@ -6,6 +6,7 @@ See README.md, "Configuration", for every variable, its default and effect.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -146,6 +147,22 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
+# Login throttling (django-axes), kept in one block: after MLAAS_LOGIN_FAILURE_LIMIT wrong passwords for one
+# username from one address, that pair is refused for MLAAS_LOGIN_COOLOFF_MINUTES (other users and addresses
+# still log in). Attempts live in the database; a successful login clears the pair's count.
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # last, as axes requires
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("MLAAS_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("MLAAS_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+
+# Public access-request form: at most this many submissions per client address and hour.
+MLAAS_ACCESS_REQUESTS_PER_HOUR = env_int("MLAAS_ACCESS_REQUESTS_PER_HOUR", 5, minimum=1)
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -171,6 +188,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))},
     "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}, "werkzeug": {"level": "WARNING"}},
 }
+# django-axes logs every successful login at INFO; failures and lockouts are WARNING and still logged.
+LOGGING["loggers"]["axes"] = {"level": "WARNING"}
 
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)

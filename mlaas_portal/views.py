@@ -42,22 +42,34 @@ def tenant_list(request):
 
 
 def catalog(request):
+    from axes.helpers import get_client_ip_address
+
     from builds.selectors import algorithms
     from tenants.forms import AccessRequestForm
     from tenants.models import Plan
-    from tenants.services import access_request_create
+    from tenants.services import AccessRequestThrottled, access_request_create
 
     form = AccessRequestForm(request.POST or None, initial={"plan": request.GET.get("plan")})
     form.fields["plan"].empty_label = "Not sure yet"
+    status = 200
     if request.method == "POST" and form.is_valid():
-        access_request_create(**form.cleaned_data)
-        messages.success(request, "Thanks! We received your request and will be in touch.")
-        return redirect("catalog")
+        try:
+            # The address as django-axes resolves it, so login throttling and this limit agree.
+            access_request_create(**form.cleaned_data, client_address=get_client_ip_address(request))
+        except AccessRequestThrottled:
+            form.add_error(None, "We already received several requests from your network this hour; "
+                                 "please try again later or write to us by email.")
+            status = 429
+        except ValidationError as exc:
+            form.add_error(None, exc.messages)
+        else:
+            messages.success(request, "Thanks! We received your request and will be in touch.")
+            return redirect("catalog")
     return render(request, "catalog.html", {
         "algorithms": algorithms(active_only=True),
         "plans": Plan.objects.order_by("tier_rank", "slug"),
         "form": form,
-    })
+    }, status=status)
 
 
 @login_required

@@ -142,16 +142,6 @@ def place_dataset(paths: StepPaths, csv_path: str | os.PathLike) -> Path:
     return link
 
 
-def write_hyperparameters(paths: StepPaths, hyperparameters: Mapping[str, object]) -> Path:
-    """Write input/config/hyperparameters.json the way SageMaker does: every value a string."""
-    path = paths.hyperparameters_path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    as_strings = {name: value if isinstance(value, str) else json.dumps(value)
-                  for name, value in hyperparameters.items()}
-    path.write_text(json.dumps(as_strings, indent=2))
-    return path
-
-
 def sagemaker_environment(
     paths: StepPaths,
     *,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django import forms
 
-from tenants.models import Membership, Plan, Tenant
+from tenants.models import ACCESS_REQUEST_MESSAGE_MAX_LENGTH, Membership, Plan, Tenant
 
 
 class OnboardForm(forms.Form):
@@ -52,4 +52,6 @@ class AccessRequestForm(forms.Form):
     company = forms.CharField(max_length=120)
     contact_email = forms.EmailField()
     plan = forms.ModelChoiceField(queryset=Plan.objects.all(), required=False)
-    message = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    message = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False,
+                              max_length=ACCESS_REQUEST_MESSAGE_MAX_LENGTH,
+                              help_text=f"At most {ACCESS_REQUEST_MESSAGE_MAX_LENGTH:,} characters.")

@@ -6,6 +6,7 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.utils import timezone
 
@@ -156,6 +157,9 @@ class ApiToken(models.Model):
         return _hash_token(raw)
 
 
+ACCESS_REQUEST_MESSAGE_MAX_LENGTH = 2000
+
+
 class AccessRequest(models.Model):
     """Public 'request access' form submissions, pending staff onboarding."""
 
@@ -163,7 +167,11 @@ class AccessRequest(models.Model):
     company = models.CharField(max_length=120)
     contact_email = models.EmailField()
     plan = models.ForeignKey(Plan, on_delete=models.SET_NULL, null=True, blank=True)
-    message = models.TextField(blank=True)
+    # A TextField's max_length only sizes the form field; the validator enforces it in full_clean().
+    message = models.TextField(blank=True, max_length=ACCESS_REQUEST_MESSAGE_MAX_LENGTH,
+                               validators=[MaxLengthValidator(ACCESS_REQUEST_MESSAGE_MAX_LENGTH)])
+    # Where the submission came from, to limit submissions per address (see access_request_create).
+    client_address = models.GenericIPAddressField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     handled_at = models.DateTimeField(null=True, blank=True)
 

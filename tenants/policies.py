@@ -58,8 +58,3 @@ def tenant_data_policy(*, bucket: str, prefix: str, model_package_group_arn: str
             "Resource": [f"arn:aws:s3:::{pipeline_code_bucket_prefix}*/*"],
         })
     return {"Version": "2012-10-17", "Statement": statements}
-
-
-def upload_session_policy(*, bucket: str, prefix: str) -> dict:
-    """Session policy for credentials handed to tenant users: their location only."""
-    return tenant_data_policy(bucket=bucket, prefix=prefix)

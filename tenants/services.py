@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -204,9 +206,23 @@ def api_token_revoke(*, user: User, token_id: int) -> None:
         raise ValidationError("No such token.")
 
 
-def access_request_create(*, company: str, contact_email: str, plan: Plan | None, message: str) -> AccessRequest:
-    return AccessRequest.objects.create(company=company.strip(), contact_email=contact_email.strip().lower(),
-                                        plan=plan, message=message.strip())
+class AccessRequestThrottled(Exception):
+    """Too many access requests from one client address within the hour."""
+
+
+def access_request_create(*, company: str, contact_email: str, plan: Plan | None, message: str,
+                          client_address: str | None = None) -> AccessRequest:
+    """Record a public access request; at most MLAAS_ACCESS_REQUESTS_PER_HOUR per client address and hour."""
+    if client_address:
+        recent = AccessRequest.objects.filter(client_address=client_address,
+                                              created_at__gte=timezone.now() - timedelta(hours=1)).count()
+        if recent >= settings.MLAAS_ACCESS_REQUESTS_PER_HOUR:
+            raise AccessRequestThrottled(client_address)
+    request = AccessRequest(company=company.strip(), contact_email=contact_email.strip().lower(), plan=plan,
+                            message=message.strip(), client_address=client_address or None)
+    request.full_clean()
+    request.save()
+    return request
 
 
 def access_request_mark_handled(*, request: AccessRequest) -> None:

@@ -194,7 +194,7 @@ def test_start_build_outside_the_upload_location_is_400(two, api_client_for):
                                                content_type="application/json")
 
     assert (response.status_code, response.json()["fields"]) == (400, {
-        "dataset_key": ["Datasets must be under `uploads/`."]})
+        "dataset_key": ["Datasets must be under the tenant's upload location `uploads/`."]})
 
 
 # ----- builds -----
@@ -266,6 +266,31 @@ def test_cancel_build_and_stranger_404(two, api_client_for, django_capture_on_co
     assert own.json()["transitions"][-1]["reason"] == f"cancelled by {acme_owner.username}"
     assert (again.status_code, again.json()) == (400, {"code": "invalid", "fields": None,
                                                        "message": "Build is already cancelled."})
+
+
+# ----- rejections -----
+
+def test_list_rejections_exact_paginated_and_stranger_404(two, staff_user, api_client_for):
+    from builds.models import RejectedUpload
+
+    acme, acme_owner, globex, globex_owner = two
+    old = RejectedUpload.objects.create(tenant=acme, bucket=acme.bucket, key="uploads/a.txt", dedup_key="d1",
+                                        reason="`a.txt` is not a CSV file (expected a .csv name)", created_at=T0)
+    new = RejectedUpload.objects.create(tenant=acme, bucket=acme.bucket, key="uploads/big.csv", dedup_key="d2",
+                                        reason="file is too big", created_at=T0 + timedelta(hours=1))
+    RejectedUpload.objects.create(tenant=globex, bucket=globex.bucket, key="tenants/globex/uploads/x.txt",
+                                  dedup_key="d3", reason="not a CSV", created_at=T0)
+
+    own = api_client_for(acme_owner).get("/api/v1/tenants/acme/rejections")
+    second_page = api_client_for(staff_user).get("/api/v1/tenants/acme/rejections", {"page_size": 1, "page": 2})
+    stranger = api_client_for(globex_owner).get("/api/v1/tenants/acme/rejections")
+
+    assert own.json() == {"count": 2, "items": [
+        {"key": r.key, "bucket": acme.bucket, "reason": r.reason, "created_at": iso(r.created_at)}
+        for r in (new, old)]}
+    assert second_page.json() == {"count": 2, "items": [
+        {"key": "uploads/a.txt", "bucket": acme.bucket, "reason": old.reason, "created_at": iso(T0)}]}
+    assert (stranger.status_code, stranger.json()) == (404, NOT_FOUND)
 
 
 # ----- models and costs -----
@@ -356,6 +381,18 @@ def test_malformed_json_is_400_and_schema_mismatch_422(reference_data, staff_use
                                           "payload.isolation": ["Field required"]}}
 
 
+def test_body_over_the_upload_limit_is_413_json(reference_data, staff_user, api_client_for, settings):
+    client = api_client_for(staff_user)
+    body = '{"slug": "big", "name": "' + "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1) + '"}'
+
+    response = client.post("/api/v1/tenants", body, content_type="application/json")
+
+    assert (response.status_code, response.json()) == (413, {
+        "code": "too_large", "fields": None,
+        "message": f"The request body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes."})
+    assert not Tenant.objects.filter(slug="big").exists()
+
+
 def test_list_pages_are_bounded(two, staff_user, api_client_for):
     acme = two[0]
     for n in range(3):
@@ -377,7 +414,7 @@ ENDPOINTS = {
     ("post", "/api/v1/tenants/{slug}/credentials"), ("post", "/api/v1/tenants/{slug}/uploads"),
     ("get", "/api/v1/builds"), ("post", "/api/v1/builds"), ("get", "/api/v1/builds/{build_id}"),
     ("post", "/api/v1/builds/{build_id}/cancel"), ("get", "/api/v1/tenants/{slug}/models"),
-    ("get", "/api/v1/tenants/{slug}/costs"),
+    ("get", "/api/v1/tenants/{slug}/costs"), ("get", "/api/v1/tenants/{slug}/rejections"),
 }
 
 
@@ -398,5 +435,6 @@ def test_openapi_describes_every_endpoint_with_auth_and_error_responses(client):
         assert op.get("summary") and op.get("tags"), path
     lists = {path for (method, path), op in operations.items()
              if method == "get" and {"page", "page_size"} <= {p["name"] for p in op.get("parameters", [])}}
-    assert lists == {"/api/v1/tenants", "/api/v1/builds", "/api/v1/tenants/{slug}/models"}
+    assert lists == {"/api/v1/tenants", "/api/v1/builds", "/api/v1/tenants/{slug}/models",
+                     "/api/v1/tenants/{slug}/rejections"}
     assert set(schema["components"]["schemas"]["ErrorOut"]["required"]) == {"code", "message"}

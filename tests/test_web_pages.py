@@ -5,9 +5,11 @@ a <title>, shows field errors next to the field and has a clear empty state."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from io import StringIO
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.urls import reverse
 
@@ -73,6 +75,50 @@ def test_request_access_errors_show_next_to_the_fields(reference_data, client):
                      r'<ul class="errorlist" id="id_contact_email_error"><li>Enter a valid email address.</li></ul>',
                      html)
     assert AccessRequest.objects.count() == 0
+
+
+def test_request_access_message_over_the_limit_is_refused(reference_data, client):
+    from tenants.models import ACCESS_REQUEST_MESSAGE_MAX_LENGTH
+    from tenants.services import access_request_create
+
+    too_long = "x" * (ACCESS_REQUEST_MESSAGE_MAX_LENGTH + 1)
+
+    response = client.post(reverse("catalog"), {"company": "Umbrella", "contact_email": "ceo@umbrella.example",
+                                                "message": too_long})
+    with pytest.raises(ValidationError) as refused:
+        access_request_create(company="Umbrella", contact_email="ceo@umbrella.example", plan=None, message=too_long)
+
+    assert response.status_code == 200
+    assert response.context["form"].errors == {"message": [
+        f"Ensure this value has at most {ACCESS_REQUEST_MESSAGE_MAX_LENGTH} characters (it has 2001)."]}
+    assert "At most 2,000 characters." in text_of(response)
+    assert list(refused.value.message_dict) == ["message"]
+    assert AccessRequest.objects.count() == 0
+
+
+def test_request_access_is_rate_limited_per_client_address(reference_data, settings):
+    from django.test import Client
+    from django.utils import timezone
+
+    settings.MLAAS_ACCESS_REQUESTS_PER_HOUR = 3
+    body = {"company": "Umbrella", "contact_email": "ceo@umbrella.example", "message": "Hello"}
+    client = Client(REMOTE_ADDR="203.0.113.9")
+
+    accepted = [client.post(reverse("catalog"), body).status_code for _ in range(3)]
+    refused = client.post(reverse("catalog"), body)
+    elsewhere = Client(REMOTE_ADDR="198.51.100.7").post(reverse("catalog"), body)
+    AccessRequest.objects.filter(client_address="203.0.113.9").update(
+        created_at=timezone.now() - timedelta(hours=1, minutes=1))
+    an_hour_later = client.post(reverse("catalog"), body)
+
+    assert accepted == [302, 302, 302]
+    assert refused.status_code == 429
+    assert refused.context["form"].non_field_errors() == [
+        "We already received several requests from your network this hour; please try again later or write to "
+        "us by email."]
+    assert (elsewhere.status_code, an_hour_later.status_code) == (302, 302)
+    assert sorted(AccessRequest.objects.values_list("client_address", flat=True)) == [
+        "198.51.100.7"] + ["203.0.113.9"] * 4
 
 
 def test_request_access_shows_up_as_pending_for_staff(reference_data, client, staff_user):
@@ -204,6 +250,47 @@ def test_login_errors_are_shown(db, client):
 
     assert response.status_code == 200
     assert "Please enter a correct username and password." in text_of(response)
+
+
+def test_login_locks_the_username_at_that_address_after_repeated_failures(db, client, settings):
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    User.objects.create_user(username="ceo@umbrella.example", password="a-Long-pass-123")
+    User.objects.create_user(username="cfo@umbrella.example", password="a-Long-pass-123")
+    wrong = {"username": "ceo@umbrella.example", "password": "wrong"}
+    right = {"username": "ceo@umbrella.example", "password": "a-Long-pass-123"}
+
+    failures = [client.post(reverse("login"), wrong).status_code for _ in range(settings.AXES_FAILURE_LIMIT)]
+    locked = client.post(reverse("login"), right)
+    other_user = client.post(reverse("login"), {"username": "cfo@umbrella.example", "password": "a-Long-pass-123"})
+    other_address = Client(REMOTE_ADDR="198.51.100.7").post(reverse("login"), right)
+
+    assert failures == [200] * (settings.AXES_FAILURE_LIMIT - 1) + [429]
+    assert locked.status_code == 429
+    assert page_title(locked) == "Too many failed logins · MLaaS Portal"
+    assert (f"After {settings.AXES_FAILURE_LIMIT} wrong passwords for ceo@umbrella.example, logging in from this "
+            f"address is paused for {settings.AXES_COOLOFF_TIME.seconds // 60} minutes.") in text_of(locked)
+    assert not locked.wsgi_request.user.is_authenticated
+    assert (other_user.status_code, other_user.url) == (302, reverse("home"))
+    assert (other_address.status_code, other_address.url) == (302, reverse("home"))
+
+
+def test_login_success_clears_earlier_failures(db, client, settings):
+    from django.contrib.auth.models import User
+
+    User.objects.create_user(username="ceo@umbrella.example", password="a-Long-pass-123")
+    wrong = {"username": "ceo@umbrella.example", "password": "wrong"}
+    right = {"username": "ceo@umbrella.example", "password": "a-Long-pass-123"}
+
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        client.post(reverse("login"), wrong)
+    client.post(reverse("login"), right)
+    client.post(reverse("logout"))
+    again = [client.post(reverse("login"), wrong).status_code for _ in range(settings.AXES_FAILURE_LIMIT - 1)]
+
+    assert again == [200] * (settings.AXES_FAILURE_LIMIT - 1)
+    assert client.post(reverse("login"), right).status_code == 302
 
 
 # ----- every page: a title, a phone-friendly menu -----

@@ -24,7 +24,7 @@ def sagemaker_build(make_tenant, sagemaker_client, monkeypatch, settings):
     engine = SageMakerEngine(lambda: SageMakerGateway(sagemaker_client), settings.MLAAS_PIPELINE_NAME)
     monkeypatch.setattr(execution, "get_engine", lambda name=None: engine)
     tenant = make_tenant(isolation="silo", plan="basic")
-    build, _ = services.build_create(tenant=tenant, dataset_key="uploads/data.csv", target="diagnosis")
+    build, _ = services.build_create(tenant=tenant, dataset_key="uploads/data.csv", target="diagnosis", dataset_size=16)
     services.build_transition(build, Build.Status.STARTING, reason="test")
     return build
 
@@ -129,7 +129,8 @@ def test_ledger_write_failure_is_retried_and_not_lost(make_tenant, monkeypatch, 
     from core.aws.errors import AwsRetryableError
 
     tenant = make_tenant(isolation="pool", plan="basic")
-    build, _ = services.build_create(tenant=tenant, dataset_key=f"{tenant.upload_prefix}d.csv", target="t")
+    build, _ = services.build_create(tenant=tenant, dataset_key=f"{tenant.upload_prefix}d.csv", target="t",
+                                     dataset_size=16)
     services.build_transition(build, Build.Status.FAILED, reason="only one class in target `t`")
     real = gateways.platform_dynamodb
 
@@ -151,7 +152,8 @@ def test_ledger_write_failure_is_retried_and_not_lost(make_tenant, monkeypatch, 
 
 def test_cancel_queued_build_is_immediate(make_tenant):
     tenant = make_tenant(isolation="pool", plan="basic")
-    build, _ = services.build_create(tenant=tenant, dataset_key=f"{tenant.upload_prefix}d.csv", target="t")
+    build, _ = services.build_create(tenant=tenant, dataset_key=f"{tenant.upload_prefix}d.csv", target="t",
+                                     dataset_size=16)
     services.build_cancel(build=build)
     build.refresh_from_db()
     assert (build.status, build.transitions.last().reason) == ("cancelled", "cancelled by system")

@@ -391,6 +391,37 @@ def test_upload_page_empty_state(make_tenant, make_member):
     assert "No datasets yet: upload a CSV above to start your first build." in text_of(response)
 
 
+def test_build_again_on_a_missing_dataset_is_refused_with_a_form_error(make_tenant, make_member):
+    tenant = make_tenant(isolation="silo", plan="basic")
+    key = f"{tenant.upload_prefix}gone.csv"
+
+    response = client_for(make_member(tenant)).post(reverse("builds:upload", args=[tenant.slug]),
+                                                    {"dataset_key": key})
+
+    assert response.status_code == 200
+    assert response.context["start_form"].non_field_errors() == [f"No dataset `{key}` in the tenant's uploads."]
+    assert f"Could not start the build: No dataset `{key}` in the tenant&#x27;s uploads." in text_of(response)
+    assert not Build.objects.exists()
+
+
+def test_build_again_on_an_uploaded_dataset_records_its_version_and_size(make_tenant, make_member,
+                                                                        django_capture_on_commit_callbacks):
+    from core.aws import gateways
+
+    tenant = make_tenant(isolation="silo", plan="basic")
+    key = f"{tenant.upload_prefix}again.csv"
+    put = gateways.platform_s3().client.put_object(Bucket=tenant.bucket, Key=key, Body=b"a,diagnosis\n1,x\n")
+
+    with django_capture_on_commit_callbacks():
+        response = client_for(make_member(tenant)).post(reverse("builds:upload", args=[tenant.slug]),
+                                                        {"dataset_key": key})
+
+    build = Build.objects.get()
+    assert (response.status_code, response.url) == (302, reverse("builds:detail", args=[build.code]))
+    assert (build.source, build.dataset_key, build.dataset_size, build.dataset_version) == (
+        "portal", key, 16, put.get("VersionId", ""))
+
+
 def test_model_download_redirects_to_a_presigned_link_of_that_artifact(make_tenant, make_member):
     import requests
 

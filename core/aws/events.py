@@ -17,6 +17,3 @@ class EventsGateway(Gateway):
 
     def describe_rule(self, name: str) -> dict:
         return self._call("describe_rule", Name=name)
-
-    def list_rule_names(self, prefix: str) -> list[str]:
-        return [r["Name"] for r in self._call("list_rules", NamePrefix=prefix).get("Rules", [])]

@@ -9,7 +9,6 @@ from core.aws.events import EventsGateway
 from core.aws.iam import IamGateway, StsGateway
 from core.aws.s3 import S3Gateway
 from core.aws.sqs import SqsGateway
-from core.aws.tagging import TaggingGateway
 
 
 def platform_s3() -> S3Gateway:
@@ -40,10 +39,6 @@ def platform_cost_explorer() -> CostExplorerGateway:
     return CostExplorerGateway(platform_client("ce"))
 
 
-def platform_tagging() -> TaggingGateway:
-    return TaggingGateway(platform_client("resourcegroupstaggingapi"))
-
-
 def platform_sagemaker():
     from core.aws.sagemaker import SageMakerGateway
 
@@ -53,9 +48,3 @@ def platform_sagemaker():
 def tenant_s3(credentials: TemporaryCredentials) -> S3Gateway:
     """An S3 gateway acting as the tenant's assumed role: IAM confines it."""
     return S3Gateway(make_client("s3", credentials.as_config(platform_config())))
-
-
-def tenant_sagemaker(credentials: TemporaryCredentials):
-    from core.aws.sagemaker import SageMakerGateway
-
-    return SageMakerGateway(make_client("sagemaker", credentials.as_config(platform_config())))

@@ -82,16 +82,6 @@ def metric(value) -> str:
 
 
 @register.filter
-def percent_of(value, whole) -> float:
-    """value / whole as a percentage clamped to 0..100 (for progress bars)."""
-    try:
-        whole = float(whole)
-        return max(0.0, min(100.0, 100.0 * float(value) / whole)) if whole else 0.0
-    except (TypeError, ValueError):
-        return 0.0
-
-
-@register.filter
 def label(value: str) -> str:
     """`breast_cancer` -> `Breast cancer`."""
     text = str(value or "").replace("_", " ").replace("-", " ").strip()

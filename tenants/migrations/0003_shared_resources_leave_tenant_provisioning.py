@@ -8,5 +8,5 @@ def drop_shared_steps(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("tenants", "0001_initial")]
+    dependencies = [("tenants", "0002_access_request_limits")]
     operations = [migrations.RunPython(drop_shared_steps, migrations.RunPython.noop)]
