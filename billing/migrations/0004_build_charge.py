@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('billing', '0003_dailycost_daily_cost_tenant_day'),
         ('builds', '0004_build_not_before'),
-        ('tenants', '0002_shared_resources_leave_tenant_provisioning'),
+        ('tenants', '0001_initial'),
     ]
 
     operations = [
