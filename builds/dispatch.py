@@ -106,7 +106,8 @@ def load_state():
     ranked = (Build.objects.filter(status=Build.Status.QUEUED, tenant__status=Tenant.Status.ACTIVE)
               .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
               .annotate(rank=Window(RowNumber(), partition_by=[F("tenant_id")], order_by=[F("created_at"), F("id")]))
-              .values_list("id", "tenant_id", "plan_id", "created_at", "rank"))
+              # the plan the tenant has now: a plan change applies to builds that have not started
+              .values_list("id", "tenant_id", "tenant__plan_id", "created_at", "rank"))
     candidates = [Candidate(i, t, p, c) for i, t, p, c, rank in ranked.filter(rank__lte=max_tenant_limit)]
     tenant_ids = {c.tenant_id for c in candidates}
     last_served = dict(Tenant.objects.filter(id__in=tenant_ids).values_list("id", "last_dispatched_at"))
@@ -124,7 +125,7 @@ def dispatch_pending() -> list[int]:
         started: list[int] = []
         for cand in chosen:
             if Build.objects.filter(pk=cand.build_id, status=Build.Status.QUEUED).update(
-                    status=Build.Status.STARTING) == 1:
+                    status=Build.Status.STARTING, plan_id=cand.plan_id) == 1:
                 started.append(cand.build_id)
                 Tenant.objects.filter(pk=cand.tenant_id).update(last_dispatched_at=now)
         BuildTransition.objects.bulk_create([

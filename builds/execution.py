@@ -49,7 +49,7 @@ def build_execute(build_id: int) -> str:
     launch = launch_for(build)
     try:
         if build.engine == "local":
-            status = engine.run(launch, **_local_callbacks(build))
+            status = engine.run(launch, **_local_callbacks(build), tenant_s3=lambda: _tenant_build_s3(build))
             build_finish(build, status)
             return build.status
         ref = engine.start(launch)
@@ -65,6 +65,14 @@ def build_execute(build_id: int) -> str:
         logger.exception("build %s crashed", build.code)
         _fail(build, f"internal error while running the build ({type(exc).__name__}); the vendor was notified")
         return "failed"
+
+
+def _tenant_build_s3(build: Build):
+    """S3 as the tenant's role, narrowed to its location, for as long as a build may run."""
+    from core.aws import gateways
+    from tenants.credentials import tenant_assume
+
+    return gateways.tenant_s3(tenant_assume(build.tenant, purpose="build", duration=43200, narrow_to_location=True))
 
 
 def _local_callbacks(build: Build) -> dict:

@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = StepPaths(overrides={"processing/input/model": args.model, "processing/input/test": args.test,
                                  "processing/output/evaluation": args.output})
     config = {"target": args.target, "problem_type": args.problem_type, "objective_metric": args.objective_metric}
-    from mlaas_steps.runner import run_in_container
+    from mlaas_steps.container import run_in_container
 
     return run_in_container(run, paths, config, failure_file=paths.message_path)
 

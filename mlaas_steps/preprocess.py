@@ -753,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = StepPaths(overrides={"processing/input/data": args.input, "processing/output": args.output})
     config = {"target": args.target, "problem_type": args.problem_type, "seed": args.seed,
               "delimiter": args.delimiter}
-    from mlaas_steps.runner import run_in_container
+    from mlaas_steps.container import run_in_container
 
     return run_in_container(run, paths, config, failure_file=paths.message_path)
 

@@ -22,7 +22,7 @@ used OpenMP on its main thread the child still works, but libgomp then counts
 the parent's dead workers and throttles its spinning: keep model fitting off
 the thread that calls run_step (the RQ worker never fits in-process).
 
-`run_in_container` is the same contract for SageMaker: the step in-process,
+`container.run_in_container` is the same contract for SageMaker: the step in-process,
 the failure sentence written where SageMaker shows it.
 """
 
@@ -492,27 +492,3 @@ def _seconds(value: float) -> str:
 
 # --- SageMaker container -----------------------------------------------------------------------
 
-def run_in_container(func: Callable[[StepPaths, dict], dict], paths: StepPaths, config: dict, *,
-                     failure_file: Path) -> int:
-    """Run a step as a container's main program; exit status 0 or 1, the reason in `failure_file`."""
-    logging.basicConfig(stream=sys.stdout, level=logging.INFO,
-                        format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
-    try:
-        summary = func(paths, config)
-    except StepFailure as failure:
-        reason = failure.reason
-        code = 1
-    except Exception as error:  # noqa: BLE001 - logged with its traceback, reported as a sentence
-        traceback.print_exc()
-        reason = f"unexpected error: {type(error).__name__}: {error}"
-        code = 2
-    else:
-        print(json.dumps({"summary_keys": sorted(summary or {})}), flush=True)
-        return 0
-    print(f"step failed: {reason}", file=sys.stderr, flush=True)
-    try:
-        failure_file.parent.mkdir(parents=True, exist_ok=True)
-        failure_file.write_text(reason[:1024])  # SageMaker keeps the first 1 KB
-    except OSError:
-        traceback.print_exc()
-    return code

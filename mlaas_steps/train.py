@@ -213,7 +213,7 @@ def config_from_hyperparameters(hyperparameters: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mlaas_steps.runner import run_in_container
+    from mlaas_steps.container import run_in_container
 
     paths = StepPaths.from_environ()
     if os.environ.get("SM_HPS"):

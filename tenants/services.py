@@ -128,19 +128,16 @@ def tenant_offboard(*, tenant: Tenant, delete_data: bool, confirm_slug: str, act
 
 
 def tenant_change_plan(*, tenant: Tenant, plan: Plan, actor: User | None = None) -> None:
-    """Takes effect for builds not yet started: queued builds re-point to the new plan.
+    """Takes effect for builds not yet started: the dispatcher starts them under the tenant's plan of the moment.
 
     The tenant's tagged resources get the new `mlaas:plan` tag first, so cost
     reports by plan stay true; if AWS refuses, nothing changes.
     """
-    from builds.models import Build
-
     if tenant.role_arn:
         _retag_resources(tenant, plan)
     with transaction.atomic():
         old = tenant.plan.slug
         Tenant.objects.filter(pk=tenant.pk).update(plan=plan)
-        Build.objects.filter(tenant=tenant, status__in=[Build.Status.RECEIVED, Build.Status.QUEUED]).update(plan=plan)
         TenantEvent.objects.create(tenant=tenant, action="plan_changed", actor=actor, detail=f"{old} -> {plan.slug}")
     tenant.plan = plan
 

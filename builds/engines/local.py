@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
@@ -39,6 +40,9 @@ from mlaas_steps.steps import (
     STEP_NAMES,
     TRAIN,
 )
+
+if TYPE_CHECKING:
+    from core.aws.s3 import S3Gateway
 
 logger = logging.getLogger(__name__)
 
@@ -123,10 +127,11 @@ class LocalEngine:
         on_data_report: Callable[[dict], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
         heartbeat: Callable[[], None] | None = None,
+        tenant_s3: Callable[[], S3Gateway] | None = None,
     ) -> EngineStatus:
+        """Run the build. `tenant_s3` gives the S3 gateway scoped to the tenant's location (the execution
+        service assumes the tenant's role); it is called inside the run, so a refused role is a failed step."""
         from core.aws import gateways
-        from tenants.credentials import tenant_assume
-        from tenants.models import Tenant
 
         report = on_progress or (lambda steps: None)
         steps = {}
@@ -140,9 +145,9 @@ class LocalEngine:
         scratch.mkdir(parents=True)
         paths = contract.StepPaths(scratch / "ml")
         try:
-            tenant = Tenant.objects.get(slug=launch.tenant_slug)
-            s3 = gateways.tenant_s3(tenant_assume(tenant, purpose="build", duration=43200,
-                                                  narrow_to_location=True))
+            if tenant_s3 is None:
+                raise ValueError("the local engine needs the tenant's scoped S3 gateway (tenant_s3)")
+            s3 = tenant_s3()
             dataset = scratch / "dataset" / Path(launch.dataset_key).name
             dataset.parent.mkdir(parents=True)
             s3.download_file(launch.bucket, launch.dataset_key, dataset)

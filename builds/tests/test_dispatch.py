@@ -94,3 +94,28 @@ def test_dispatch_pending_starts_within_limits_and_records_transitions(
     # enqueued after commit on the plan's queue, one job per started build
     codes = Build.objects.filter(id__in=started).values_list("code", flat=True)
     assert sorted(django_rq.get_queue("plan-basic").job_ids) == sorted(f"build-execute-{c}" for c in codes)
+
+
+def test_plan_change_applies_to_queued_builds_when_they_start(reference_data, clean_redis, monkeypatch):
+    """tenants never touch builds: the dispatcher starts a queued build under the tenant's plan of the moment."""
+    from builds import queues
+    from builds.dispatch import dispatch_pending
+    from builds.models import Build
+    from tenants.models import Plan
+    from tenants.services import tenant_change_plan
+    from tests.factories import BuildFactory, TenantFactory, plan
+
+    enqueued = []
+    monkeypatch.setattr(queues, "enqueue_execute_many", enqueued.extend)
+    tenant = TenantFactory(plan=plan("basic"), role_arn="")  # no role: no AWS re-tagging
+    queued = BuildFactory(tenant=tenant, status=Build.Status.QUEUED)
+    tenant_change_plan(tenant=tenant, plan=Plan.objects.get(slug="premium"))
+    queued.refresh_from_db()
+    assert queued.plan.slug == "basic"  # the plan change itself wrote nothing of builds
+
+    with monkeypatch.context() as m:
+        m.setattr("django.db.transaction.on_commit", lambda fn, *a, **k: fn())
+        assert dispatch_pending() == [queued.pk]
+    queued.refresh_from_db()
+    assert (queued.status, queued.plan.slug) == (Build.Status.STARTING, "premium")
+    assert enqueued == [(queued.pk, str(queued.code), "plan-premium")]

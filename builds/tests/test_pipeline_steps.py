@@ -571,7 +571,7 @@ def test_preprocess_command_line_writes_the_exit_message(tmp_path):
     paths = write_upload(tmp_path, "a,b,label\n")
     message = tmp_path / "message"
     os.environ.pop("MLAAS_ML_ROOT", None)
-    from mlaas_steps.runner import run_in_container
+    from mlaas_steps.container import run_in_container
 
     code = run_in_container(preprocess.run, paths, {"target": "label", "problem_type": "classification"},
                             failure_file=message)

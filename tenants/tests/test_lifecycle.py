@@ -146,7 +146,9 @@ def test_offboard_of_offboarded_tenant_is_refused(make_tenant):
     assert refused.value.messages == ["Tenant is already offboarded."]
 
 
-def test_plan_change_repoints_queued_builds_but_not_started_ones(tenant_row, staff_user, logged_in):
+def test_plan_change_leaves_builds_to_the_dispatcher(tenant_row, staff_user, logged_in):
+    """Started builds keep the plan they started under; queued ones start under the new plan
+    (builds/tests/test_dispatch.py::test_plan_change_applies_to_queued_builds_when_they_start)."""
     tenant = tenant_row(plan="standard", role_arn="")  # a row only: no AWS resources to re-tag
     algorithm = Algorithm.objects.get(slug="gbm-classifier")
     standard = Plan.objects.get(slug="standard")
@@ -160,7 +162,7 @@ def test_plan_change_repoints_queued_builds_but_not_started_ones(tenant_row, sta
     tenant.refresh_from_db()
     assert (response.status_code, tenant.plan.slug) == (302, "premium")
     assert {status: Build.objects.get(pk=b.pk).plan.slug for status, b in builds.items()} == {
-        "received": "premium", "queued": "premium", "starting": "standard", "running": "standard",
+        "received": "standard", "queued": "standard", "starting": "standard", "running": "standard",
         "succeeded": "standard"}
     assert list(tenant.events.values_list("action", "detail", "actor")) == [
         ("plan_changed", "standard -> premium", staff_user.pk)]
