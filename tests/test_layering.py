@@ -26,7 +26,8 @@ FORBIDDEN = [
     ("core", "mlaas_portal", "the ground floor knows no app"),
     *[(app, "mlaas_portal", "apps never import the roof (settings come from django.conf)") for app in APPS],
     ("builds.engines", "tenants.models", "engines are handed a build specification and gateways"),
-    *[("mlaas_steps", app, "the step code runs inside the image: it knows no Django app") for app in (*APPS, "mlaas_portal")],
+    *[("mlaas_steps", app, "the step code runs inside the image: it knows no Django app")
+      for app in (*APPS, "mlaas_portal")],
     *[("core", package, "the ground floor knows no app") for package in ("emulator",)],
 ]
 
