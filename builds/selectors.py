@@ -105,6 +105,21 @@ def model_versions(*, tenant: Tenant) -> QuerySet[ModelVersion]:
             .select_related("build", "build__algorithm", "decided_by").order_by("-version"))
 
 
+def tenant_datasets(*, tenant: Tenant, limit: int = 100) -> list[dict] | None:
+    """The tenant's newest uploads with how many builds each started; None when storage cannot be read."""
+    from core.aws import gateways
+    from core.aws.errors import AwsError
+
+    if tenant.status != Tenant.Status.ACTIVE:
+        return []
+    try:
+        objects = sorted(gateways.platform_s3().list_keys(tenant.bucket, tenant.upload_prefix),
+                         key=lambda o: o["LastModified"], reverse=True)[:limit]
+    except AwsError:
+        return None
+    return dataset_rows(tenant=tenant, objects=objects)
+
+
 def dataset_rows(*, tenant: Tenant, objects: list[dict]) -> list[dict]:
     """S3 listing rows of the tenant's uploads joined with how many builds each started (one query)."""
     keys = [o["Key"] for o in objects]

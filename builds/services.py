@@ -255,3 +255,18 @@ def rejected_upload_record(*, tenant: Tenant | None, bucket: str, key: str, dedu
     obj, _ = RejectedUpload.objects.get_or_create(
         dedup_key=dedup_key, defaults=dict(tenant=tenant, bucket=bucket, key=key, reason=reason))
     return obj
+
+
+def model_download_link(*, version: ModelVersion, expires: int = 300) -> str:
+    """A short-lived link to the version's artifact, signed by the tenant's own role.
+
+    Raises `AwsNotFound` when the artifact is no longer in storage (a link would only answer 403).
+    """
+    from core.aws import gateways
+    from tenants.credentials import tenant_assume
+
+    tenant = version.tenant
+    gateways.platform_s3().head_object(tenant.bucket, version.artifact_key)
+    creds = tenant_assume(tenant, purpose="download", duration=900)
+    return gateways.tenant_s3(creds).presigned_get(tenant.bucket, version.artifact_key, expires=expires,
+                                                  filename=f"{tenant.slug}-model-v{version.version}.tar.gz")

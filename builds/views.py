@@ -111,17 +111,8 @@ def build_retry(request, code):
 
 @login_required
 def upload(request, slug):
-    from core.aws import gateways
-
     tenant = tenant_access.get_tenant_for_user(request.user, slug)
-    objects: list[dict] = []
-    datasets_unavailable = False
-    if tenant.status == Tenant.Status.ACTIVE:
-        try:
-            objects = sorted(gateways.platform_s3().list_keys(tenant.bucket, tenant.upload_prefix),
-                             key=lambda o: o["LastModified"], reverse=True)[:100]
-        except AwsError:
-            datasets_unavailable = True
+    datasets = selectors.tenant_datasets(tenant=tenant)
     start_form = StartBuildForm(request.POST or None)
     if request.method == "POST" and start_form.is_valid():
         data = start_form.cleaned_data
@@ -140,8 +131,7 @@ def upload(request, slug):
             return redirect("builds:detail", code=build.code)
     return render(request, "builds/upload.html", {
         "tenant": tenant, "algorithms": selectors.algorithms(active_only=True),
-        "datasets": selectors.dataset_rows(tenant=tenant, objects=objects),
-        "datasets_unavailable": datasets_unavailable,
+        "datasets": datasets or [], "datasets_unavailable": datasets is None,
         "rejected": RejectedUpload.objects.filter(tenant=tenant)[:10], "start_form": start_form,
         "limit": tenant.plan.upload_size_limit_bytes, "uploads_open": tenant.status == Tenant.Status.ACTIVE})
 
@@ -194,17 +184,9 @@ def model_decide(request, slug, version):
 @login_required
 def model_download(request, slug, version):
     """Redirect to a short-lived link limited to that one artifact, signed by the tenant's role."""
-    from core.aws import gateways
-    from tenants.credentials import tenant_assume
-
     found = build_access.get_model_version_for_user(request.user, slug, version)
-    tenant = found.tenant
     try:
-        # A link to an object that is gone would only answer 403: say so here instead.
-        gateways.platform_s3().head_object(tenant.bucket, found.artifact_key)
-        creds = tenant_assume(tenant, purpose="download", duration=900)
-        url = gateways.tenant_s3(creds).presigned_get(tenant.bucket, found.artifact_key, expires=300,
-                                                     filename=f"{tenant.slug}-model-v{found.version}.tar.gz")
+        url = services.model_download_link(version=found)
     except AwsNotFound:
         messages.error(request, f"The model artifact of version {found.version} is no longer in storage, so it "
                                 "cannot be downloaded. Build the model again to get a new version.")

@@ -216,7 +216,7 @@ def test_onboard_upload_build_model_spend_and_isolation(chromium, live_server, s
         owner.wait_for_selector("#model-version", timeout=10_000)
         assert owner.get_attribute("#build-body", "hx-trigger") is None  # polling stopped
         body = owner.inner_text("#build-body")
-        assert "Model version 1" in body and "Pending approval" in body and "accuracy" in body
+        assert "Model version 1" in body and "Pending approval" in body and "Accuracy" in body
         assert [owner.get_attribute(f"#step-{s}", "class") for s in
                 ("preprocess", "train", "evaluate", "condition", "register")] == ["succeeded"] * 5
         version = ModelVersion.objects.get(build=build)
