@@ -144,3 +144,28 @@ def upload_outcome(*, tenant: Tenant, key: str) -> dict:
 def algorithms(*, active_only: bool = False) -> QuerySet[Algorithm]:
     qs = Algorithm.objects.all()
     return qs.filter(active=True) if active_only else qs
+
+
+def local_build_status(launch):
+    """A local build's status as its worker recorded it on the row, in the engines' terms."""
+    from builds.engines.base import (
+        ENGINE_FAILED,
+        ENGINE_RUNNING,
+        ENGINE_STOPPED,
+        ENGINE_SUCCEEDED,
+        EngineStatus,
+        StepStatus,
+    )
+
+    build = Build.objects.filter(code=launch.build_code).first()
+    if build is None:
+        return EngineStatus(state=ENGINE_FAILED, failure_reason="the build no longer exists")
+    state = {Build.Status.SUCCEEDED: ENGINE_SUCCEEDED, Build.Status.FAILED: ENGINE_FAILED,
+             Build.Status.CANCELLED: ENGINE_STOPPED}.get(build.status, ENGINE_RUNNING)
+    steps = [StepStatus(s.name, s.status, s.started_at, s.ended_at, s.billable_seconds, s.instance_type,
+                        s.instance_count, s.log, s.failure_reason) for s in build.steps.all()]
+    version = getattr(build, "model_version", None) if state == ENGINE_SUCCEEDED else None
+    return EngineStatus(state=state, steps=steps, failure_reason=build.failure_reason, metrics=build.metrics,
+                        model_package_arn=version.arn if version else "",
+                        artifact_uri=f"s3://{launch.bucket}/{version.artifact_key}" if version else "",
+                        data_report=build.data_report)

@@ -97,14 +97,14 @@ def test_duplicate_events_make_one_build(make_tenant, samples, clean_redis):
 
 @pytest.mark.django_db(transaction=True)
 def test_local_engine_status_reports_what_the_worker_recorded(make_tenant, samples, clean_redis):
-    from builds.engines.local import LocalEngine
+    from builds.engines import get_engine
     from builds.launch import launch_for
 
     tenant = make_tenant(isolation="silo", plan="basic")
     build = intake_until(upload_csv(tenant, samples["breast_cancer"]))
     drain_queues("default", "plan-basic")
     build.refresh_from_db()
-    status = LocalEngine().status(f"local:{build.code}", launch_for(build))
+    status = get_engine("local").status(f"local:{build.code}", launch_for(build))
     version = ModelVersion.objects.get(build=build)
     assert (status.state, status.model_package_arn, [s.name for s in status.steps]) == (
         "succeeded", version.arn, ["preprocess", "train", "evaluate", "condition", "register"])

@@ -25,7 +25,9 @@ FORBIDDEN = [
     ("core", "billing", "the ground floor knows no app"),
     ("core", "mlaas_portal", "the ground floor knows no app"),
     *[(app, "mlaas_portal", "apps never import the roof (settings come from django.conf)") for app in APPS],
-    ("builds.engines", "tenants.models", "engines are handed a build specification and gateways"),
+    ("builds.engines", "tenants", "engines are handed a build specification and gateways"),
+    ("builds.engines.local", "builds.models", "engines see plain dataclasses; the factory hands them readers"),
+    ("builds.engines.sagemaker", "builds.models", "engines see plain dataclasses; the factory hands them readers"),
     *[("mlaas_steps", app, "the step code runs inside the image: it knows no Django app")
       for app in (*APPS, "mlaas_portal")],
     *[("core", package, "the ground floor knows no app") for package in ("emulator",)],

@@ -21,8 +21,9 @@ def get_engine(name: str | None = None):
     name = name or settings.MLAAS_ENGINE
     if name == "local":
         from builds.engines.local import LocalEngine
+        from builds.selectors import local_build_status
 
-        return LocalEngine()
+        return LocalEngine(status_reader=local_build_status)
     if name == "sagemaker":
         from builds.engines.sagemaker import SageMakerEngine
         from core.aws import gateways

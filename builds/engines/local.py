@@ -21,7 +21,6 @@ from django.conf import settings
 
 from builds.engines.base import (
     ENGINE_FAILED,
-    ENGINE_RUNNING,
     ENGINE_STOPPED,
     ENGINE_SUCCEEDED,
     BuildLaunch,
@@ -90,31 +89,23 @@ def metric_passes(metric: str, value: float, minimum: float) -> bool:
 class LocalEngine:
     name = "local"
 
-    def __init__(self, scratch_root: str | Path | None = None) -> None:
+    def __init__(self, scratch_root: str | Path | None = None, *,
+                 status_reader: Callable[[BuildLaunch], EngineStatus] | None = None) -> None:
         self.scratch_root = Path(scratch_root or settings.MLAAS_SCRATCH_DIR)
+        self.status_reader = status_reader
 
     # The Engine protocol. The local engine runs inside the worker, so `start`
-    # runs the whole pipeline; `status` and `stop` go through the Build row.
+    # runs the whole pipeline; `status` and `stop` go through what the worker records (the Build row),
+    # which the engine reads only through the `status_reader` the factory hands it.
     def start(self, launch: BuildLaunch) -> str:
         self.run(launch)
         return f"local:{launch.build_code}"
 
     def status(self, execution_ref: str, launch: BuildLaunch) -> EngineStatus:
-        """What the running worker last recorded on the build row (it reports as it goes)."""
-        from builds.models import Build
-
-        build = Build.objects.filter(code=launch.build_code).first()
-        if build is None:
-            return EngineStatus(state=ENGINE_FAILED, failure_reason="the build no longer exists")
-        state = {Build.Status.SUCCEEDED: ENGINE_SUCCEEDED, Build.Status.FAILED: ENGINE_FAILED,
-                 Build.Status.CANCELLED: ENGINE_STOPPED}.get(build.status, ENGINE_RUNNING)
-        steps = [StepStatus(s.name, s.status, s.started_at, s.ended_at, s.billable_seconds, s.instance_type,
-                            s.instance_count, s.log, s.failure_reason) for s in build.steps.all()]
-        version = getattr(build, "model_version", None) if state == ENGINE_SUCCEEDED else None
-        return EngineStatus(state=state, steps=steps, failure_reason=build.failure_reason, metrics=build.metrics,
-                            model_package_arn=version.arn if version else "",
-                            artifact_uri=f"s3://{launch.bucket}/{version.artifact_key}" if version else "",
-                            data_report=build.data_report)
+        """What the running worker last recorded (it reports as it goes), read by the reader it was handed."""
+        if self.status_reader is None:
+            raise RuntimeError("the local engine was made without a status reader")
+        return self.status_reader(launch)
 
     def stop(self, execution_ref: str, launch: BuildLaunch) -> None:
         """Cancellation is a flag on the build row that the running worker polls."""
