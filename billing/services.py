@@ -131,8 +131,8 @@ def metering_run(*, limit: int = 200) -> int:
     from builds.models import Build, BuildStep
 
     unmetered = (BuildStep.objects.filter(ended_at__isnull=False, billable_seconds__gt=0, cost_line__isnull=True)
-                 .exclude(instance_type="").values_list("build_id", flat=True).distinct()[:limit])
-    finished_uncharged = (Build.objects.filter(status__in=Build.FINISHED, charge__isnull=True)
+                 .exclude(instance_type="").order_by().values_list("build_id", flat=True).distinct()[:limit])
+    finished_uncharged = (Build.objects.filter(status__in=Build.FINISHED, charge__isnull=True).order_by()
                           .values_list("pk", flat=True)[:limit])
     build_ids = set(unmetered) | set(finished_uncharged)
     metered = 0
