@@ -79,7 +79,8 @@ def seed_algorithms(image: EcrImage | None = None, *, tag: str = "latest") -> li
     for spec in ALGORITHMS:
         algorithm, created = Algorithm.objects.get_or_create(slug=spec["slug"], defaults=dict(spec, **pinned))
         ours = algorithm.image_repository == image.repository_uri
-        if not created and (not ours or algorithm.image_tag in ("", tag)) and algorithm.image_digest != image.digest:
+        stale = algorithm.training_image_uri != image.pinned_uri
+        if not created and stale and (not ours or algorithm.image_tag in ("", tag)):
             Algorithm.objects.filter(pk=algorithm.pk).update(**pinned)
             algorithm.refresh_from_db()
         algorithms.append(algorithm)
