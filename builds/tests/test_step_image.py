@@ -280,3 +280,38 @@ def test_builds_pass_the_digest_pinned_uri(reference_data):
     assert launch.training_image_uri == image.pinned_uri
     assert pipeline_parameters(launch)["TrainingImageUri"] == image.pinned_uri
     assert all(alternative["training_image_uri"] == image.pinned_uri for alternative in launch.alternatives.values())
+
+
+def test_container_path_builds_the_context_logs_in_and_pushes(own_repository, context_copy, tmp_path):
+    """The docker/podman path's commands, with a recording tool (no engine here to build for real): the build
+    sees exactly the context's files, the ECR token goes in on stdin, and the digest printed is the one
+    DescribeImages reports for the pushed tag (registered here as the push would have left it)."""
+    log = tmp_path / "tool.log"
+    tool = tmp_path / "bin" / "docker"
+    tool.parent.mkdir()
+    tool.write_text(f"""#!/bin/sh
+echo "$*" >> {log}
+case "$1" in
+  build) for last; do :; done; (cd "$last" && find . -type f | sort) >> {log} ;;
+  login) echo "password-bytes=$(cat | wc -c)" >> {log} ;;
+esac
+exit 0
+""")
+    tool.chmod(0o755)
+    ecr = gateways.platform_ecr()
+    uri = ecr.ensure_repository(own_repository, tags={})
+    pushed = step_image._register_on_emulator(tag="v9", root=context_copy)  # what the push leaves in ECR
+
+    image = step_image._build_and_push(str(tool), tag="v9", root=context_copy)
+
+    lines = log.read_text().splitlines()
+    build = lines[0].split()
+    assert build[:2] == ["build", "--file"] and build[2].endswith("/image/Dockerfile")
+    assert build[3:7] == ["--tag", f"{uri}:v9", "--label", f"org.mlaas.context-digest=sha256:{image.context_digest}"]
+    files = [line.removeprefix("./") for line in lines[1:] if line.startswith("./")]
+    assert files == context_files(context_copy)
+    login = next(line for line in lines if line.startswith("login"))
+    assert login == f"login --username AWS --password-stdin {uri.split('/')[0]}"
+    assert int(lines[lines.index(login) + 1].removeprefix("password-bytes=")) > 0
+    assert lines[-1] == f"push {uri}:v9"
+    assert (image.repository_uri, image.tag, image.digest, image.method) == (uri, "v9", pushed.digest, "docker")
