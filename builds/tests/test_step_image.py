@@ -315,3 +315,29 @@ exit 0
     assert int(lines[lines.index(login) + 1].removeprefix("password-bytes=")) > 0
     assert lines[-1] == f"push {uri}:v9"
     assert (image.repository_uri, image.tag, image.digest, image.method) == (uri, "v9", pushed.digest, "docker")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration_splits_the_old_image_uri_into_repository_and_tag():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = ("builds", "0007_entry_point_help_text"), ("builds", "0008_algorithm_pinned_step_image")
+    executor = MigrationExecutor(connection)
+    executor.migrate([before])
+    old = executor.loader.project_state([before]).apps.get_model("builds", "Algorithm")
+    common = dict(problem_type="classification", entry_point="linear", objective_metric="f1", min_metric=0.5)
+    old.objects.create(slug="stock", name="Stock", **common,
+                       training_image_uri="683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1")
+    old.objects.create(slug="pinned", name="Pinned", **common,
+                       training_image_uri="localhost:5000/steps@sha256:" + "a" * 64)
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate([after])
+    new = executor.loader.project_state([after]).apps.get_model("builds", "Algorithm")
+    assert sorted(new.objects.values_list("slug", "image_repository", "image_tag", "image_digest")) == [
+        ("pinned", "localhost:5000/steps", "", "sha256:" + "a" * 64),
+        ("stock", "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn", "1.2-1", ""),
+    ]
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
