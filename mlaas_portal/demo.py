@@ -65,10 +65,10 @@ def seed_algorithms(image: EcrImage | None = None, *, tag: str = "latest") -> li
     """The catalog's algorithms, pinned to the step image's current digest.
 
     `image` None: the current image of the platform's repository under `tag` (on the emulator published first,
-    see builds.step_image.step_image_current). Seeded algorithms still on that tag (or on no image yet) are
+    see builds.step_image.step_image_current). Seeded algorithms still on that tag (or with no digest yet) are
     re-pointed at its digest, so changed step code reaches them on the next seed, and so are those still on
     another repository (the stock image they named before the step image existed); an algorithm staff moved to
-    another tag of the step repository keeps it.
+    another tag or a digest of the step repository keeps it.
     """
     if image is None:
         from builds.step_image import step_image_current
@@ -80,7 +80,8 @@ def seed_algorithms(image: EcrImage | None = None, *, tag: str = "latest") -> li
         algorithm, created = Algorithm.objects.get_or_create(slug=spec["slug"], defaults=dict(spec, **pinned))
         ours = algorithm.image_repository == image.repository_uri
         stale = algorithm.training_image_uri != image.pinned_uri
-        if not created and stale and (not ours or algorithm.image_tag in ("", tag)):
+        follows_tag = algorithm.image_tag == tag or not algorithm.image_digest  # not one staff pinned by digest
+        if not created and stale and (not ours or follows_tag):
             Algorithm.objects.filter(pk=algorithm.pk).update(**pinned)
             algorithm.refresh_from_db()
         algorithms.append(algorithm)

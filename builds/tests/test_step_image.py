@@ -248,11 +248,13 @@ def test_seed_repoints_algorithms_on_the_seeded_tag_only(reference_data, own_rep
     # Moved from the session's repository to this one, although the digest is the same (same context).
     assert {a.training_image_uri for a in Algorithm.objects.all()} == {first.pinned_uri}
     Algorithm.objects.filter(slug="linear-regressor").update(image_tag="pinned-by-staff")
+    Algorithm.objects.filter(slug="gbm-regressor").update(image_tag="")  # staff pinned it by digest
     (context_copy / "mlaas_steps" / "metrics.py").write_text("# changed\n")
     second = step_image_publish(tag="latest", root=context_copy)
     seed_algorithms(ecr.describe_image(own_repository, tag="latest"))
     uris = {a.slug: a.training_image_uri for a in Algorithm.objects.all()}
     assert uris.pop("linear-regressor") == first.pinned_uri
+    assert uris.pop("gbm-regressor") == first.pinned_uri
     assert set(uris.values()) == {second.pinned_uri}
 
 
