@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast venv lint bench clean
+.PHONY: run test test-fast venv lint bench image clean
 
 run: $(STAMP)
 	@bash scripts/run.sh
@@ -28,6 +28,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python bench/local_engine.py
 	$(VENV)/bin/python bench/dispatch.py
+
+# The step image: built and pushed with docker/podman, or registered on the emulator. `make image TAG=v3`.
+image: $(STAMP)
+	$(VENV)/bin/python manage.py image_publish $(if $(TAG),--tag $(TAG))
 
 clean:
 	rm -rf .local staticfiles .pytest_cache

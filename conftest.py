@@ -73,8 +73,11 @@ def clean_redis(redis_conn):
 
 
 @pytest.fixture
-def reference_data(db):
-    """Plans (basic/standard/premium), algorithms and instance prices, as seed_demo makes them."""
+def reference_data(db, emulator):
+    """Plans (basic/standard/premium), algorithms and instance prices, as seed_demo makes them.
+
+    Needs the emulator: the algorithms pin the step image the seed publishes there (DescribeImages).
+    """
     from mlaas_portal.demo import seed_reference_data
 
     seed_reference_data()

@@ -80,7 +80,12 @@ def bench_dispatch(tenants: int, builds: int, rounds: int) -> None:
 
     build_queues.enqueue_execute_many = timed_enqueue
     plans = seed_plans()
-    algorithm = seed_algorithms()[0]
+    # Dispatch never looks at the step image: pin a placeholder instead of publishing one.
+    from core.aws.ecr import EcrImage
+
+    offline_image = EcrImage(repository_name="mlaas-steps", repository_uri="bench.invalid/mlaas-steps",
+                             digest="sha256:" + "0" * 64, tags=("latest",))
+    algorithm = seed_algorithms(offline_image)[0]
     Build.objects.all().delete()
     Tenant.objects.all().delete()
     rng = random.Random(7)

@@ -1,11 +1,17 @@
 from django.contrib import admin
 
+from builds.forms import AlgorithmForm
 from builds.models import Algorithm, Build, BuildStep, BuildTransition, ModelVersion, RejectedUpload
 
 
 @admin.register(Algorithm)
 class AlgorithmAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "problem_type", "objective_metric", "min_metric", "active"]
+    """Saving checks the step image with DescribeImages and pins its digest (AlgorithmForm)."""
+
+    form = AlgorithmForm
+    list_display = ["slug", "name", "problem_type", "objective_metric", "min_metric", "image_tag", "active"]
+    readonly_fields = ["training_image_uri"]
+    fields = [*AlgorithmForm.Meta.fields, "image", "training_image_uri"]
 
 
 class StepInline(admin.TabularInline):

@@ -47,6 +47,10 @@ def build_execute(build_id: int) -> str:
         return "not-claimed"
     engine = get_engine(build.engine)
     launch = launch_for(build)
+    if not launch.training_image_uri:  # an algorithm from before the step image, never saved since
+        _fail(build, f"the algorithm {build.algorithm.name} has no step image pinned yet; the vendor must save it "
+                     "again (Algorithms page) before it can train")
+        return "failed"
     try:
         if build.engine == "local":
             status = engine.run(launch, **_local_callbacks(build), tenant_s3=lambda: _tenant_build_s3(build))

@@ -10,6 +10,60 @@ SORT_CHOICES = [("-created", "Newest first"), ("created", "Oldest first"), ("sta
                 ("-duration", "Longest first"), ("duration", "Shortest first")]
 
 
+class AlgorithmForm(forms.ModelForm):
+    """An algorithm of the catalog (admin and the staff page): saving it pins the step image it names.
+
+    `image` is a tag of the platform's step repository (`latest`), `REPOSITORY:TAG` or `REPOSITORY@sha256:...`;
+    DescribeImages must find it, and the digest it reports is what builds then run.
+    """
+
+    image = forms.CharField(max_length=300, initial="latest",
+                            help_text="Step image: a tag of the platform's repository (latest), REPOSITORY:TAG or "
+                                      "REPOSITORY@sha256:DIGEST. Saving pins the digest ECR reports for it.")
+
+    class Meta:
+        model = Algorithm
+        fields = ["slug", "name", "description", "problem_type", "entry_point", "default_hyperparameters",
+                  "tuning_ranges", "objective_metric", "min_metric", "active"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        instance = self.instance
+        if instance.pk and instance.image_repository and not self.is_bound:
+            repository = instance.image_repository.rsplit("/", 1)[-1]
+            self.initial["image"] = (f"{repository}:{instance.image_tag}" if instance.image_tag
+                                     else f"{repository}@{instance.image_digest}")
+        self.resolved_image = None
+
+    def clean_image(self) -> str:
+        from builds.step_image import StepImageError, step_image_resolve
+        from core.aws.errors import AwsError, AwsNotFound
+
+        reference = self.cleaned_data["image"].strip()
+        try:
+            self.resolved_image = step_image_resolve(reference)
+        except StepImageError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        except AwsNotFound as exc:
+            raise forms.ValidationError(f"{exc} Publish it first: `manage.py image_publish --tag TAG`.") from exc
+        except AwsError as exc:
+            raise forms.ValidationError(f"ECR could not be asked about the image {reference} ({exc}); "
+                                        "try again.") from exc
+        return reference
+
+    def save(self, commit: bool = True) -> Algorithm:
+        from builds.step_image import parse_reference
+
+        algorithm = super().save(commit=False)
+        _, tag, _ = parse_reference(self.cleaned_data["image"])
+        algorithm.image_repository = self.resolved_image.repository_uri
+        algorithm.image_tag = tag
+        algorithm.image_digest = self.resolved_image.digest
+        if commit:
+            algorithm.save()
+        return algorithm
+
+
 class BuildFilterForm(forms.Form):
     tenant = forms.ModelChoiceField(queryset=Tenant.objects.all(), to_field_name="slug", required=False,
                                     empty_label="Any tenant")

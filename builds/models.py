@@ -17,7 +17,12 @@ class Algorithm(models.Model):
     name = models.CharField(max_length=120)
     description = models.TextField(blank=True)
     problem_type = models.CharField(max_length=16, choices=ProblemType.choices)
-    training_image_uri = models.CharField(max_length=300)
+    # The step image, pinned: saving the algorithm (admin, staff page, seed) resolved a tag with DescribeImages
+    # and recorded the digest, so every build runs exactly that image (builds.step_image).
+    image_repository = models.CharField(max_length=256, blank=True,
+                                        help_text="ECR repository URI of the step image: <registry>/<prefix>-steps")
+    image_tag = models.CharField(max_length=128, blank=True, help_text="The tag that resolved to image_digest")
+    image_digest = models.CharField(max_length=71, blank=True, help_text="sha256:<hex> as DescribeImages reported it")
     entry_point = models.CharField(max_length=60, help_text="Local trainer name in mlaas_steps.trainers")
     default_hyperparameters = models.JSONField(default=dict, blank=True)
     tuning_ranges = models.JSONField(default=dict, blank=True)
@@ -32,6 +37,11 @@ class Algorithm(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def training_image_uri(self) -> str:
+        """`<registry>/<prefix>-steps@sha256:<digest>`: what builds pass as TrainingImageUri."""
+        return f"{self.image_repository}@{self.image_digest}" if self.image_digest else ""
 
     def clean(self) -> None:
         from django.core.exceptions import ValidationError

@@ -2,8 +2,11 @@
 
 `manage.py platform_bootstrap` (run by `make run`) makes the SQS intake queue with its
 dead-letter queue, one EventBridge rule per isolation model (one rule for all tenants of a
-model: 300 rules per bus is AWS's default quota) and the DynamoDB build ledger. Every
-call is idempotent: running it again changes nothing that is already right.
+model: 300 rules per bus is AWS's default quota) and the DynamoDB build ledger, and on the
+emulator registers the step image (a hash of the step package: milliseconds) so the demo's
+ECR holds the image the algorithms pin. On AWS it only reports the step image: building it
+needs a container engine (`manage.py image_publish`). Every call is idempotent: running it
+again changes nothing that is already right.
 """
 
 from __future__ import annotations
@@ -62,6 +65,20 @@ def ledger_table_ensure() -> PlatformResource:
     return PlatformResource("build ledger", arn, "DynamoDB table: one item per finished build")
 
 
+def step_image_ensure() -> PlatformResource:
+    """On the emulator, publish the step image; on AWS, report whether `image_publish` has pushed it."""
+    from builds.step_image import DEFAULT_TAG, step_image_current
+    from core.aws.errors import AwsNotFound
+
+    try:
+        image = step_image_current(tag=DEFAULT_TAG)
+    except AwsNotFound:
+        return PlatformResource("step image", "", f"not published: run `manage.py image_publish --tag {DEFAULT_TAG}` "
+                                                  "on a machine with Docker")
+    return PlatformResource("step image", image.pinned_uri,
+                            f"ECR {naming.step_image_repository()}:{DEFAULT_TAG}, the image algorithms pin")
+
+
 def platform_bootstrap() -> list[PlatformResource]:
     """Create (or confirm) every shared platform resource; returns what exists afterwards."""
-    return [*intake_resources_ensure(), ledger_table_ensure()]
+    return [*intake_resources_ensure(), ledger_table_ensure(), step_image_ensure()]

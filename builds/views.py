@@ -5,14 +5,14 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from builds import access as build_access
 from builds import selectors, services
-from builds.forms import BuildFilterForm, StartBuildForm
-from builds.models import Build, RejectedUpload
+from builds.forms import AlgorithmForm, BuildFilterForm, StartBuildForm
+from builds.models import Algorithm, Build, RejectedUpload
 from core.aws.errors import AwsError, AwsNotFound
 from tenants import access as tenant_access
 from tenants.models import Tenant
@@ -200,6 +200,19 @@ def model_download(request, slug, version):
 @tenant_access.staff_required
 def algorithms(request):
     return render(request, "builds/algorithms.html", {"algorithms": selectors.algorithms()})
+
+
+@tenant_access.staff_required
+def algorithm_edit(request, slug=None):
+    """Add or change a catalog algorithm; saving checks its step image in ECR and pins the digest."""
+    algorithm = get_object_or_404(Algorithm, slug=slug) if slug else None
+    form = AlgorithmForm(request.POST or None, instance=algorithm)
+    if request.method == "POST" and form.is_valid():
+        saved = form.save()
+        messages.success(request, f"Algorithm {saved.name} saved; builds not yet started run "
+                                  f"{saved.training_image_uri}.")
+        return redirect("builds:algorithms")
+    return render(request, "builds/algorithm_edit.html", {"algorithm": algorithm, "form": form})
 
 
 @login_required

@@ -11,9 +11,9 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from builds.models import Algorithm
+from core.aws.ecr import EcrImage
 from tenants.models import Plan
 
-SKLEARN_IMAGE = "683313688378.dkr.ecr.{region}.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 MIB = 1024 * 1024
 
 PLANS = [
@@ -61,23 +61,41 @@ def seed_plans() -> list[Plan]:
     return plans
 
 
-def seed_algorithms(region: str = "us-east-1") -> list[Algorithm]:
+def seed_algorithms(image: EcrImage | None = None, *, tag: str = "latest") -> list[Algorithm]:
+    """The catalog's algorithms, pinned to the step image's current digest.
+
+    `image` None: the current image of the platform's repository under `tag` (on the emulator published first,
+    see builds.step_image.step_image_current). Seeded algorithms still on that tag (or with no digest yet) are
+    re-pointed at its digest, so changed step code reaches them on the next seed, and so are those still on
+    another repository (the stock image they named before the step image existed); an algorithm staff moved to
+    another tag or a digest of the step repository keeps it.
+    """
+    if image is None:
+        from builds.step_image import step_image_current
+
+        image = step_image_current(tag=tag)
+    pinned = {"image_repository": image.repository_uri, "image_tag": tag, "image_digest": image.digest}
     algorithms = []
     for spec in ALGORITHMS:
-        defaults = dict(spec, training_image_uri=SKLEARN_IMAGE.format(region=region))
-        algorithm, _ = Algorithm.objects.get_or_create(slug=spec["slug"], defaults=defaults)
+        algorithm, created = Algorithm.objects.get_or_create(slug=spec["slug"], defaults=dict(spec, **pinned))
+        ours = algorithm.image_repository == image.repository_uri
+        stale = algorithm.training_image_uri != image.pinned_uri
+        follows_tag = algorithm.image_tag == tag or not algorithm.image_digest  # not one staff pinned by digest
+        if not created and stale and (not ours or follows_tag):
+            Algorithm.objects.filter(pk=algorithm.pk).update(**pinned)
+            algorithm.refresh_from_db()
         algorithms.append(algorithm)
     return algorithms
 
 
 def seed_reference_data() -> None:
-    from django.conf import settings
-
     from billing.services import instance_prices_load
+    from builds.step_image import step_image_current
 
+    image = step_image_current()  # AWS calls before the transaction, not inside it
     with transaction.atomic():
         seed_plans()
-        seed_algorithms(settings.AWS_REGION)
+        seed_algorithms(image)
         instance_prices_load()
 
 

@@ -37,6 +37,11 @@ def intake_rule(isolation: str) -> str:
     return f"{settings.MLAAS_RESOURCE_PREFIX}-intake-{isolation}"
 
 
+def step_image_repository() -> str:
+    """The platform's ECR repository of the step image (one for all tenants)."""
+    return f"{settings.MLAAS_RESOURCE_PREFIX}-steps"
+
+
 def tenant_tags(slug: str, plan_slug: str) -> dict[str, str]:
     return {settings.MLAAS_TAG_KEY: slug, settings.MLAAS_PLAN_TAG_KEY: plan_slug}
 

@@ -80,7 +80,9 @@ def algorithms(rows, staff_user):
 
     existing = Algorithm.objects.count()
     Algorithm.objects.bulk_create([
-        Algorithm(slug=f"algo-{i}", name=f"Algo {i}", problem_type="classification", training_image_uri="img",
+        Algorithm(slug=f"algo-{i}", name=f"Algo {i}", problem_type="classification",
+                  image_repository="123456789012.dkr.ecr.us-east-1.amazonaws.com/mlaas-steps", image_tag="latest",
+                  image_digest="sha256:" + "0" * 64,
                   entry_point="linear", objective_metric="f1", min_metric=0.5,
                   typical_metrics={"samples": [{"dataset": "wine", "rows": 178, "metrics": {"f1": 0.9}}]})
         for i in range(max(0, rows - existing))])

@@ -103,6 +103,17 @@ def test_sagemaker_start_validation_error_fails_with_reason(sagemaker_build, stu
     assert "does not exist" in sagemaker_build.failure_reason
 
 
+def test_build_of_an_algorithm_without_a_pinned_step_image_fails_before_starting(sagemaker_build, stub):
+    from builds.models import Algorithm
+
+    Algorithm.objects.filter(pk=sagemaker_build.algorithm_id).update(image_digest="")  # as migrated, never saved
+    assert execution.build_execute(sagemaker_build.pk) == "failed"  # no StartPipelineExecution: the stub has none
+    sagemaker_build.refresh_from_db()
+    assert sagemaker_build.failure_reason == (
+        f"the algorithm {sagemaker_build.algorithm.name} has no step image pinned yet; the vendor must save it "
+        "again (Algorithms page) before it can train")
+
+
 def test_poll_throttled_backs_off_without_failing(sagemaker_build, stub):
     stub.add_response("start_pipeline_execution", {"PipelineExecutionArn": EXECUTION})
     execution.build_execute(sagemaker_build.pk)

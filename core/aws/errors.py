@@ -30,7 +30,7 @@ ACCESS_DENIED_CODES = frozenset(
 NOT_FOUND_CODES = frozenset(
     {"NoSuchBucket", "NoSuchKey", "NoSuchEntity", "ResourceNotFound", "ResourceNotFoundException",
      "NotFound", "404", "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist",
-     "ValidationException.NotFound"}
+     "ValidationException.NotFound", "RepositoryNotFoundException", "ImageNotFoundException"}
 )
 
 

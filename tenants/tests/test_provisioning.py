@@ -281,6 +281,9 @@ def test_platform_bootstrap_command_is_idempotent_and_lists_the_shared_resources
         call_command("platform_bootstrap", stdout=out)
         outputs.append(out.getvalue().splitlines())
     account, region = _account(), settings.AWS_REGION
+    from core.aws import gateways
+
+    step_image = gateways.platform_ecr().describe_image(naming.step_image_repository(), tag="latest")
     assert outputs[0] == outputs[1]
     assert outputs[0] == [
         f"intake queue: arn:aws:sqs:{region}:{account}:{settings.MLAAS_INTAKE_QUEUE_NAME}",
@@ -288,5 +291,6 @@ def test_platform_bootstrap_command_is_idempotent_and_lists_the_shared_resources
         f"intake rule (silo): arn:aws:events:{region}:{account}:rule/{naming.intake_rule('silo')}",
         f"intake rule (pool): arn:aws:events:{region}:{account}:rule/{naming.intake_rule('pool')}",
         f"build ledger: arn:aws:dynamodb:{region}:{account}:table/{settings.MLAAS_LEDGER_TABLE}",
-        "platform ready: 5 shared resources",
+        f"step image: {account}.dkr.ecr.{region}.amazonaws.com/{naming.step_image_repository()}@{step_image.digest}",
+        "platform ready: 6 shared resources",
     ]

@@ -8,7 +8,8 @@ from core.aws.errors import AwsError
 
 class Command(BaseCommand):
     help = ("Create the shared platform resources once (intake queue and dead-letter queue, one EventBridge "
-            "rule per isolation model, build ledger table). Idempotent; `make run` runs it.")
+            "rule per isolation model, build ledger table; on the emulator the step image, registered by a digest of "
+            "its build context). Idempotent; `make run` runs it.")
 
     def handle(self, *args, **options):
         try:
