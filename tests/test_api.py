@@ -135,7 +135,14 @@ def test_upload_presign_exact_fields_works_and_stranger_404(provisioned, api_cli
 
     post = own.json()
     assert own.status_code == 200
-    assert sorted(post) == ["expires_in", "fields", "key", "max_bytes", "url"]
+    assert sorted(post) == ["expires_in", "fields", "key", "max_bytes", "sizing", "url"]
+    # Basic's first band (up to 1 MiB); no build ran on these instances yet, so typical durations are priced:
+    # 60 s + 60 s on ml.t3.medium ($0.05/h) and 180 s on ml.m5.large ($0.115/h).
+    assert post["sizing"] == {
+        "processing_instance_type": "ml.t3.medium", "processing_instance_count": 1,
+        "training_instance_type": "ml.m5.large", "training_instance_count": 1, "band": 1, "max_bytes": 1024**2,
+        "reason": "20 bytes of data: band 1 of the Basic plan (at most 1 MiB)", "estimated_cost": "0.0074",
+        "estimated_seconds": 300, "estimate_basis": "typical durations"}
     assert post["key"].startswith("uploads/") and post["key"].endswith("-churn.csv")
     assert (post["max_bytes"], post["expires_in"], post["fields"]["key"]) == (20, 900, post["key"])
     assert post["fields"]["x-amz-meta-target"] == "churned"
@@ -243,7 +250,12 @@ def test_get_build_exact_and_stranger_404(two, api_client_for):
         "transitions": [{"from_status": "", "to_status": "received", "reason": "upload", "at": iso(T0)}],
         "metrics": {"accuracy": 0.96, "f1": 0.97}, "data_report": {"rows_in": 569, "rows_out": 569},
         "model_package_arn": "arn:aws:sagemaker:us-east-1:123456789012:model-package/mlaas-acme-models/1",
-        "model_version": 1, "cost": "0", "failure_reason": ""}
+        "model_version": 1, "cost": "0", "failure_reason": "",
+        # A row made without sizing (as before plans had size bands) shows its plan's instances, and says so.
+        "sizing": {"processing_instance_type": build.plan.processing_instance_type, "processing_instance_count": 1,
+                   "training_instance_type": build.plan.training_instance_type, "training_instance_count": 1, "band": 0,
+                   "max_bytes": None, "dataset_size": build.dataset_size,
+                   "reason": "recorded before plans had size bands: the plan's instances"}}
     assert [s["name"] for s in own.json()["steps"]] == ["preprocess", "train", "evaluate", "condition", "register"]
     assert (stranger.status_code, stranger.json()) == (404, NOT_FOUND)
     assert (malformed.status_code, malformed.json()) == (404, NOT_FOUND)
