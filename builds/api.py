@@ -238,3 +238,22 @@ class ModelVersionOut(Schema):
 def list_models(request, slug: str):
     tenant = tenant_access.get_tenant_for_user(request.auth, slug)
     return ModelVersion.objects.filter(tenant=tenant).select_related("build", "tenant").order_by("-version")
+
+
+class AlgorithmOut(Schema):
+    slug: str
+    name: str
+    description: str
+    problem_type: str
+    objective_metric: str
+    min_metric: float = Field(..., description="Builds whose objective metric is worse than this fail.")
+    typical_metrics: dict[str, Any] = Field(..., description="Measured on the bundled samples.")
+
+
+@router.get("/algorithms", auth=None, response={200: list[AlgorithmOut], 422: ErrorOut}, tags=["catalog"],
+            summary="The algorithms the catalog offers (no token needed)")
+@paginate(Pagination, page_size=50)
+def list_algorithms(request):
+    from builds.selectors import algorithms
+
+    return algorithms(active_only=True)

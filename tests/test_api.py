@@ -421,12 +421,14 @@ def test_list_pages_are_bounded(two, staff_user, api_client_for):
     assert past_the_end.json() == {"count": 3, "items": []}
 
 
+PUBLIC = {("get", "/api/v1/plans"), ("get", "/api/v1/algorithms")}  # the catalog: no token needed
 ENDPOINTS = {
     ("get", "/api/v1/tenants"), ("post", "/api/v1/tenants"), ("get", "/api/v1/tenants/{slug}"),
     ("post", "/api/v1/tenants/{slug}/credentials"), ("post", "/api/v1/tenants/{slug}/uploads"),
     ("get", "/api/v1/builds"), ("post", "/api/v1/builds"), ("get", "/api/v1/builds/{build_id}"),
     ("post", "/api/v1/builds/{build_id}/cancel"), ("get", "/api/v1/tenants/{slug}/models"),
     ("get", "/api/v1/tenants/{slug}/costs"), ("get", "/api/v1/tenants/{slug}/rejections"),
+    ("get", "/api/v1/tenants/{slug}/statements"), *PUBLIC,
 }
 
 
@@ -437,8 +439,12 @@ def test_openapi_describes_every_endpoint_with_auth_and_error_responses(client):
     assert set(operations) == ENDPOINTS
     assert schema["components"]["securitySchemes"] == {"BearerToken": {"type": "http", "scheme": "bearer"}}
     for (method, path), op in operations.items():
-        assert op["security"] == [{"BearerToken": []}], path
         assert {"200", "201"} & set(op["responses"]), path
+        assert op.get("summary") and op.get("tags"), path
+        if (method, path) in PUBLIC:
+            assert "security" not in op and "401" not in op["responses"], path
+            continue
+        assert op["security"] == [{"BearerToken": []}], path
         assert {"401", "422"} <= set(op["responses"]), path
         assert op["responses"]["401"]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/ErrorOut"}
@@ -448,5 +454,5 @@ def test_openapi_describes_every_endpoint_with_auth_and_error_responses(client):
     lists = {path for (method, path), op in operations.items()
              if method == "get" and {"page", "page_size"} <= {p["name"] for p in op.get("parameters", [])}}
     assert lists == {"/api/v1/tenants", "/api/v1/builds", "/api/v1/tenants/{slug}/models",
-                     "/api/v1/tenants/{slug}/rejections"}
+                     "/api/v1/tenants/{slug}/rejections", "/api/v1/plans", "/api/v1/algorithms"}
     assert set(schema["components"]["schemas"]["ErrorOut"]["required"]) == {"code", "message"}
