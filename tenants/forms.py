@@ -11,6 +11,8 @@ class OnboardForm(forms.Form):
     plan = forms.ModelChoiceField(queryset=Plan.objects.all(), to_field_name="slug", empty_label=None)
     isolation = forms.ChoiceField(choices=Tenant.Isolation.choices)
     owner_email = forms.EmailField(required=False)
+    # The access request being completed (its AWS Marketplace customer, if any, is linked to the new tenant).
+    access_request = forms.UUIDField(required=False, widget=forms.HiddenInput)
 
 
 class PlanForm(forms.ModelForm):
@@ -73,3 +75,9 @@ class AccessRequestForm(forms.Form):
     message = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False,
                               max_length=ACCESS_REQUEST_MESSAGE_MAX_LENGTH,
                               help_text=f"At most {ACCESS_REQUEST_MESSAGE_MAX_LENGTH:,} characters.")
+
+
+class MarketplaceRegistrationForm(forms.Form):
+    company = forms.CharField(max_length=120)
+    contact_email = forms.EmailField(help_text="We send the login for your portal here.")
+    plan = forms.ModelChoiceField(queryset=Plan.objects.all(), required=False, empty_label="Not sure yet")

@@ -202,9 +202,11 @@ class MarketplaceCustomer(models.Model):
         UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    customer_identifier = models.CharField(max_length=255, unique=True)
-    customer_aws_account_id = models.CharField(max_length=12, blank=True)
+    # AWS now identifies a buyer by account id (and license); CustomerIdentifier only for legacy integrations.
+    customer_aws_account_id = models.CharField(max_length=12)
     product_code = models.CharField(max_length=255)
+    customer_identifier = models.CharField(max_length=255, blank=True)
+    license_arn = models.CharField(max_length=300, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.REGISTERED)
     tenant = models.OneToOneField(Tenant, null=True, blank=True, on_delete=models.SET_NULL,
                                   related_name="marketplace_customer")
@@ -215,9 +217,11 @@ class MarketplaceCustomer(models.Model):
 
     class Meta:
         ordering = ["-registered_at"]
+        constraints = [models.UniqueConstraint(fields=["customer_aws_account_id", "product_code"],
+                                               name="uniq_marketplace_customer")]
 
     def __str__(self) -> str:
-        return self.customer_identifier
+        return self.customer_identifier or self.customer_aws_account_id
 
 
 class MarketplaceNotification(models.Model):
@@ -225,7 +229,7 @@ class MarketplaceNotification(models.Model):
 
     message_id = models.CharField(max_length=100, unique=True)
     action = models.CharField(max_length=40)
-    customer_identifier = models.CharField(max_length=255, blank=True)
+    customer = models.CharField(max_length=255, blank=True, help_text="customer-identifier or account id")
     outcome = models.TextField(blank=True)
     received_at = models.DateTimeField(default=timezone.now)
 
