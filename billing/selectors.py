@@ -473,3 +473,34 @@ def tenant_billing_data(*, tenant: Tenant, today: date, month: date) -> dict:
         "budget": budget_status(tenant=tenant, today=today, spend=spend),
         "in_progress": builds_in_progress_cost(tenant=tenant),
     }
+
+
+# ----- AWS Marketplace metering and billing setup (tables only) -----
+
+def marketplace_expired_count() -> int:
+    """Usage records that can no longer be sent (the staff dashboard's alert)."""
+    from billing.models import MarketplaceUsageRecord
+
+    return MarketplaceUsageRecord.objects.filter(status=MarketplaceUsageRecord.Status.EXPIRED).count()
+
+
+def marketplace_overview(*, limit: int = 100) -> dict:
+    from django.db.models import Count
+
+    from billing.models import MarketplaceUsageRecord
+    from tenants.models import MarketplaceCustomer
+
+    records = list(MarketplaceUsageRecord.objects.select_related("tenant", "customer").order_by("-hour", "-id")[:limit])
+    by_result = {(status, result): n for status, result, n in MarketplaceUsageRecord.objects.values_list(
+        "status", "result").annotate(n=Count("id")).values_list("status", "result", "n")}
+    return {"customers": list(MarketplaceCustomer.objects.select_related("tenant", "access_request")
+                              .order_by("-registered_at")[:limit]),
+            "records": records, "by_result": sorted(by_result.items()),
+            "expired": sum(n for (status, _), n in by_result.items()
+                           if status == MarketplaceUsageRecord.Status.EXPIRED)}
+
+
+def billing_setup_last_check():
+    from billing.models import BillingSetupCheck
+
+    return BillingSetupCheck.objects.order_by("-checked_at").first()

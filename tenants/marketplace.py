@@ -212,14 +212,22 @@ def marketplace_message_handle(sqs, url: str, message) -> bool:
 def marketplace_poll_once(*, wait_seconds: int = 0) -> int:
     """One batch from the notification queue; 0 when Marketplace is off or the queue does not exist."""
     from core.aws import gateways
+    from core.aws.errors import AwsError
 
     if not settings.MLAAS_MARKETPLACE_PRODUCT_CODE:
         return 0
     sqs = gateways.platform_sqs()
-    url = sqs.queue_url(settings.MLAAS_MARKETPLACE_QUEUE_NAME)
-    if url is None:
+    try:
+        url = sqs.queue_url(settings.MLAAS_MARKETPLACE_QUEUE_NAME)
+        if url is None:
+            logger.warning("Marketplace queue `%s` does not exist: run `manage.py platform_bootstrap`",
+                           settings.MLAAS_MARKETPLACE_QUEUE_NAME)
+            return 0
+        messages = sqs.receive(url, wait_seconds=wait_seconds)
+    except AwsError as exc:  # the scheduler's other work goes on; the messages wait in the queue
+        logger.warning("could not read the Marketplace queue: %s", exc)
         return 0
-    return sum(marketplace_message_handle(sqs, url, m) for m in sqs.receive(url, wait_seconds=wait_seconds))
+    return sum(marketplace_message_handle(sqs, url, m) for m in messages)
 
 
 def marketplace_queue_ensure(*, topic_arns: list[str]) -> str:
