@@ -112,3 +112,37 @@ def seed_admin(username: str = "admin", password: str = "admin") -> User:
         user.set_password(password)
         user.save()
     return user
+
+
+# ----- a tenant that arrived through AWS Marketplace -----
+
+DEMO_MARKETPLACE_ACCOUNT = "111122223333"
+DEMO_MARKETPLACE_PRODUCT = "prod-mlaas-demo"
+
+
+def seed_marketplace_registration(*, plan: str):
+    """The registration a buyer makes from AWS Marketplace, through the same services as /marketplace/register.
+
+    The emulator has no ResolveCustomer, so the demo resolves its token itself: everything after the
+    resolution (customer record, access request) is the product's own path.
+    """
+    from core.aws.marketplace import MarketplaceCustomer as Resolved
+    from tenants.marketplace import marketplace_access_request, marketplace_register
+
+    customer = marketplace_register(token="demo-marketplace-token", resolve=lambda token: Resolved(
+        customer_aws_account_id=DEMO_MARKETPLACE_ACCOUNT, product_code=DEMO_MARKETPLACE_PRODUCT))
+    if customer.access_request is not None:
+        return customer.access_request
+    return marketplace_access_request(customer=customer, company="Hooli Wines", contact_email="owner@hooli.example",
+                                      plan=Plan.objects.filter(slug=plan).first())
+
+
+def seed_marketplace_link(*, access_request, tenant) -> None:
+    """Staff completing the request (onboarding linked it), then Marketplace's subscribe-success notification."""
+    from tenants.marketplace import access_request_complete, marketplace_notification_handle
+
+    if access_request.handled_at is None:
+        access_request_complete(request=access_request, tenant=tenant)
+    marketplace_notification_handle(message_id="demo-subscribe-success", message={
+        "action": "subscribe-success", "customer-aws-account-id": DEMO_MARKETPLACE_ACCOUNT,
+        "product-code": DEMO_MARKETPLACE_PRODUCT})
