@@ -39,8 +39,8 @@ def tenant_onboard(request):
     form = OnboardForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
-        completing = AccessRequest.objects.filter(code=data.pop("access_request")).first() if data.get(
-            "access_request") else None
+        request_code = data.pop("access_request", None)
+        completing = AccessRequest.objects.filter(code=request_code).first() if request_code else None
         try:
             tenant = services.tenant_onboard(actor=request.user, **data)
         except ValidationError as exc:

@@ -184,6 +184,10 @@ def test_start_build_on_an_uploaded_dataset_and_stranger_404(provisioned, api_cl
     assert created.json() == {
         **build_json(build), "steps": [], "metrics": {}, "data_report": {}, "model_package_arn": None,
         "model_version": None, "cost": "0", "failure_reason": "",
+        "sizing": {"processing_instance_type": "ml.t3.medium", "processing_instance_count": 1,
+                   "training_instance_type": "ml.m5.large", "training_instance_count": 1, "band": 1,
+                   "max_bytes": 1024**2, "dataset_size": 16,
+                   "reason": "16 bytes of data: band 1 of the Basic plan (at most 1 MiB)"},
         "transitions": [{"from_status": t.from_status, "to_status": t.to_status, "reason": t.reason,
                          "at": iso(t.at)} for t in build.transitions.all()]}
     assert (build.status, build.source, build.created_by, build.dataset_size) == ("queued", "api", acme_user, 16)
