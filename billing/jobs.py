@@ -29,12 +29,32 @@ def billing_tick() -> dict[str, int]:
 
     from billing.services import metering_run
 
-    global _last_cost_sync_check
+    global _last_cost_sync_check, _last_marketplace_metering
     counts = {"metered": metering_run(), "cost_sync_enqueued": 0}
     if time.monotonic() - _last_cost_sync_check > COST_SYNC_CHECK_SECONDS:
         counts["cost_sync_enqueued"] = int(cost_sync_if_due())
         _last_cost_sync_check = time.monotonic()
+    if time.monotonic() - _last_marketplace_metering > MARKETPLACE_METERING_CHECK_SECONDS:
+        _last_marketplace_metering = time.monotonic()
+        counts.update({f"marketplace_{k}": v for k, v in marketplace_metering().items()})
     return counts
+
+
+# Each completed hour is recorded in the first check after it; pending records are retried every check.
+MARKETPLACE_METERING_CHECK_SECONDS = 60
+_last_marketplace_metering = 0.0
+
+
+def marketplace_metering() -> dict[str, int]:
+    """AWS Marketplace hourly metering; an AWS failure leaves records pending for the next check."""
+    from billing.marketplace import marketplace_metering_run
+    from core.aws.errors import AwsError
+
+    try:
+        return marketplace_metering_run()
+    except AwsError as exc:
+        logger.warning("AWS Marketplace metering failed; pending records are sent on the next check: %s", exc)
+        return {}
 
 
 def cost_sync_if_due() -> bool:

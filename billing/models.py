@@ -106,3 +106,51 @@ class BudgetAlert(models.Model):
     class Meta:
         ordering = ["-crossed_at"]
         constraints = [models.UniqueConstraint(fields=["tenant", "month"], name="uniq_budget_alert_month")]
+
+
+class MarketplaceUsageRecord(models.Model):
+    """One hour of one Marketplace customer's usage on one dimension, and what BatchMeterUsage said about it.
+
+    Unique per customer, dimension and hour: metering that runs twice sends the same record, which AWS
+    answers as the same record (or DuplicateRecord when the quantity differs). AWS refuses records more than
+    six hours old, so a record not sent by then is `expired`: staff see an alert, it is never dropped silently.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting to be sent"
+        SENT = "sent", "Sent"
+        EXPIRED = "expired", "Could not be sent in time"
+
+    customer = models.ForeignKey("tenants.MarketplaceCustomer", on_delete=models.PROTECT, related_name="+")
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
+    product_code = models.CharField(max_length=255)
+    dimension = models.CharField(max_length=80)
+    hour = models.DateTimeField(help_text="Start of the UTC hour the usage is for (the record's Timestamp).")
+    quantity = models.PositiveIntegerField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    result = models.CharField(max_length=40, blank=True,
+                              help_text="BatchMeterUsage's status: Success, DuplicateRecord, CustomerNotSubscribed")
+    metering_record_id = models.CharField(max_length=100, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-hour", "id"]
+        constraints = [models.UniqueConstraint(fields=["customer", "dimension", "hour"],
+                                               name="uniq_marketplace_usage_hour")]
+        indexes = [models.Index(fields=["status", "hour"], name="marketplace_usage_status")]
+
+
+class BillingSetupCheck(models.Model):
+    """What the last billing setup check found (pages show it; only a staff action or the command calls AWS)."""
+
+    checked_at = models.DateTimeField(default=timezone.now)
+    tag_statuses = models.JSONField(default=dict, help_text="tag key -> Active | Inactive | missing")
+    cost_explorer_error = models.TextField(blank=True, help_text="Empty: Cost Explorer answered.")
+    activated = models.JSONField(default=list, blank=True, help_text="Tag keys this check activated.")
+
+    class Meta:
+        ordering = ["-checked_at"]
+        get_latest_by = "checked_at"

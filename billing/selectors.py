@@ -120,6 +120,29 @@ def builds_in_progress_cost(*, tenant: Tenant | None = None, limit: int = 20,
     return [{"build": b, "cost": costs[b.pk]} for b in builds]
 
 
+def instance_types_without_price(instance_types: set[str]) -> set[str]:
+    """Those of `instance_types` the price table has no price for in this region (plans' size bands check it)."""
+    priced = set(InstancePrice.objects.filter(region=settings.AWS_REGION, instance_type__in=instance_types)
+                 .values_list("instance_type", flat=True))
+    return set(instance_types) - priced
+
+
+def builds_cost_estimate(usages: list[tuple[str, int, int]]) -> tuple[Decimal, tuple[str, ...]]:
+    """(cost, unpriced instance types) of steps given as (instance type, count, seconds), priced as metering does."""
+    from billing.rules import step_cost
+
+    prices = dict(InstancePrice.objects.filter(region=settings.AWS_REGION,
+                                               instance_type__in={u[0] for u in usages})
+                  .values_list("instance_type", "price_per_hour"))
+    total, unknown = ZERO, set()
+    for instance_type, count, seconds in usages:
+        if instance_type not in prices:
+            unknown.add(instance_type)
+            continue
+        total += step_cost(billable_seconds=seconds, instance_count=count, price_per_hour=prices[instance_type])
+    return total, tuple(sorted(unknown))
+
+
 # ----- spend -----
 
 def tenant_daily_costs(*, tenant, start: date, end: date) -> dict:
@@ -450,3 +473,34 @@ def tenant_billing_data(*, tenant: Tenant, today: date, month: date) -> dict:
         "budget": budget_status(tenant=tenant, today=today, spend=spend),
         "in_progress": builds_in_progress_cost(tenant=tenant),
     }
+
+
+# ----- AWS Marketplace metering and billing setup (tables only) -----
+
+def marketplace_expired_count() -> int:
+    """Usage records that can no longer be sent (the staff dashboard's alert)."""
+    from billing.models import MarketplaceUsageRecord
+
+    return MarketplaceUsageRecord.objects.filter(status=MarketplaceUsageRecord.Status.EXPIRED).count()
+
+
+def marketplace_overview(*, limit: int = 100) -> dict:
+    from django.db.models import Count
+
+    from billing.models import MarketplaceUsageRecord
+    from tenants.models import MarketplaceCustomer
+
+    records = list(MarketplaceUsageRecord.objects.select_related("tenant", "customer").order_by("-hour", "-id")[:limit])
+    by_result = {(status, result): n for status, result, n in MarketplaceUsageRecord.objects.values_list(
+        "status", "result").annotate(n=Count("id")).values_list("status", "result", "n")}
+    return {"customers": list(MarketplaceCustomer.objects.select_related("tenant", "access_request")
+                              .order_by("-registered_at")[:limit]),
+            "records": records, "by_result": sorted(by_result.items()),
+            "expired": sum(n for (status, _), n in by_result.items()
+                           if status == MarketplaceUsageRecord.Status.EXPIRED)}
+
+
+def billing_setup_last_check():
+    from billing.models import BillingSetupCheck
+
+    return BillingSetupCheck.objects.order_by("-checked_at").first()

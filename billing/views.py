@@ -163,3 +163,27 @@ def _recent_months(today: date, count: int = 12) -> list[date]:
         months.append(month)
         month = (month - timedelta(days=1)).replace(day=1)
     return months
+
+
+@access.staff_required
+def setup(request):
+    """Billing setup: shows the last check; the buttons run a check (and activation), which calls Cost Explorer."""
+    from billing.setup import billing_setup_check, billing_setup_items
+
+    if request.method == "POST":
+        activate = request.POST.get("action") == "activate"
+        check = billing_setup_check(activate=activate)
+        if check.activated:
+            messages.success(request, f"Activated {', '.join(check.activated)} as cost allocation tags.")
+        elif check.cost_explorer_error:
+            messages.error(request, f"Cost Explorer: {check.cost_explorer_error}")
+        else:
+            messages.success(request, "Checked.")
+        return redirect("billing:setup")
+    check = selectors.billing_setup_last_check()
+    return render(request, "billing/setup.html", {"check": check, "items": billing_setup_items(check)})
+
+
+@access.staff_required
+def marketplace(request):
+    return render(request, "billing/marketplace.html", selectors.marketplace_overview())

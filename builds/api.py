@@ -27,12 +27,34 @@ class UploadIn(Schema):
     target: str = Field("", max_length=120)
 
 
+class SizingOut(Schema):
+    processing_instance_type: str
+    processing_instance_count: int
+    training_instance_type: str
+    training_instance_count: int
+    band: int = Field(..., description="1-based band of the plan's size bands; 0: the plan has none.")
+    max_bytes: int | None = Field(None, description="The band's upper bound in bytes (inclusive); null: none.")
+    reason: str = Field(..., description="Why these instances, for a human.")
+
+
+class UploadSizingOut(SizingOut):
+    estimated_cost: str | None = Field(None, description="USD per build, from recent step durations on these "
+                                                         "instances or typical ones; null when unpriced.")
+    estimated_seconds: int
+    estimate_basis: str
+
+
 class UploadOut(Schema):
     url: str
     fields: dict[str, str]
     key: str
     max_bytes: int
     expires_in: int
+    sizing: UploadSizingOut = Field(..., description="What a file of `size` bytes will run on, and roughly cost.")
+
+
+class BuildSizingOut(SizingOut):
+    dataset_size: int
 
 
 @router.post("/tenants/{slug}/uploads", response={200: UploadOut, 400: ErrorOut, **SCOPED_ERRORS}, tags=["uploads"],
@@ -103,10 +125,12 @@ class BuildDetailOut(BuildOut):
     model_version: int | None
     cost: str = Field(..., description="USD: metered when finished, cost so far while it runs.")
     failure_reason: str
+    sizing: BuildSizingOut = Field(..., description="The instances chosen when the build was created, and why.")
 
 
 def build_detail_out(b: Build) -> dict:
     from builds.costs import builds_cost
+    from builds.sizing import build_sizing_out
 
     version = ModelVersion.objects.filter(build=b).first()
     cost = builds_cost([b]).get(b.pk)
@@ -121,6 +145,7 @@ def build_detail_out(b: Build) -> dict:
         "metrics": b.metrics, "data_report": b.data_report,
         "model_package_arn": version.arn if version else None, "model_version": version.version if version else None,
         "cost": str(cost.amount) if cost else "0", "failure_reason": b.failure_reason,
+        "sizing": build_sizing_out(b),
     }
 
 
@@ -213,3 +238,22 @@ class ModelVersionOut(Schema):
 def list_models(request, slug: str):
     tenant = tenant_access.get_tenant_for_user(request.auth, slug)
     return ModelVersion.objects.filter(tenant=tenant).select_related("build", "tenant").order_by("-version")
+
+
+class AlgorithmOut(Schema):
+    slug: str
+    name: str
+    description: str
+    problem_type: str
+    objective_metric: str
+    min_metric: float = Field(..., description="Builds whose objective metric is worse than this fail.")
+    typical_metrics: dict[str, Any] = Field(..., description="Measured on the bundled samples.")
+
+
+@router.get("/algorithms", auth=None, response={200: list[AlgorithmOut], 422: ErrorOut}, tags=["catalog"],
+            summary="The algorithms the catalog offers (no token needed)")
+@paginate(Pagination, page_size=50)
+def list_algorithms(request):
+    from builds.selectors import algorithms
+
+    return algorithms(active_only=True)

@@ -32,3 +32,22 @@ def builds_cost(builds: Iterable) -> dict[int, BuildCost]:
     if _reader is None or not builds:
         return {}
     return _reader(builds)
+
+
+# ----- estimates (what a build on given instances would cost), priced by billing -----
+
+StepUsage = tuple[str, int, int]  # (instance type, instance count, seconds)
+CostEstimator = Callable[[list[StepUsage]], tuple[Decimal, tuple[str, ...]]]
+_estimator: CostEstimator | None = None
+
+
+def cost_estimator_register(estimator: CostEstimator | None) -> None:
+    global _estimator
+    _estimator = estimator
+
+
+def usage_cost_estimate(usages: list[StepUsage]) -> tuple[Decimal | None, tuple[str, ...]]:
+    """(amount, instance types without a price) of running these steps; amount None when nothing can price it."""
+    if _estimator is None:
+        return None, ()
+    return _estimator(usages)

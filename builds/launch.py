@@ -26,6 +26,16 @@ def _fitting_algorithms(build: Build) -> dict[str, list[Algorithm]]:
     return fitting
 
 
+def _instances(build: Build) -> dict:
+    """The instances recorded on the build when it was created (its size band); builds older than size bands
+    run on their plan's instance fields."""
+    source = build if build.processing_instance_type else build.plan
+    return dict(processing_instance_type=source.processing_instance_type,
+                processing_instance_count=source.processing_instance_count,
+                training_instance_type=source.training_instance_type,
+                training_instance_count=source.training_instance_count)
+
+
 def launch_for(build: Build) -> BuildLaunch:
     tenant, plan, algorithm = build.tenant, build.plan, build.algorithm
     fitting = _fitting_algorithms(build)
@@ -48,10 +58,7 @@ def launch_for(build: Build) -> BuildLaunch:
         min_metric=algorithm.min_metric,
         tuning_enabled=plan.tuning_included and plan.max_tuning_jobs > 0,
         max_tuning_jobs=plan.max_tuning_jobs,
-        processing_instance_type=plan.processing_instance_type,
-        processing_instance_count=plan.processing_instance_count,
-        training_instance_type=plan.training_instance_type,
-        training_instance_count=plan.training_instance_count,
+        **_instances(build),
         model_package_group=tenant.model_package_group,
         tags=naming.tenant_tags(tenant.slug, plan.slug),
         algorithm_explicit=build.algorithm_explicit,

@@ -88,6 +88,13 @@ class Build(models.Model):
     dataset_version = models.CharField(max_length=200, blank=True)
     dataset_size = models.PositiveBigIntegerField(default=0)
     dedup_key = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    # The instances chosen when the build was created, by its plan's size band for dataset_size (tenants.sizing).
+    processing_instance_type = models.CharField(max_length=40, blank=True)
+    processing_instance_count = models.PositiveIntegerField(default=1)
+    training_instance_type = models.CharField(max_length=40, blank=True)
+    training_instance_count = models.PositiveIntegerField(default=1)
+    size_band = models.JSONField(default=dict, blank=True, help_text="The plan's band the dataset fell in.")
+    sizing_reason = models.TextField(blank=True, help_text="Why these instances, for a human.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECEIVED, db_index=True)
     failure_reason = models.TextField(blank=True)
     engine = models.CharField(max_length=12, blank=True)

@@ -79,6 +79,17 @@ def step_image_ensure() -> PlatformResource:
                             f"ECR {naming.step_image_repository()}:{DEFAULT_TAG}, the image algorithms pin")
 
 
+def marketplace_queue_resources() -> list[PlatformResource]:
+    """With AWS Marketplace on (a product code): its notification queue, subscribed to its SNS topics."""
+    if not settings.MLAAS_MARKETPLACE_PRODUCT_CODE:
+        return []
+    from tenants.marketplace import marketplace_queue_ensure
+
+    url = marketplace_queue_ensure(topic_arns=settings.MLAAS_MARKETPLACE_TOPIC_ARNS)
+    return [PlatformResource("marketplace queue", url, "SQS queue of AWS Marketplace subscription notifications "
+                                                       f"({len(settings.MLAAS_MARKETPLACE_TOPIC_ARNS)} SNS topics)")]
+
+
 def platform_bootstrap() -> list[PlatformResource]:
     """Create (or confirm) every shared platform resource; returns what exists afterwards."""
-    return [*intake_resources_ensure(), ledger_table_ensure(), step_image_ensure()]
+    return [*intake_resources_ensure(), ledger_table_ensure(), step_image_ensure(), *marketplace_queue_resources()]

@@ -115,12 +115,26 @@ def build_create(*, tenant: Tenant, dataset_key: str, algorithm_slug: str | None
             tenant=tenant, plan_id=tenant.plan_id, algorithm=algorithm, algorithm_explicit=explicit,
             target=target, source=source,
             dataset_bucket=tenant.bucket, dataset_key=dataset_key, dataset_version=dataset_version,
-            dataset_size=dataset_size, dedup_key=dedup_key, created_by=created_by)
+            dataset_size=dataset_size, dedup_key=dedup_key, created_by=created_by,
+            **build_sizing_fields(tenant.plan, dataset_size))
         BuildTransition.objects.create(build=build, from_status="", to_status=Build.Status.RECEIVED,
                                        reason=f"{source}: {dataset_key}")
         build_transition(build, Build.Status.QUEUED, reason=f"waiting in queue {plan_queue_name(tenant.plan.slug)}")
         transaction.on_commit(_dispatch_now if dispatch_now else _kick_dispatch)
     return build, True
+
+
+def build_sizing_fields(plan, dataset_size: int) -> dict:
+    """The Build fields recording the instances the plan's size band gives a dataset of this size, and why."""
+    from tenants.sizing import sizing_for
+
+    sizing = sizing_for(plan, dataset_size)
+    band = sizing.band
+    return dict(processing_instance_type=band.processing_instance_type,
+                processing_instance_count=band.processing_instance_count,
+                training_instance_type=band.training_instance_type,
+                training_instance_count=band.training_instance_count,
+                size_band={"number": sizing.band_number, **band.as_dict()}, sizing_reason=sizing.reason)
 
 
 def _dataset_lookup(tenant: Tenant, dataset_key: str) -> tuple[str, int]:

@@ -66,5 +66,7 @@ def upload_presign(*, tenant: Tenant, filename: str, size: int, algorithm: str =
     metadata = {k: v for k, v in (("algorithm", algorithm), ("target", target)) if v}
     post = gateways.tenant_s3(creds).presigned_post(tenant.bucket, key, max_bytes=min(limit, max(size, 1)),
                                                    expires=900, metadata=metadata)
+    from builds.sizing import sizing_estimate
+
     return {"url": post["url"], "fields": post["fields"], "key": key, "max_bytes": min(limit, size),
-            "expires_in": 900}
+            "expires_in": 900, "sizing": sizing_estimate(tenant.plan, size)}

@@ -79,8 +79,12 @@ def _detail_context(request, build: Build) -> dict:
 @login_required
 def build_detail(request, code):
     build = build_access.get_build_for_user(request.user, code)
-    template = "builds/_detail_body.html" if request.htmx else "builds/detail.html"
-    return render(request, template, _detail_context(request, build))
+    if request.htmx:
+        return render(request, "builds/_detail_body.html", _detail_context(request, build))
+    from builds.sizing import build_sizing_out
+
+    return render(request, "builds/detail.html", {**_detail_context(request, build),
+                                                  "build_sizing": build_sizing_out(build)})
 
 
 @login_required
@@ -111,6 +115,8 @@ def build_retry(request, code):
 
 @login_required
 def upload(request, slug):
+    from builds.sizing import plan_bands_estimates
+
     tenant = tenant_access.get_tenant_for_user(request.user, slug)
     datasets = selectors.tenant_datasets(tenant=tenant)
     start_form = StartBuildForm(request.POST or None)
@@ -133,7 +139,8 @@ def upload(request, slug):
         "tenant": tenant, "algorithms": selectors.algorithms(active_only=True),
         "datasets": datasets or [], "datasets_unavailable": datasets is None,
         "rejected": RejectedUpload.objects.filter(tenant=tenant)[:10], "start_form": start_form,
-        "limit": tenant.plan.upload_size_limit_bytes, "uploads_open": tenant.status == Tenant.Status.ACTIVE})
+        "limit": tenant.plan.upload_size_limit_bytes, "uploads_open": tenant.status == Tenant.Status.ACTIVE,
+        "size_bands": plan_bands_estimates(tenant.plan)})
 
 
 @login_required

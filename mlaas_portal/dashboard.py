@@ -72,7 +72,7 @@ def build_outcomes(*, days: int = WINDOW_DAYS) -> dict:
 
 
 def staff_dashboard_context() -> dict:
-    from billing.selectors import spend_this_month_total
+    from billing.selectors import marketplace_expired_count, spend_this_month_total
     from billing.services import utc_today
 
     capacity = plan_capacity()
@@ -97,6 +97,7 @@ def staff_dashboard_context() -> dict:
         "pending_tenants": list(Tenant.objects.filter(status__in=[Tenant.Status.PROVISIONING, Tenant.Status.FAILED])
                                 .order_by("-created_at")[:8]),
         "pending_requests": AccessRequest.objects.filter(handled_at__isnull=True).count(),
+        "marketplace_expired": marketplace_expired_count(),
     }
 
 

@@ -15,20 +15,40 @@ from core.aws.ecr import EcrImage
 from tenants.models import Plan
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+
+def _band(max_bytes, processing, training, training_count=1, processing_count=1) -> dict:
+    return dict(max_bytes=max_bytes, processing_instance_type=processing, processing_instance_count=processing_count,
+                training_instance_type=training, training_instance_count=training_count)
+
+
+# Size bands. The first boundary is 1 MiB so the demo's bundled samples (100-130 KB) and its synthetic large
+# sample (over 1 MiB, see seed_demo) fall in different bands; a production catalogue would put it near 100 MB.
+SIZE_BANDS = {
+    "basic": [_band(1 * MIB, "ml.t3.medium", "ml.m5.large"), _band(None, "ml.m5.large", "ml.m5.xlarge")],
+    "standard": [_band(1 * MIB, "ml.m5.large", "ml.m5.large"), _band(2 * GIB, "ml.m5.xlarge", "ml.m5.xlarge"),
+                 _band(None, "ml.m5.2xlarge", "ml.m5.2xlarge", training_count=2)],
+    "premium": [_band(1 * MIB, "ml.m5.large", "ml.m5.xlarge"), _band(2 * GIB, "ml.m5.xlarge", "ml.m5.2xlarge"),
+                _band(None, "ml.m5.2xlarge", "ml.m5.4xlarge", training_count=2)],
+}
 
 PLANS = [
     dict(slug="basic", name="Basic", tier_rank=1, plan_concurrent_limit=4, tenant_concurrent_limit=1,
          processing_instance_type="ml.t3.medium", training_instance_type="ml.m5.large",
          tuning_included=False, max_tuning_jobs=0, upload_size_limit_bytes=50 * MIB,
-         monthly_fee=Decimal("99.00"), included_build_hours=Decimal("10"), overage_price_per_hour=Decimal("4.00")),
+         monthly_fee=Decimal("99.00"), included_build_hours=Decimal("10"), overage_price_per_hour=Decimal("4.00"),
+         marketplace_dimension="build_hours_over_included"),
     dict(slug="standard", name="Standard", tier_rank=2, plan_concurrent_limit=8, tenant_concurrent_limit=2,
          processing_instance_type="ml.m5.large", training_instance_type="ml.m5.xlarge",
          tuning_included=True, max_tuning_jobs=4, upload_size_limit_bytes=500 * MIB,
-         monthly_fee=Decimal("499.00"), included_build_hours=Decimal("60"), overage_price_per_hour=Decimal("3.00")),
+         monthly_fee=Decimal("499.00"), included_build_hours=Decimal("60"), overage_price_per_hour=Decimal("3.00"),
+         marketplace_dimension="build_hours_over_included"),
     dict(slug="premium", name="Premium", tier_rank=3, plan_concurrent_limit=12, tenant_concurrent_limit=4,
          processing_instance_type="ml.m5.xlarge", training_instance_type="ml.m5.2xlarge",
          tuning_included=True, max_tuning_jobs=10, upload_size_limit_bytes=5 * 1024 * MIB,
-         monthly_fee=Decimal("1999.00"), included_build_hours=Decimal("300"), overage_price_per_hour=Decimal("2.50")),
+         monthly_fee=Decimal("1999.00"), included_build_hours=Decimal("300"), overage_price_per_hour=Decimal("2.50"),
+         marketplace_dimension="build_hours_over_included"),
 ]
 
 ALGORITHMS = [
@@ -56,7 +76,11 @@ ALGORITHMS = [
 def seed_plans() -> list[Plan]:
     plans = []
     for spec in PLANS:
-        plan, _ = Plan.objects.get_or_create(slug=spec["slug"], defaults=spec)
+        bands = SIZE_BANDS[spec["slug"]]
+        plan, _ = Plan.objects.get_or_create(slug=spec["slug"], defaults=dict(spec, size_bands=bands))
+        if not plan.size_bands:  # a database seeded before plans had size bands
+            Plan.objects.filter(pk=plan.pk).update(size_bands=SIZE_BANDS[spec["slug"]])
+            plan.size_bands = SIZE_BANDS[spec["slug"]]
         plans.append(plan)
     return plans
 
@@ -106,3 +130,37 @@ def seed_admin(username: str = "admin", password: str = "admin") -> User:
         user.set_password(password)
         user.save()
     return user
+
+
+# ----- a tenant that arrived through AWS Marketplace -----
+
+DEMO_MARKETPLACE_ACCOUNT = "111122223333"
+DEMO_MARKETPLACE_PRODUCT = "prod-mlaas-demo"
+
+
+def seed_marketplace_registration(*, plan: str):
+    """The registration a buyer makes from AWS Marketplace, through the same services as /marketplace/register.
+
+    The emulator has no ResolveCustomer, so the demo resolves its token itself: everything after the
+    resolution (customer record, access request) is the product's own path.
+    """
+    from core.aws.marketplace import MarketplaceCustomer as Resolved
+    from tenants.marketplace import marketplace_access_request, marketplace_register
+
+    customer = marketplace_register(token="demo-marketplace-token", resolve=lambda token: Resolved(
+        customer_aws_account_id=DEMO_MARKETPLACE_ACCOUNT, product_code=DEMO_MARKETPLACE_PRODUCT))
+    if customer.access_request is not None:
+        return customer.access_request
+    return marketplace_access_request(customer=customer, company="Hooli Wines", contact_email="owner@hooli.example",
+                                      plan=Plan.objects.filter(slug=plan).first())
+
+
+def seed_marketplace_link(*, access_request, tenant) -> None:
+    """Staff completing the request (onboarding linked it), then Marketplace's subscribe-success notification."""
+    from tenants.marketplace import access_request_complete, marketplace_notification_handle
+
+    if access_request.handled_at is None:
+        access_request_complete(request=access_request, tenant=tenant)
+    marketplace_notification_handle(message_id="demo-subscribe-success", message={
+        "action": "subscribe-success", "customer-aws-account-id": DEMO_MARKETPLACE_ACCOUNT,
+        "product-code": DEMO_MARKETPLACE_PRODUCT})

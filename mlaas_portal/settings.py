@@ -137,6 +137,10 @@ MLAAS_INTAKE_QUEUE_NAME = env_str("MLAAS_INTAKE_QUEUE_NAME", "mlaas-intake")
 MLAAS_INTAKE_MAX_ATTEMPTS = env_int("MLAAS_INTAKE_MAX_ATTEMPTS", 5, minimum=1)
 MLAAS_INTAKE_RETRY_BASE_SECONDS = env_int("MLAAS_INTAKE_RETRY_BASE_SECONDS", 5, minimum=0)
 MLAAS_LEDGER_TABLE = env_str("MLAAS_LEDGER_TABLE", "mlaas-build-ledger")
+# AWS Marketplace (SaaS): the product code switches it on (registration, notifications, hourly metering).
+MLAAS_MARKETPLACE_PRODUCT_CODE = env_str("MLAAS_MARKETPLACE_PRODUCT_CODE", "")
+MLAAS_MARKETPLACE_QUEUE_NAME = env_str("MLAAS_MARKETPLACE_QUEUE_NAME", "mlaas-marketplace")
+MLAAS_MARKETPLACE_TOPIC_ARNS = env_list("MLAAS_MARKETPLACE_TOPIC_ARNS", "")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -4,10 +4,13 @@ from django.urls import include, path
 
 from mlaas_portal import views
 from mlaas_portal.api import api
+from tenants import views as tenant_views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("catalog/", views.catalog, name="catalog"),
+    path("marketplace/register", tenant_views.marketplace_register, name="marketplace_register"),
+    path("marketplace/register/<uuid:code>/", tenant_views.marketplace_details, name="marketplace_details"),
     path("tokens/", views.tokens, name="tokens"),
     path("healthz", views.healthz, name="healthz"),
     path("login/", auth_views.LoginView.as_view(), name="login"),

@@ -65,9 +65,14 @@ def catalog(request):
         else:
             messages.success(request, "Thanks! We received your request and will be in touch.")
             return redirect("catalog")
+    from tenants.sizing import plan_bands
+
+    plans = list(Plan.objects.order_by("tier_rank", "slug"))
+    for plan in plans:
+        plan.bands = plan_bands(plan)
     return render(request, "catalog.html", {
         "algorithms": algorithms(active_only=True),
-        "plans": Plan.objects.order_by("tier_rank", "slug"),
+        "plans": plans,
         "form": form,
     }, status=status)
 

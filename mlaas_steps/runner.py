@@ -46,6 +46,7 @@ from pathlib import Path
 
 from mlaas_steps.contract import StepPaths, sagemaker_environment
 from mlaas_steps.failures import StepFailure
+from mlaas_steps.instances import INSTANCE_TYPES  # the limits below; tests import it from here
 
 SUCCEEDED = "succeeded"
 FAILED = "failed"
@@ -54,17 +55,6 @@ CANCELLED = "cancelled"
 LOG_TAIL_BYTES = 64 * 1024
 GIB = 1024**3
 
-# vCPUs and GiB of memory of the instance types plans offer (AWS instance specs).
-INSTANCE_TYPES: dict[str, tuple[int, int]] = {
-    "ml.t3.medium": (2, 4), "ml.t3.large": (2, 8), "ml.t3.xlarge": (4, 16), "ml.t3.2xlarge": (8, 32),
-    "ml.m5.large": (2, 8), "ml.m5.xlarge": (4, 16), "ml.m5.2xlarge": (8, 32), "ml.m5.4xlarge": (16, 64),
-    "ml.m5.12xlarge": (48, 192), "ml.m5.24xlarge": (96, 384),
-    "ml.m4.xlarge": (4, 16), "ml.m4.2xlarge": (8, 32), "ml.m4.4xlarge": (16, 64),
-    "ml.c5.large": (2, 4), "ml.c5.xlarge": (4, 8), "ml.c5.2xlarge": (8, 16), "ml.c5.4xlarge": (16, 32),
-    "ml.c5.9xlarge": (36, 72), "ml.c5.18xlarge": (72, 144),
-    "ml.r5.large": (2, 16), "ml.r5.xlarge": (4, 32), "ml.r5.2xlarge": (8, 64), "ml.r5.4xlarge": (16, 128),
-    "ml.g4dn.xlarge": (4, 16), "ml.g4dn.2xlarge": (8, 32),
-}
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
                      "NUMEXPR_NUM_THREADS")

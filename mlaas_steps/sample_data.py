@@ -39,3 +39,23 @@ def write_sample_csvs(directory: str | os.PathLike) -> dict[str, Path]:
         frame.to_csv(path, index=False)
         written[name] = path
     return written
+
+
+def write_large_sample(source: str | os.PathLike, destination: str | os.PathLike, *, min_bytes: int,
+                       target: str, seed: int = 7) -> Path:
+    """A synthetic larger copy of a sample CSV: its rows repeated with 1 % noise on the numeric features until
+    the file is over `min_bytes` (the demo uses it to cross a plan's size band boundary)."""
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.read_csv(source)
+    rng = np.random.default_rng(seed)
+    features = [c for c in frame.columns if c != target and pd.api.types.is_numeric_dtype(frame[c])]
+    copies, destination = [frame], Path(destination)
+    while True:
+        noisy = frame.copy()
+        noisy[features] = noisy[features] * rng.normal(1.0, 0.01, size=noisy[features].shape)
+        copies.append(noisy.round(5))
+        pd.concat(copies, ignore_index=True).to_csv(destination, index=False)
+        if destination.stat().st_size > min_bytes:
+            return destination

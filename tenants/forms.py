@@ -11,6 +11,8 @@ class OnboardForm(forms.Form):
     plan = forms.ModelChoiceField(queryset=Plan.objects.all(), to_field_name="slug", empty_label=None)
     isolation = forms.ChoiceField(choices=Tenant.Isolation.choices)
     owner_email = forms.EmailField(required=False)
+    # The access request being completed (its AWS Marketplace customer, if any, is linked to the new tenant).
+    access_request = forms.UUIDField(required=False, widget=forms.HiddenInput)
 
 
 class PlanForm(forms.ModelForm):
@@ -19,7 +21,25 @@ class PlanForm(forms.ModelForm):
         fields = ["name", "tier_rank", "plan_concurrent_limit", "tenant_concurrent_limit",
                   "processing_instance_type", "processing_instance_count", "training_instance_type",
                   "training_instance_count", "tuning_included", "max_tuning_jobs", "upload_size_limit_bytes",
-                  "monthly_fee", "included_build_hours", "overage_price_per_hour"]
+                  "monthly_fee", "included_build_hours", "overage_price_per_hour", "size_bands",
+                  "marketplace_dimension"]
+        widgets = {"size_bands": forms.Textarea(attrs={"rows": 8, "spellcheck": "false"})}
+
+    def clean_size_bands(self):
+        from tenants.sizing import size_bands_clean
+
+        return size_bands_clean(self.cleaned_data.get("size_bands"))
+
+    def clean(self):
+        from mlaas_steps.instances import JOB_INSTANCE_TYPES
+
+        cleaned = super().clean()
+        for kind, allowed in JOB_INSTANCE_TYPES.items():
+            value = cleaned.get(f"{kind}_instance_type")
+            if value and value not in allowed:
+                self.add_error(f"{kind}_instance_type", f"SageMaker does not run {kind} jobs on `{value}`; "
+                                                        f"choose one of {', '.join(sorted(allowed))}.")
+        return cleaned
 
 
 class InviteForm(forms.Form):
@@ -55,3 +75,9 @@ class AccessRequestForm(forms.Form):
     message = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False,
                               max_length=ACCESS_REQUEST_MESSAGE_MAX_LENGTH,
                               help_text=f"At most {ACCESS_REQUEST_MESSAGE_MAX_LENGTH:,} characters.")
+
+
+class MarketplaceRegistrationForm(forms.Form):
+    company = forms.CharField(max_length=120)
+    contact_email = forms.EmailField(help_text="We send the login for your portal here.")
+    plan = forms.ModelChoiceField(queryset=Plan.objects.all(), required=False, empty_label="Not sure yet")

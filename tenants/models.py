@@ -27,6 +27,14 @@ class Plan(models.Model):
     monthly_fee = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0"))
     included_build_hours = models.DecimalField(max_digits=8, decimal_places=2, default=Decimal("0"))
     overage_price_per_hour = models.DecimalField(max_digits=8, decimal_places=2, default=Decimal("0"))
+    # [{max_bytes, processing_instance_type, processing_instance_count, training_instance_type,
+    #   training_instance_count}, ...] ascending, the last without a bound; see tenants.sizing.
+    size_bands = models.JSONField(default=list, blank=True, help_text=(
+        "Instances by dataset size: a dataset runs on the first band whose max_bytes it fits; the last band has "
+        "max_bytes null. Empty: every dataset runs on the instance fields above."))
+    marketplace_dimension = models.CharField(
+        max_length=80, blank=True, help_text="AWS Marketplace metering dimension for build hours above the "
+                                             "included hours (empty: this plan is not metered to Marketplace).")
 
     class Meta:
         ordering = ["-tier_rank", "slug"]
@@ -177,3 +185,53 @@ class AccessRequest(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class MarketplaceCustomer(models.Model):
+    """A buyer who subscribed through AWS Marketplace (SaaS), from ResolveCustomer.
+
+    Registered first (pending), then an access request staff complete by onboarding a tenant, which links it.
+    Subscription notifications move its status and suspend, resume or offboard the tenant.
+    """
+
+    class Status(models.TextChoices):
+        REGISTERED = "registered", "Registered"
+        SUBSCRIBED = "subscribed", "Subscribed"
+        SUBSCRIBE_FAILED = "subscribe_failed", "Subscription failed"
+        UNSUBSCRIBE_PENDING = "unsubscribe_pending", "Unsubscribing"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # AWS now identifies a buyer by account id (and license); CustomerIdentifier only for legacy integrations.
+    customer_aws_account_id = models.CharField(max_length=12)
+    product_code = models.CharField(max_length=255)
+    customer_identifier = models.CharField(max_length=255, blank=True)
+    license_arn = models.CharField(max_length=300, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.REGISTERED)
+    tenant = models.OneToOneField(Tenant, null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="marketplace_customer")
+    access_request = models.OneToOneField(AccessRequest, null=True, blank=True, on_delete=models.SET_NULL,
+                                          related_name="marketplace_customer")
+    registered_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-registered_at"]
+        constraints = [models.UniqueConstraint(fields=["customer_aws_account_id", "product_code"],
+                                               name="uniq_marketplace_customer")]
+
+    def __str__(self) -> str:
+        return self.customer_identifier or self.customer_aws_account_id
+
+
+class MarketplaceNotification(models.Model):
+    """One subscription notification handled (SNS message id): the same message delivered twice acts once."""
+
+    message_id = models.CharField(max_length=100, unique=True)
+    action = models.CharField(max_length=40)
+    customer = models.CharField(max_length=255, blank=True, help_text="customer-identifier or account id")
+    outcome = models.TextField(blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-received_at"]

@@ -1,18 +1,23 @@
 from __future__ import annotations
 
+import logging
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST
 
 from core.aws.errors import AwsError
 from tenants import access, services
 from tenants.forms import ChangePlanForm, InviteForm, OffboardForm, OnboardForm, PlanForm, TenantSettingsForm
 from tenants.models import AccessRequest, Plan, Tenant
 from tenants.provisioning import STEP_DESCRIPTIONS
+
+logger = logging.getLogger(__name__)
 
 
 def _apply_errors(form, exc: ValidationError) -> None:
@@ -29,14 +34,22 @@ def tenant_onboard(request):
     if "request" in request.GET:
         req = AccessRequest.objects.filter(code=request.GET["request"]).first()
         if req:
-            initial = {"name": req.company, "owner_email": req.contact_email, "plan": req.plan}
+            initial = {"name": req.company, "owner_email": req.contact_email, "plan": req.plan,
+                       "access_request": req.code}
     form = OnboardForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
+        request_code = data.pop("access_request", None)
+        completing = AccessRequest.objects.filter(code=request_code).first() if request_code else None
         try:
-            tenant = services.tenant_onboard(actor=request.user, **form.cleaned_data)
+            tenant = services.tenant_onboard(actor=request.user, **data)
         except ValidationError as exc:
             _apply_errors(form, exc)
         else:
+            if completing is not None:
+                from tenants.marketplace import access_request_complete
+
+                access_request_complete(request=completing, tenant=tenant, actor=request.user)
             link = _owner_set_password_link(request, tenant)
             messages.success(request, f"Tenant {tenant.slug} is being provisioned."
                              + (f" Send the owner this link to set a password: {link}" if link else ""))
@@ -206,7 +219,8 @@ def plan_edit(request, slug):
 
 @access.staff_required
 def access_requests(request):
-    pending = AccessRequest.objects.select_related("plan").filter(handled_at__isnull=True).order_by("-created_at")
+    pending = (AccessRequest.objects.select_related("plan", "marketplace_customer")
+               .filter(handled_at__isnull=True).order_by("-created_at"))
     page = Paginator(pending, 25).get_page(request.GET.get("page"))
     return render(request, "tenants/access_requests.html", {
         "requests": page.object_list, "page_obj": page, "query_without_page": ""})
@@ -218,3 +232,55 @@ def access_request_done(request, code):
     req = get_object_or_404(AccessRequest, code=code)
     services.access_request_mark_handled(request=req)
     return redirect("tenants:access_requests")
+
+
+# ----- AWS Marketplace registration (public: the buyer's browser, sent by Marketplace) -----
+
+@csrf_exempt  # Marketplace's own form posts here: no CSRF token of ours; the token is resolved with AWS instead
+@require_http_methods(["GET", "POST"])
+def marketplace_register(request):
+    from core.aws.marketplace import MarketplaceTokenInvalid
+    from tenants.marketplace import TOKEN_FIELD
+    from tenants.marketplace import marketplace_register as register
+
+    token = request.POST.get(TOKEN_FIELD, "") if request.method == "POST" else ""
+    if not token:
+        return _marketplace_page(request, "missing", status=400)
+    try:
+        customer = register(token=token)
+    except MarketplaceTokenInvalid:
+        return _marketplace_page(request, "invalid", status=400)
+    except ValidationError as exc:
+        return _marketplace_page(request, "invalid", status=400, detail=" ".join(exc.messages))
+    except AwsError as exc:
+        logger.warning("Marketplace registration could not be resolved: %s", exc)
+        return _marketplace_page(request, "unavailable", status=503)
+    if customer.tenant_id:
+        return _marketplace_page(request, "linked", customer=customer)
+    return redirect("marketplace_details", code=customer.code)
+
+
+def marketplace_details(request, code):
+    from tenants.forms import MarketplaceRegistrationForm
+    from tenants.marketplace import marketplace_access_request
+    from tenants.models import MarketplaceCustomer
+
+    customer = get_object_or_404(MarketplaceCustomer.objects.select_related("access_request", "tenant"), code=code)
+    if customer.tenant_id:
+        return _marketplace_page(request, "linked", customer=customer)
+    previous = customer.access_request
+    form = MarketplaceRegistrationForm(request.POST or None, initial={
+        "company": previous.company, "contact_email": previous.contact_email, "plan": previous.plan}
+        if previous else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            marketplace_access_request(customer=customer, **form.cleaned_data)
+        except ValidationError as exc:
+            _apply_errors(form, exc)
+        else:
+            return _marketplace_page(request, "received", customer=customer)
+    return _marketplace_page(request, "details", customer=customer, form=form)
+
+
+def _marketplace_page(request, state: str, *, status: int = 200, **context):
+    return render(request, "marketplace/register.html", {"state": state, **context}, status=status)

@@ -135,7 +135,14 @@ def test_upload_presign_exact_fields_works_and_stranger_404(provisioned, api_cli
 
     post = own.json()
     assert own.status_code == 200
-    assert sorted(post) == ["expires_in", "fields", "key", "max_bytes", "url"]
+    assert sorted(post) == ["expires_in", "fields", "key", "max_bytes", "sizing", "url"]
+    # Basic's first band (up to 1 MiB); no build ran on these instances yet, so typical durations are priced:
+    # 60 s + 60 s on ml.t3.medium ($0.05/h) and 180 s on ml.m5.large ($0.115/h).
+    assert post["sizing"] == {
+        "processing_instance_type": "ml.t3.medium", "processing_instance_count": 1,
+        "training_instance_type": "ml.m5.large", "training_instance_count": 1, "band": 1, "max_bytes": 1024**2,
+        "reason": "20 bytes of data: band 1 of the Basic plan (at most 1 MiB)", "estimated_cost": "0.0074",
+        "estimated_seconds": 300, "estimate_basis": "typical durations"}
     assert post["key"].startswith("uploads/") and post["key"].endswith("-churn.csv")
     assert (post["max_bytes"], post["expires_in"], post["fields"]["key"]) == (20, 900, post["key"])
     assert post["fields"]["x-amz-meta-target"] == "churned"
@@ -177,6 +184,10 @@ def test_start_build_on_an_uploaded_dataset_and_stranger_404(provisioned, api_cl
     assert created.json() == {
         **build_json(build), "steps": [], "metrics": {}, "data_report": {}, "model_package_arn": None,
         "model_version": None, "cost": "0", "failure_reason": "",
+        "sizing": {"processing_instance_type": "ml.t3.medium", "processing_instance_count": 1,
+                   "training_instance_type": "ml.m5.large", "training_instance_count": 1, "band": 1,
+                   "max_bytes": 1024**2, "dataset_size": 16,
+                   "reason": "16 bytes of data: band 1 of the Basic plan (at most 1 MiB)"},
         "transitions": [{"from_status": t.from_status, "to_status": t.to_status, "reason": t.reason,
                          "at": iso(t.at)} for t in build.transitions.all()]}
     assert (build.status, build.source, build.created_by, build.dataset_size) == ("queued", "api", acme_user, 16)
@@ -243,7 +254,12 @@ def test_get_build_exact_and_stranger_404(two, api_client_for):
         "transitions": [{"from_status": "", "to_status": "received", "reason": "upload", "at": iso(T0)}],
         "metrics": {"accuracy": 0.96, "f1": 0.97}, "data_report": {"rows_in": 569, "rows_out": 569},
         "model_package_arn": "arn:aws:sagemaker:us-east-1:123456789012:model-package/mlaas-acme-models/1",
-        "model_version": 1, "cost": "0", "failure_reason": ""}
+        "model_version": 1, "cost": "0", "failure_reason": "",
+        # A row made without sizing (as before plans had size bands) shows its plan's instances, and says so.
+        "sizing": {"processing_instance_type": build.plan.processing_instance_type, "processing_instance_count": 1,
+                   "training_instance_type": build.plan.training_instance_type, "training_instance_count": 1, "band": 0,
+                   "max_bytes": None, "dataset_size": build.dataset_size,
+                   "reason": "recorded before plans had size bands: the plan's instances"}}
     assert [s["name"] for s in own.json()["steps"]] == ["preprocess", "train", "evaluate", "condition", "register"]
     assert (stranger.status_code, stranger.json()) == (404, NOT_FOUND)
     assert (malformed.status_code, malformed.json()) == (404, NOT_FOUND)
@@ -409,12 +425,14 @@ def test_list_pages_are_bounded(two, staff_user, api_client_for):
     assert past_the_end.json() == {"count": 3, "items": []}
 
 
+PUBLIC = {("get", "/api/v1/plans"), ("get", "/api/v1/algorithms")}  # the catalog: no token needed
 ENDPOINTS = {
     ("get", "/api/v1/tenants"), ("post", "/api/v1/tenants"), ("get", "/api/v1/tenants/{slug}"),
     ("post", "/api/v1/tenants/{slug}/credentials"), ("post", "/api/v1/tenants/{slug}/uploads"),
     ("get", "/api/v1/builds"), ("post", "/api/v1/builds"), ("get", "/api/v1/builds/{build_id}"),
     ("post", "/api/v1/builds/{build_id}/cancel"), ("get", "/api/v1/tenants/{slug}/models"),
     ("get", "/api/v1/tenants/{slug}/costs"), ("get", "/api/v1/tenants/{slug}/rejections"),
+    ("get", "/api/v1/tenants/{slug}/statements"), *PUBLIC,
 }
 
 
@@ -425,8 +443,12 @@ def test_openapi_describes_every_endpoint_with_auth_and_error_responses(client):
     assert set(operations) == ENDPOINTS
     assert schema["components"]["securitySchemes"] == {"BearerToken": {"type": "http", "scheme": "bearer"}}
     for (method, path), op in operations.items():
-        assert op["security"] == [{"BearerToken": []}], path
         assert {"200", "201"} & set(op["responses"]), path
+        assert op.get("summary") and op.get("tags"), path
+        if (method, path) in PUBLIC:
+            assert "security" not in op and "401" not in op["responses"], path
+            continue
+        assert op["security"] == [{"BearerToken": []}], path
         assert {"401", "422"} <= set(op["responses"]), path
         assert op["responses"]["401"]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/ErrorOut"}
@@ -436,5 +458,5 @@ def test_openapi_describes_every_endpoint_with_auth_and_error_responses(client):
     lists = {path for (method, path), op in operations.items()
              if method == "get" and {"page", "page_size"} <= {p["name"] for p in op.get("parameters", [])}}
     assert lists == {"/api/v1/tenants", "/api/v1/builds", "/api/v1/tenants/{slug}/models",
-                     "/api/v1/tenants/{slug}/rejections"}
+                     "/api/v1/tenants/{slug}/rejections", "/api/v1/plans", "/api/v1/algorithms"}
     assert set(schema["components"]["schemas"]["ErrorOut"]["required"]) == {"code", "message"}

@@ -138,7 +138,7 @@ def test_request_access_shows_up_as_pending_for_staff(reference_data, client, st
     assert "Thanks! We received your request and will be in touch." in text_of(sent)
     assert "Umbrella Corp ceo@umbrella.example Standard We want churn models." in text_of(pending)
     assert onboard.context["form"].initial == {"name": "Umbrella Corp", "owner_email": "ceo@umbrella.example",
-                                               "plan": standard}
+                                               "plan": standard, "access_request": request.code}
     assert "No pending requests." in text_of(after)
 
 

@@ -51,3 +51,26 @@ class CostExplorerGateway(Gateway):
             token = response.get("NextPageToken")
             if not token:
                 return rows, requests
+
+    def cost_allocation_tag_statuses(self, keys: list[str]) -> dict[str, str]:
+        """Each key's status as a cost allocation tag: Active, Inactive, or `missing` (AWS has not seen it yet:
+        a tag key appears up to 24 hours after a tagged resource incurs cost)."""
+        found: dict[str, str] = {}
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"TagKeys": keys, "MaxResults": 100}
+            if token:
+                kwargs["NextToken"] = token
+            response = self._call("list_cost_allocation_tags", **kwargs)
+            for tag in response.get("CostAllocationTags", []):
+                found[tag["TagKey"]] = tag["Status"]
+            token = response.get("NextToken")
+            if not token:
+                return {key: found.get(key, "missing") for key in keys}
+
+    def activate_cost_allocation_tags(self, keys: list[str]) -> dict[str, str]:
+        """Activate the keys; returns the error message per key AWS refused (empty: all activated)."""
+        response = self._call("update_cost_allocation_tags_status",
+                              CostAllocationTagsStatus=[{"TagKey": key, "Status": "Active"} for key in keys])
+        return {e.get("TagKey", ""): f"{e.get('Code', '')}: {e.get('Message', '')}".strip(": ")
+                for e in response.get("Errors", [])}

@@ -53,3 +53,15 @@ def platform_sagemaker():
 def tenant_s3(credentials: TemporaryCredentials) -> S3Gateway:
     """An S3 gateway acting as the tenant's assumed role: IAM confines it."""
     return S3Gateway(make_client("s3", credentials.as_config(platform_config())))
+
+
+def platform_marketplace_metering():
+    from core.aws.marketplace import MarketplaceMeteringGateway
+
+    return MarketplaceMeteringGateway(platform_client("meteringmarketplace"))
+
+
+def platform_sns():
+    from core.aws.sns import SnsGateway
+
+    return SnsGateway(platform_client("sns"))

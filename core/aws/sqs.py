@@ -78,3 +78,14 @@ class SqsGateway(Gateway):
 
     def send(self, url: str, body: str) -> None:
         self._call("send_message", QueueUrl=url, MessageBody=body)
+
+    def allow_sns(self, url: str, queue_arn: str, topic_arns: list[str]) -> None:
+        self._call("set_queue_attributes", QueueUrl=url, Attributes={"Policy": allow_sns_policy(queue_arn, topic_arns)})
+
+
+def allow_sns_policy(queue_arn: str, topic_arns: list[str]) -> str:
+    """The queue policy that lets these SNS topics deliver to it (and nothing else)."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "AllowMarketplaceTopics", "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
+        "Action": "sqs:SendMessage", "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic_arns}},
+    }]})

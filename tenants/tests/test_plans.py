@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django.urls import reverse
 
 from builds.dispatch import load_state
@@ -14,6 +16,7 @@ from tenants.models import Plan
 def _plan_form_data(plan: Plan, **changes) -> dict:
     data = {name: getattr(plan, name) for name in PlanForm.Meta.fields}
     data["tuning_included"] = "on" if data["tuning_included"] else ""
+    data["size_bands"] = json.dumps(data["size_bands"])
     data.update(changes)
     return data
 

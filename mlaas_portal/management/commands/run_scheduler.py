@@ -7,8 +7,9 @@ from core.loops import Loop
 
 
 class Command(BaseCommand):
-    help = ("Periodic work of every app: builds (reconcile with the queues, poll engines, dispatch) and billing "
-            "(meter what builds recorded, the daily Cost Explorer sync on billing's own schedule).")
+    help = ("Periodic work of every app: builds (reconcile with the queues, poll engines, dispatch), tenants (AWS "
+            "Marketplace subscription notifications) and billing (meter what builds recorded, the daily Cost "
+            "Explorer sync on billing's own schedule, hourly AWS Marketplace metering).")
 
     def add_arguments(self, parser):
         parser.add_argument("--interval", type=float, default=5.0)
@@ -17,6 +18,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         from billing.jobs import billing_tick
         from builds.jobs import reconcile
+        from tenants.marketplace import marketplace_poll_once
 
         loop = Loop("scheduler")
         loop.install_signal_handlers()
@@ -24,6 +26,7 @@ class Command(BaseCommand):
         def tick():
             close_old_connections()
             counts = reconcile()
+            counts["marketplace_notifications"] = marketplace_poll_once(wait_seconds=0)  # off without a product
             counts.update(billing_tick())
             if any(counts.values()):
                 self.stdout.write(f"scheduler: {counts}")

@@ -12,11 +12,17 @@ from core.aws.errors import AwsError
 from mlaas_portal import demo
 
 DEMO_TENANTS = [
-    # slug, name, plan, isolation, algorithm, target, sample dataset
-    ("acme", "Acme Health", "standard", "silo", "gbm-classifier", "diagnosis", "breast_cancer"),
-    ("globex", "Globex Clinics", "basic", "pool", "gbm-regressor", "progression", "diabetes"),
-    ("initech", "Initech Vineyards", "premium", "pool", "random-forest-classifier", "cultivar", "wine"),
+    # slug, name, plan, isolation, algorithm, target, sample datasets
+    # acme's second dataset is a synthetic copy of the first over 1 MiB: the standard plan's second size band, so
+    # the two builds run on different instance types (demo.SIZE_BANDS).
+    ("acme", "Acme Health", "standard", "silo", "gbm-classifier", "diagnosis",
+     ("breast_cancer", "breast_cancer_large")),
+    ("globex", "Globex Clinics", "basic", "pool", "gbm-regressor", "progression", ("diabetes",)),
+    ("initech", "Initech Vineyards", "premium", "pool", "random-forest-classifier", "cultivar", ("wine",)),
+    # Arrived through an AWS Marketplace registration (demo.seed_marketplace_registration).
+    ("hooli", "Hooli Wines", "basic", "pool", "random-forest-classifier", "cultivar", ("wine",)),
 ]
+MARKETPLACE_TENANT = "hooli"
 
 
 class Command(BaseCommand):
@@ -39,15 +45,24 @@ class Command(BaseCommand):
             restored = reprovision_missing()
             if restored:
                 self.stdout.write(f"emulator restarted: re-provisioned {', '.join(restored)}")
+        from mlaas_steps.sample_data import write_large_sample
+
         with tempfile.TemporaryDirectory() as tmp:
             samples = write_sample_csvs(Path(tmp))
+            samples["breast_cancer_large"] = write_large_sample(
+                samples["breast_cancer"], Path(tmp) / "breast_cancer_large.csv", min_bytes=demo.MIB,
+                target="diagnosis")
             for spec in DEMO_TENANTS:
                 try:
-                    self._seed_tenant(*spec, sample_path=Path(samples[spec[-1]]))
+                    access_request = (demo.seed_marketplace_registration(plan=spec[2])
+                                      if spec[0] == MARKETPLACE_TENANT else None)
+                    self._seed_tenant(*spec, sample_paths={s: Path(samples[s]) for s in spec[-1]},
+                                      access_request=access_request)
                 except AwsError as exc:  # the rest of the demo still comes up
                     self.stderr.write(f"{spec[0]}: not ready: {exc}")
 
-    def _seed_tenant(self, slug, name, plan, isolation, algorithm, target, sample, *, sample_path: Path):
+    def _seed_tenant(self, slug, name, plan, isolation, algorithm, target, sample_names, *,
+                     sample_paths: dict[str, Path], access_request=None):
         from builds.models import Algorithm, Build
         from core.aws import gateways
         from tenants.credentials import tenant_assume
@@ -63,6 +78,8 @@ class Command(BaseCommand):
             invitation = member_invite(tenant=tenant, email=f"owner@{slug}.example", role="owner", actor=None)
             invitation.user.set_password(f"{slug}-demo")
             invitation.user.save()
+        if access_request is not None:
+            demo.seed_marketplace_link(access_request=access_request, tenant=tenant)
         if tenant.status != Tenant.Status.ACTIVE:
             Tenant.objects.filter(pk=tenant.pk).update(status=Tenant.Status.PROVISIONING)
             tenant.status = Tenant.Status.PROVISIONING
@@ -75,6 +92,8 @@ class Command(BaseCommand):
         if Build.objects.filter(tenant=tenant).exists() or s3.list_keys(tenant.bucket, tenant.upload_prefix):
             self.stdout.write(f"{slug}: ready (sample data already uploaded)")
             return
-        key = f"{tenant.upload_prefix}sample-{sample}.csv"
-        s3.put_object(tenant.bucket, key, sample_path.read_bytes(), content_type="text/csv")
-        self.stdout.write(f"{slug}: uploaded s3://{tenant.bucket}/{key}; login owner@{slug}.example / {slug}-demo")
+        for sample, sample_path in sample_paths.items():
+            key = f"{tenant.upload_prefix}sample-{sample}.csv"
+            s3.put_object(tenant.bucket, key, sample_path.read_bytes(), content_type="text/csv")
+            self.stdout.write(f"{slug}: uploaded s3://{tenant.bucket}/{key} ({sample_path.stat().st_size:,} bytes)")
+        self.stdout.write(f"{slug}: login owner@{slug}.example / {slug}-demo")
