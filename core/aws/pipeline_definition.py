@@ -61,6 +61,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from core.aws import arns
 from mlaas_steps import steps as step_names
 
 DEFAULT_PIPELINE_NAME = "mlaas-shared-build-pipeline"
@@ -113,7 +114,8 @@ DATA_REPORT_PATH = "preprocess/report/data_report.json"
 SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
 # The SDK builders insist on a literal role and tuning budget; both are
 # replaced by parameter references in `finalize_definition`.
-_PLACEHOLDER_ROLE = "arn:aws:iam::000000000000:role/mlaas-placeholder-tenant-role"
+# (Never reaches AWS, so its partition does not matter.)
+_PLACEHOLDER_ROLE = arns.iam_role(arns.DEFAULT_PARTITION, "000000000000", "mlaas-placeholder-tenant-role")
 _PLACEHOLDER_MAX_JOBS = 7
 _MAX_RUNTIME_SECONDS = 3600
 _PROCESSING = "/opt/ml/processing"
