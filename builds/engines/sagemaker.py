@@ -18,7 +18,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from builds.engines.base import (
@@ -73,14 +73,20 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def client_token(pipeline_name: str, build_code: str) -> str:
-    """Same build, same token: a retried start never runs the pipeline twice."""
-    return hashlib.sha256(f"{pipeline_name}/{build_code}".encode()).hexdigest()
+def client_token(pipeline_name: str, build_code: str, attempt: int = 1) -> str:
+    """Same build and claim, same token: a retried start never runs the pipeline twice.
+
+    The attempt (the build's claim number) is part of it: a build requeued
+    after AWS refused to start it is a new claim and must get a new execution.
+    """
+    return hashlib.sha256(f"{pipeline_name}/{build_code}/{attempt}".encode()).hexdigest()
 
 
 def display_name(launch: BuildLaunch) -> str:
+    """`<tenant>-<build code>-<attempt>`: what finds a start again whose answer was lost."""
+    suffix = f"-{launch.attempt}"
     name = re.sub(r"[^A-Za-z0-9]+", "-", f"{launch.tenant_slug}-{launch.build_code}").strip("-")
-    return name[:82].rstrip("-") or "build"
+    return (name[:82 - len(suffix)].rstrip("-") or "build") + suffix
 
 
 def pipeline_parameters(launch: BuildLaunch, *, tenant_tag_key: str = "mlaas:tenant",
@@ -167,8 +173,23 @@ class SageMakerEngine:
         parameters = pipeline_parameters(launch, tenant_tag_key=self._tenant_tag_key,
                                          plan_tag_key=self._plan_tag_key)
         return self._gateway_factory().start_execution(
-            self.pipeline_name, parameters, display_name(launch), client_token(self.pipeline_name, launch.build_code)
+            self.pipeline_name, parameters, display_name(launch),
+            client_token(self.pipeline_name, launch.build_code, launch.attempt),
         )
+
+    def recover(self, launch: BuildLaunch, *, claimed_at: datetime | None = None) -> tuple[str, bool]:
+        """The execution of a start whose worker died: (ARN, adopted).
+
+        Adopts the execution the lost start made (found by display name and
+        BuildCode), else starts it now with the same client request token, so
+        on AWS even a start still in flight cannot make a second one.
+        """
+        created_after = claimed_at - timedelta(minutes=5) if claimed_at else None
+        found = self._gateway_factory().find_execution(self.pipeline_name, display_name(launch),
+                                                       build_code=launch.build_code, created_after=created_after)
+        if found:
+            return found, True
+        return self.start(launch), False
 
     def status(self, execution_ref: str, launch: BuildLaunch) -> EngineStatus:
         gateway = self._gateway_factory()

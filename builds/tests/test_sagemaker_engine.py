@@ -122,7 +122,7 @@ def test_start_passes_every_tenant_parameter_and_the_tags(engine, stub):
             {"PipelineExecutionArn": EXECUTION},
             {
                 "PipelineName": PIPELINE,
-                "PipelineExecutionDisplayName": "acme-B7K2Q9",
+                "PipelineExecutionDisplayName": "acme-B7K2Q9-1",
                 "PipelineParameters": [{"Name": k, "Value": v} for k, v in expected_parameters.items()],
                 "ClientRequestToken": token,
             },
@@ -132,6 +132,44 @@ def test_start_passes_every_tenant_parameter_and_the_tags(engine, stub):
     assert engine.start(launch) == EXECUTION
     assert set(expected_parameters) == set(PARAMETER_NAMES)
     assert len(token) == 64 and token != client_token(PIPELINE, "B7K2Q8")
+    assert token == client_token(PIPELINE, "B7K2Q9", 1) != client_token(PIPELINE, "B7K2Q9", 2)
+
+
+def _summary(arn: str, display: str) -> dict:
+    return {"PipelineExecutionArn": arn, "PipelineExecutionDisplayName": display, "StartTime": T0,
+            "PipelineExecutionStatus": "Executing"}
+
+
+def test_recover_adopts_the_execution_the_lost_start_made(engine, stub):
+    launch = make_launch(attempt=2)
+    other = EXECUTION.replace("abc123", "zzz999")
+    stub.add_response("list_pipeline_executions", {"PipelineExecutionSummaries": [
+        _summary(other, "acme-B7K2Q9-1"),  # the earlier claim's execution: not this attempt's
+        _summary(other, "acme-OTHER1-2")], "NextToken": "p2"},
+        {"PipelineName": PIPELINE, "SortOrder": "Descending", "CreatedAfter": T0 - timedelta(minutes=5)})
+    stub.add_response("list_pipeline_executions",
+                      {"PipelineExecutionSummaries": [_summary(EXECUTION, "acme-B7K2Q9-2")]},
+                      {"PipelineName": PIPELINE, "SortOrder": "Descending",
+                       "CreatedAfter": T0 - timedelta(minutes=5), "NextToken": "p2"})
+    stub.add_response("list_pipeline_parameters_for_execution",
+                      {"PipelineParameters": [{"Name": "BuildCode", "Value": "B7K2Q9"}]},
+                      {"PipelineExecutionArn": EXECUTION})
+
+    assert engine.recover(launch, claimed_at=T0) == (EXECUTION, True)  # no StartPipelineExecution stubbed
+
+
+def test_recover_starts_with_the_lost_starts_token_when_nothing_was_started(engine, stub):
+    launch = make_launch(attempt=3)
+    stub.add_response("list_pipeline_executions", {"PipelineExecutionSummaries": [
+        _summary(EXECUTION.replace("abc123", "xyz"), "acme-B7K2Q9-3")]})
+    stub.add_response("list_pipeline_parameters_for_execution",  # same display name, someone else's build
+                      {"PipelineParameters": [{"Name": "BuildCode", "Value": "OTHER"}]})
+    stub.add_response("start_pipeline_execution", {"PipelineExecutionArn": EXECUTION}, {
+        "PipelineName": PIPELINE, "PipelineExecutionDisplayName": "acme-B7K2Q9-3",
+        "PipelineParameters": [{"Name": k, "Value": v} for k, v in pipeline_parameters(launch).items()],
+        "ClientRequestToken": client_token(PIPELINE, "B7K2Q9", 3)})
+
+    assert engine.recover(launch) == (EXECUTION, False)
 
 
 def test_parameters_negate_minimum_for_lower_is_better_metrics():

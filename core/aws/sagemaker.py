@@ -61,6 +61,40 @@ class SageMakerGateway(Gateway):
         )
         return response["PipelineExecutionArn"]
 
+    def find_execution(self, pipeline_name: str, display_name: str, *, build_code: str,
+                       created_after: Any = None) -> str | None:
+        """The ARN of the execution with this display name whose BuildCode parameter is `build_code`, if any.
+
+        How a start whose answer was lost (the worker died) is found again:
+        DescribePipelineExecution does not return the ClientRequestToken, but
+        the display name carries the build code and attempt, and the
+        parameters confirm whose execution it is.
+        """
+        kwargs: dict[str, Any] = {"PipelineName": pipeline_name, "SortOrder": "Descending"}
+        if created_after is not None:
+            kwargs["CreatedAfter"] = created_after
+        while True:
+            page = self._call("list_pipeline_executions", **kwargs)
+            for summary in page.get("PipelineExecutionSummaries", []):
+                if summary.get("PipelineExecutionDisplayName") != display_name:
+                    continue
+                arn = summary["PipelineExecutionArn"]
+                if self.execution_parameters(arn).get("BuildCode") == build_code:
+                    return arn
+            if not page.get("NextToken"):
+                return None
+            kwargs["NextToken"] = page["NextToken"]
+
+    def execution_parameters(self, arn: str) -> dict[str, str]:
+        values: dict[str, str] = {}
+        kwargs: dict[str, Any] = {"PipelineExecutionArn": arn}
+        while True:
+            page = self._call("list_pipeline_parameters_for_execution", **kwargs)
+            values.update({p["Name"]: p["Value"] for p in page.get("PipelineParameters", [])})
+            if not page.get("NextToken"):
+                return values
+            kwargs["NextToken"] = page["NextToken"]
+
     def describe_execution(self, arn: str) -> dict:
         return self._call("describe_pipeline_execution", PipelineExecutionArn=arn)
 
