@@ -115,6 +115,24 @@ class SageMakerGateway(Gateway):
             kwargs["ClientRequestToken"] = client_token
         self._call("stop_pipeline_execution", **kwargs)
 
+    # -- jobs (what a step ran, as AWS bills it) ---------------------------
+    def describe_training_job(self, name: str) -> dict:
+        return self._call("describe_training_job", TrainingJobName=name)
+
+    def describe_processing_job(self, name: str) -> dict:
+        return self._call("describe_processing_job", ProcessingJobName=name)
+
+    def tuning_training_jobs(self, tuning_job_name: str) -> list[str]:
+        """Names of every training job a tuning job ran (every page)."""
+        names: list[str] = []
+        kwargs: dict[str, Any] = {"HyperParameterTuningJobName": tuning_job_name, "MaxResults": 100}
+        while True:
+            page = self._call("list_training_jobs_for_hyper_parameter_tuning_job", **kwargs)
+            names.extend(job["TrainingJobName"] for job in page.get("TrainingJobSummaries", []))
+            if not page.get("NextToken"):
+                return names
+            kwargs["NextToken"] = page["NextToken"]
+
     # -- model registry ----------------------------------------------------
     def create_model_package_group(self, name: str, description: str, tags: dict[str, str]) -> str:
         """Create the group; an existing group with that name is fine."""
