@@ -8,6 +8,7 @@ from core.aws.arns import CallerIdentity
 from core.aws.clients import AwsConfig, TemporaryCredentials, make_client, platform_client, platform_config
 from core.aws.costexplorer import CostExplorerGateway
 from core.aws.dynamodb import DynamoDbGateway
+from core.aws.ecr import EcrGateway
 from core.aws.events import EventsGateway
 from core.aws.iam import IamGateway, StsGateway
 from core.aws.s3 import S3Gateway
@@ -56,6 +57,10 @@ def platform_sqs() -> SqsGateway:
 
 def platform_dynamodb() -> DynamoDbGateway:
     return DynamoDbGateway(platform_client("dynamodb"))
+
+
+def platform_ecr() -> EcrGateway:
+    return EcrGateway(platform_client("ecr"))
 
 
 def platform_cost_explorer() -> CostExplorerGateway:

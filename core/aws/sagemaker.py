@@ -36,6 +36,12 @@ class SageMakerGateway(Gateway):
             self._call("add_tags", ResourceArn=existing, Tags=_tag_list(tags))
         return response.get("PipelineArn") or existing
 
+    def pipeline_definition(self, name: str) -> dict | None:
+        """The definition the pipeline runs now (DescribePipeline), or None if there is no such pipeline."""
+        if self._pipeline_arn(name) is None:
+            return None
+        return json.loads(self._call("describe_pipeline", PipelineName=name)["PipelineDefinition"])
+
     def _pipeline_arn(self, name: str) -> str | None:
         # A listing, not DescribePipeline: "not found" is ResourceNotFound on
         # AWS but ValidationException on the emulator.
@@ -144,6 +150,14 @@ class SageMakerGateway(Gateway):
                 raise
             response = self._call("describe_model_package_group", ModelPackageGroupName=name)
         return response["ModelPackageGroupArn"]
+
+    def delete_model_package_group(self, name: str) -> int:
+        """Delete every version in the group, then the group; returns how many versions were deleted."""
+        packages = self.list_model_packages(name)
+        for package in packages:
+            self._call("delete_model_package", ModelPackageName=package["ModelPackageArn"])
+        self._call("delete_model_package_group", ModelPackageGroupName=name)
+        return len(packages)
 
     def create_model_package(self, group: str, model_data_url: str, metrics: dict, image_uri: str,
                              description: str, customer_metadata: dict[str, str],
