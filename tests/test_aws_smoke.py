@@ -68,8 +68,12 @@ def test_aws_smoke_passes_end_to_end_against_the_emulator(reference_data, clean_
         ("identity", "ok"), ("pipeline", "ok"), ("step-image", "ok"), ("intake", "ok"),
         ("cost-tag", "warn"),  # moto has no ListCostAllocationTags
         ("onboard", "ok"), ("upload", "ok"), ("intake-build", "ok"), ("dispatch", "ok"), ("run-build", "ok"),
-        ("metering", "ok"), ("cleanup", "ok")]
+        ("metering", "ok"),
+        ("cleanup", "warn")]  # moto cannot delete model packages or their group: said, not hidden
     assert "not checkable against the emulator" in next(line for line in lines if "cost-tag" in line)
+    cleanup = next(line for line in lines if "cleanup" in line)
+    assert "removed role and data, 1 ledger item(s) and the database rows; could not remove model package group" \
+        in cleanup
     assert lines[-1].startswith("aws_smoke passed in ")
     slug = re.search(r"tenant (smoke-[0-9a-f]{8})", "\n".join(lines))[1]
     # Nothing left behind: rows, role, data, model group.
@@ -78,9 +82,8 @@ def test_aws_smoke_passes_end_to_end_against_the_emulator(reference_data, clean_
     roles_after = {r["RoleName"] for r in gateways.platform_iam().client.list_roles()["Roles"]}
     assert roles_after == roles_before
     account = gateways.platform_identity().account
-    assert gateways.platform_s3().list_keys(f"{settings.MLAAS_RESOURCE_PREFIX}-pool-{account}", f"tenants/{slug}/") == []
-    groups = gateways.platform_sagemaker().client.list_model_package_groups()["ModelPackageGroupSummaryList"]
-    assert f"mlaas-{slug}-models" not in [g["ModelPackageGroupName"] for g in groups]
+    pool = f"{settings.MLAAS_RESOURCE_PREFIX}-pool-{account}"
+    assert gateways.platform_s3().list_keys(pool, f"tenants/{slug}/") == []
 
 
 def test_aws_smoke_fails_at_the_pipeline_stage_when_it_is_not_deployed(reference_data, step_image, settings):
