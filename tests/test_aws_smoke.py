@@ -29,7 +29,10 @@ def step_image(emulator):
     manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
                 "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2,
                            "digest": "sha256:" + "0" * 64}, "layers": []}
-    ecr.put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag="smoke-test")
+    try:
+        ecr.put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag="smoke-test")
+    except ecr.exceptions.ImageAlreadyExistsException:
+        pass
     return repository
 
 
