@@ -57,7 +57,7 @@ def build_execute(build_id: int) -> str:
             build_finish(build, status)
             return build.status
         ref = engine.start(launch)
-        Build.objects.filter(pk=build.pk).update(execution_ref=ref, poll_after=timezone.now())
+        _record_execution(build, engine, launch, ref)
         return "started"
     except AwsError as exc:
         if exc.retryable and build.attempts < MAX_TRANSIENT_ATTEMPTS:
@@ -69,6 +69,56 @@ def build_execute(build_id: int) -> str:
         logger.exception("build %s crashed", build.code)
         _fail(build, f"internal error while running the build ({type(exc).__name__}); the vendor was notified")
         return "failed"
+
+
+def _record_execution(build: Build, engine, launch, ref: str) -> None:
+    """Remember a remote build's execution, once: a racing recovery may have recorded one already.
+
+    On AWS both hold the same ARN (same client request token). A different
+    one (an emulator that ignores the token, or a token AWS forgot) is a
+    duplicate execution: it is stopped, so it neither runs nor bills.
+    """
+    if Build.objects.filter(pk=build.pk, execution_ref="").update(execution_ref=ref, poll_after=timezone.now()):
+        build.execution_ref = ref
+        return
+    recorded = Build.objects.filter(pk=build.pk).values_list("execution_ref", flat=True).first()
+    if recorded and recorded != ref:
+        logger.warning("build %s: a second execution %s was started; stopping it, %s is the build's", build.code,
+                       ref, recorded)
+        try:
+            engine.stop(ref, launch)
+        except Exception:  # noqa: BLE001 - the build itself goes on; the duplicate is logged
+            logger.exception("build %s: stopping the duplicate execution %s failed", build.code, ref)
+
+
+def recover_lost_start(build: Build) -> str:
+    """A remote build claimed by a worker that died before StartPipelineExecution answered.
+
+    The build is `running` with no execution: nothing would ever poll it, and
+    it would hold a slot for ever. The engine adopts the execution the lost
+    start made, or starts it with the same client request token (the claim's
+    attempt), so the retry cannot run the pipeline twice. Returns what happened.
+    """
+    lost_before = timezone.now() - timedelta(seconds=settings.MLAAS_WORKER_LOST_AFTER_SECONDS)
+    # Claimed here, by a filtered update: one reconciler recovers it, and a crash here is retried later.
+    if not Build.objects.filter(pk=build.pk, status=Build.Status.RUNNING, execution_ref="",
+                                heartbeat_at__lt=lost_before).update(
+            heartbeat_at=timezone.now(), worker_id=f"recovery:{worker_identity()}"):
+        return "not-claimed"
+    engine = get_engine(build.engine)
+    launch = launch_for(build)
+    try:
+        ref, adopted = engine.recover(launch, claimed_at=build.started_at)
+    except AwsError as exc:
+        if exc.retryable:
+            logger.warning("build %s: recovering its start failed, retried later: %s", build.code, exc)
+            return "retry-later"
+        _fail(build, f"the build could not start: {exc}")
+        return "failed"
+    _record_execution(build, engine, launch, ref)
+    logger.info("build %s: worker lost while starting; %s execution %s", build.code,
+                "adopted" if adopted else "started", ref)
+    return "adopted" if adopted else "restarted"
 
 
 def _tenant_build_s3(build: Build):
@@ -240,6 +290,15 @@ def reconcile() -> dict[str, int]:
         else:
             _fail(build, f"worker lost: the build stopped responding {build.attempts} times; retry it or "
                          "contact the vendor")
+    counts["start_lost"] = 0
+    for build in (Build.objects.select_related("tenant", "plan", "algorithm")
+                  .filter(status=Build.Status.RUNNING, execution_ref="", heartbeat_at__lt=now - lost_after)
+                  .exclude(engine="local")):
+        counts["start_lost"] += 1
+        try:
+            recover_lost_start(build)
+        except Exception:  # noqa: BLE001 - one bad build never stops the reconciler
+            logger.exception("recovering build %s failed", build.code)
     from builds.dispatch import dispatch_pending
 
     dispatch_pending()

@@ -64,4 +64,5 @@ def launch_for(build: Build) -> BuildLaunch:
         algorithm_explicit=build.algorithm_explicit,
         fitting_algorithms={kind: [a.slug for a in options] for kind, options in fitting.items()},
         alternatives={kind: algorithm_fields(options[0]) for kind, options in fitting.items()},
+        attempt=max(1, build.attempts),
     )

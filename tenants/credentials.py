@@ -14,7 +14,8 @@ def tenant_assume(tenant: Tenant, *, purpose: str, duration: int | None = None,
                   narrow_to_location: bool = True) -> TemporaryCredentials:
     session_policy = None
     if narrow_to_location:
-        session_policy = policies.tenant_data_policy(bucket=tenant.bucket, prefix=tenant.prefix)
+        session_policy = policies.tenant_data_policy(bucket=tenant.bucket, prefix=tenant.prefix,
+                                                     partition=gateways.platform_partition())
     return gateways.platform_sts().assume_role(
         tenant.role_arn,
         session_name=f"mlaas-{purpose}-{tenant.slug}",

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from core.aws import arns
+
 
 def tenant_trust_policy(platform_principal_arn: str) -> dict:
+    """SageMaker and the platform's stable principal may assume the tenant role.
+
+    `platform_principal_arn` is the platform's role or user
+    (`IamGateway.stable_principal`), never the STS session that onboarded the
+    tenant: a session ARN matches that one session only, so every other host
+    and every replaced instance would be refused.
+    """
     # SageMaker runs pipelines as this role; the platform assumes it for
     # tenant-scoped work (trusted by exact ARN, never by account root). One
     # statement names both: AWS accepts it, and moto's evaluator crashes on a
@@ -19,9 +28,9 @@ def tenant_trust_policy(platform_principal_arn: str) -> dict:
 
 
 def tenant_data_policy(*, bucket: str, prefix: str, model_package_group_arn: str = "",
-                       pipeline_code_bucket_prefix: str = "") -> dict:
+                       pipeline_code_bucket_prefix: str = "", partition: str = arns.DEFAULT_PARTITION) -> dict:
     """Allow the tenant's own bucket (silo) or prefix (pool), and nothing else."""
-    objects = f"arn:aws:s3:::{bucket}/{prefix}*"
+    objects = arns.s3(partition, bucket, f"{prefix}*")
     statements: list[dict] = [
         {
             "Sid": "TenantObjects",
@@ -35,7 +44,7 @@ def tenant_data_policy(*, bucket: str, prefix: str, model_package_group_arn: str
         "Sid": "TenantListing",
         "Effect": "Allow",
         "Action": ["s3:ListBucket", "s3:ListBucketVersions"],
-        "Resource": [f"arn:aws:s3:::{bucket}"],
+        "Resource": [arns.s3(partition, bucket)],
     }
     if prefix:
         list_statement["Condition"] = {"StringLike": {"s3:prefix": [f"{prefix}*"]}}
@@ -55,6 +64,6 @@ def tenant_data_policy(*, bucket: str, prefix: str, model_package_group_arn: str
             "Sid": "SharedPipelineCode",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
-            "Resource": [f"arn:aws:s3:::{pipeline_code_bucket_prefix}*/*"],
+            "Resource": [arns.s3(partition, f"{pipeline_code_bucket_prefix}*", "*")],
         })
     return {"Version": "2012-10-17", "Statement": statements}

@@ -14,8 +14,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from core.aws import gateways
-from core.aws.errors import AwsError
+from core.aws import arns, gateways
+from core.aws.errors import AwsError, AwsNotFound
 from tenants import naming, policies
 from tenants.models import ProvisioningStep, Tenant
 
@@ -25,7 +25,11 @@ PROBE_KEY = ".mlaas-provisioned"
 
 
 def _account_id() -> str:
-    return gateways.platform_sts().account_id()
+    return gateways.platform_identity().account
+
+
+def _partition() -> str:
+    return gateways.platform_identity().partition
 
 
 def step_bucket(tenant: Tenant) -> str:
@@ -41,7 +45,7 @@ def step_bucket(tenant: Tenant) -> str:
     s3.harden_bucket(bucket, tags=tags, cors_origin=settings.PORTAL_ORIGIN)
     Tenant.objects.filter(pk=tenant.pk).update(bucket=bucket, prefix=prefix)
     tenant.bucket, tenant.prefix = bucket, prefix
-    return f"arn:aws:s3:::{bucket}/{prefix}"
+    return arns.s3(_partition(), bucket, prefix)
 
 
 def step_model_package_group(tenant: Tenant) -> str:
@@ -53,26 +57,57 @@ def step_model_package_group(tenant: Tenant) -> str:
     return arn
 
 
+def platform_trust_policy() -> dict:
+    """The tenant roles' trust policy for the platform as it runs now (its role or user, not its session)."""
+    caller = gateways.platform_identity().arn
+    return policies.tenant_trust_policy(gateways.platform_iam().stable_principal(caller))
+
+
 def step_role(tenant: Tenant) -> str:
+    """Create the role, and (re)apply the trust policy: a role made by an older release may trust a session."""
     iam = gateways.platform_iam()
-    platform_arn = gateways.platform_sts().caller_arn()
+    trust = platform_trust_policy()
+    name = naming.role_name(tenant.slug)
     arn = iam.ensure_role(
-        naming.role_name(tenant.slug),
-        trust_policy=policies.tenant_trust_policy(platform_arn),
+        name,
+        trust_policy=trust,
         tags=naming.tenant_tags(tenant.slug, tenant.plan.slug),
         description=f"Data and model access of tenant {tenant.slug}",
     )
+    iam.update_trust_policy(name, trust)
     Tenant.objects.filter(pk=tenant.pk).update(role_arn=arn)
     tenant.role_arn = arn
     return arn
 
 
+def trust_policies_refresh() -> list[str]:
+    """Give every existing tenant role the current trust policy; returns the slugs whose policy changed.
+
+    Roles onboarded before the trust policy named a stable principal trust the
+    STS session that made them, which no other host (and no replaced instance)
+    can assume. `manage.py platform_bootstrap` (every deploy, `make run`) runs this.
+    """
+    iam, trust = gateways.platform_iam(), platform_trust_policy()
+    changed = []
+    for slug in Tenant.objects.exclude(role_arn="").exclude(status=Tenant.Status.OFFBOARDED).values_list(
+            "slug", flat=True):
+        name = naming.role_name(slug)
+        try:
+            if iam.trust_policy(name) == trust:
+                continue
+            iam.update_trust_policy(name, trust)
+        except AwsNotFound:
+            continue  # reprovision_missing restores a role that is gone
+        changed.append(slug)
+    return changed
+
+
 def step_role_policy(tenant: Tenant) -> str:
-    group_arn = (f"arn:aws:sagemaker:{settings.AWS_REGION}:{_account_id()}:model-package-group/"
-                 f"{tenant.model_package_group}")
+    group_arn = arns.sagemaker(_partition(), settings.AWS_REGION, _account_id(),
+                               f"model-package-group/{tenant.model_package_group}")
     document = policies.tenant_data_policy(
         bucket=tenant.bucket, prefix=tenant.prefix, model_package_group_arn=group_arn,
-        pipeline_code_bucket_prefix=f"{settings.MLAAS_RESOURCE_PREFIX}-pipeline-code-")
+        pipeline_code_bucket_prefix=f"{settings.MLAAS_RESOURCE_PREFIX}-pipeline-code-", partition=_partition())
     gateways.platform_iam().put_role_policy(naming.role_name(tenant.slug), "tenant-data", document)
     return f"{tenant.role_arn}/policy/tenant-data"
 
@@ -85,7 +120,7 @@ def step_verify_access(tenant: Tenant) -> str:
     s3 = gateways.tenant_s3(creds)
     key = f"{tenant.output_prefix}{PROBE_KEY}"
     s3.put_object(tenant.bucket, key, b"ok", content_type="text/plain")
-    return f"arn:aws:s3:::{tenant.bucket}/{key}"
+    return arns.s3(_partition(), tenant.bucket, key)
 
 
 STEPS: list[tuple[str, Callable[[Tenant], str]]] = [
@@ -99,7 +134,7 @@ STEP_DESCRIPTIONS = {
     "bucket": "Silo: own bucket; pool: shared bucket + prefix. Public access blocked, AES256, versioning, "
               "tags, CORS for the portal origin, EventBridge notifications",
     "model_package_group": "SageMaker model package group for the tenant's models, tagged",
-    "role": "Tenant IAM role trusted by SageMaker and by the platform principal (exact ARN), tagged",
+    "role": "Tenant IAM role trusted by SageMaker and by the platform's role or user (exact ARN), tagged",
     "role_policy": "Inline policy: the tenant's bucket/prefix and model group only",
     "verify_access": "Assumes the tenant role and writes a probe object to prove access",
 }

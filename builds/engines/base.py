@@ -57,6 +57,9 @@ class BuildLaunch:
     fitting_algorithms: dict[str, list[str]] = field(default_factory=dict)
     # ...and the preferred one's values, as BuildLaunch fields (algorithm_slug, entry_point, ...).
     alternatives: dict[str, dict] = field(default_factory=dict)
+    # The claim this launch belongs to (Build.attempts): a remote engine's idempotency token, so a start
+    # retried for the same claim (a lost worker's) runs once, and a new claim runs anew.
+    attempt: int = 1
 
     def with_algorithm(self, problem_type: str) -> BuildLaunch:
         """The same build with the preferred algorithm of `problem_type` (preprocess switched to it)."""

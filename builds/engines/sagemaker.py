@@ -4,11 +4,17 @@ Talks to AWS only through `SageMakerGateway` (never the sagemaker SDK). The
 pipeline, its parameters and step names are described in
 `core.aws.pipeline_definition`.
 
-Billable seconds are the step's wall time (end - start) for the compute steps
-(preprocess, train/tune, evaluate), available at once from the step listing.
-The exact figure AWS bills is `BillableTimeInSeconds` of DescribeTrainingJob /
-the processing job's start/end; a tuning step's figure is the sum over its
-training jobs. The daily Cost Explorer sync corrects the difference.
+Billable seconds (per instance; metering multiplies by the instance count):
+while the execution runs, the step's wall time (end - start) from the step
+listing, so running costs show at once. When the execution has finished, the
+figures AWS bills replace them, read once per job: a training job's
+`BillableTimeInSeconds` (DescribeTrainingJob; managed spot included), a tuning
+step's sum of it over its training jobs, a processing job's
+ProcessingEndTime - ProcessingStartTime (DescribeProcessingJob reports no
+billable time). A job AWS no longer describes keeps the wall time. The
+finished build is metered with these (billing's metering_run re-meters every
+step of a build it has not charged yet); the daily Cost Explorer sync still
+shows the actual cost.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from builds.engines.base import (
@@ -32,7 +38,7 @@ from builds.engines.base import (
     StepStatus,
 )
 from core.aws import pipeline_definition as pd
-from core.aws.errors import AwsNotFound, AwsValidationError
+from core.aws.errors import AwsAccessDenied, AwsNotFound, AwsValidationError
 from mlaas_steps import metrics
 from mlaas_steps import steps as step_names
 
@@ -73,14 +79,20 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def client_token(pipeline_name: str, build_code: str) -> str:
-    """Same build, same token: a retried start never runs the pipeline twice."""
-    return hashlib.sha256(f"{pipeline_name}/{build_code}".encode()).hexdigest()
+def client_token(pipeline_name: str, build_code: str, attempt: int = 1) -> str:
+    """Same build and claim, same token: a retried start never runs the pipeline twice.
+
+    The attempt (the build's claim number) is part of it: a build requeued
+    after AWS refused to start it is a new claim and must get a new execution.
+    """
+    return hashlib.sha256(f"{pipeline_name}/{build_code}/{attempt}".encode()).hexdigest()
 
 
 def display_name(launch: BuildLaunch) -> str:
+    """`<tenant>-<build code>-<attempt>`: what finds a start again whose answer was lost."""
+    suffix = f"-{launch.attempt}"
     name = re.sub(r"[^A-Za-z0-9]+", "-", f"{launch.tenant_slug}-{launch.build_code}").strip("-")
-    return name[:82].rstrip("-") or "build"
+    return (name[:82 - len(suffix)].rstrip("-") or "build") + suffix
 
 
 def pipeline_parameters(launch: BuildLaunch, *, tenant_tag_key: str = "mlaas:tenant",
@@ -167,8 +179,23 @@ class SageMakerEngine:
         parameters = pipeline_parameters(launch, tenant_tag_key=self._tenant_tag_key,
                                          plan_tag_key=self._plan_tag_key)
         return self._gateway_factory().start_execution(
-            self.pipeline_name, parameters, display_name(launch), client_token(self.pipeline_name, launch.build_code)
+            self.pipeline_name, parameters, display_name(launch),
+            client_token(self.pipeline_name, launch.build_code, launch.attempt),
         )
+
+    def recover(self, launch: BuildLaunch, *, claimed_at: datetime | None = None) -> tuple[str, bool]:
+        """The execution of a start whose worker died: (ARN, adopted).
+
+        Adopts the execution the lost start made (found by display name and
+        BuildCode), else starts it now with the same client request token, so
+        on AWS even a start still in flight cannot make a second one.
+        """
+        created_after = claimed_at - timedelta(minutes=5) if claimed_at else None
+        found = self._gateway_factory().find_execution(self.pipeline_name, display_name(launch),
+                                                       build_code=launch.build_code, created_after=created_after)
+        if found:
+            return found, True
+        return self.start(launch), False
 
     def status(self, execution_ref: str, launch: BuildLaunch) -> EngineStatus:
         gateway = self._gateway_factory()
@@ -182,9 +209,30 @@ class SageMakerEngine:
              if _base_name(s.get("StepName", "")) == step_names.DEFINITION_REGISTER), "")
         if state == ENGINE_FAILED:
             result.failure_reason = self._failure_reason(execution, steps)
+        if state != ENGINE_RUNNING:
+            self._billed_seconds(remote_steps, steps, gateway)
         if state in (ENGINE_SUCCEEDED, ENGINE_FAILED):
             self._collect_outputs(result, steps, gateway, launch)
         return result
+
+    def _billed_seconds(self, remote_steps: list[dict], steps: dict[str, StepStatus],
+                        gateway: SageMakerGateway) -> None:
+        """Replace the wall time of each compute step by what AWS bills for its job."""
+        for remote in remote_steps:
+            ours = step_names.portal_step(_base_name(remote.get("StepName", "")))
+            step = steps.get(ours) if ours else None
+            if step is None or not step.instance_count or step.ended_at is None:
+                continue
+            kind, name = _job(remote.get("Metadata", {}))
+            if not name:
+                continue
+            try:
+                seconds = _job_billable_seconds(gateway, kind, name)
+            except (AwsNotFound, AwsAccessDenied) as exc:
+                logger.warning("step %s: job %s not described (%s); billing its wall time", ours, name, exc)
+                continue
+            if seconds is not None:
+                step.billable_seconds = seconds
 
     def stop(self, execution_ref: str, launch: BuildLaunch) -> None:
         gateway = self._gateway_factory()
@@ -269,13 +317,33 @@ def _instances(step: str, launch: BuildLaunch) -> tuple[str, int]:
     return "", 0
 
 
-def _job_name(metadata: dict[str, Any]) -> str:
-    """"TrainingJob <name>": enough to find the job and its logs, no account id."""
+def _job(metadata: dict[str, Any]) -> tuple[str, str]:
+    """(kind, name) of the job a step ran: ProcessingJob, TrainingJob or TuningJob; ("", "") for none."""
     for kind in ("ProcessingJob", "TrainingJob", "TuningJob"):
         arn = metadata.get(kind, {}).get("Arn")
         if arn:
-            return f"{kind} {arn.rsplit('/', 1)[-1]}"
-    return ""
+            return kind, arn.rsplit("/", 1)[-1]
+    return "", ""
+
+
+def _job_billable_seconds(gateway: SageMakerGateway, kind: str, name: str) -> int | None:
+    if kind == "TrainingJob":
+        return gateway.describe_training_job(name).get("BillableTimeInSeconds")
+    if kind == "TuningJob":
+        billed = [gateway.describe_training_job(job).get("BillableTimeInSeconds") or 0
+                  for job in gateway.tuning_training_jobs(name)]
+        return sum(billed)
+    job = gateway.describe_processing_job(name)
+    started, ended = job.get("ProcessingStartTime"), job.get("ProcessingEndTime")
+    if started is None or ended is None:
+        return None
+    return max(0, int((ended - started).total_seconds()))
+
+
+def _job_name(metadata: dict[str, Any]) -> str:
+    """"TrainingJob <name>": enough to find the job and its logs, no account id."""
+    kind, name = _job(metadata)
+    return f"{kind} {name}" if name else ""
 
 
 def _below_minimum(launch: BuildLaunch) -> str:

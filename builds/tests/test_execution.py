@@ -168,3 +168,48 @@ def test_cancel_queued_build_is_immediate(make_tenant):
     services.build_cancel(build=build)
     build.refresh_from_db()
     assert (build.status, build.transitions.last().reason) == ("cancelled", "cancelled by system")
+
+
+def _job_arn(kind: str, name: str) -> str:
+    return f"arn:aws:sagemaker:us-east-1:123456789012:{kind}/{name}"
+
+
+def test_sagemaker_metering_uses_the_seconds_aws_bills(sagemaker_build, stub):
+    """Wall time while running (costs show at once); BillableTimeInSeconds / job times once finished."""
+    from billing.services import metering_run
+    from builds.tests.test_sagemaker_engine import expect_processing_job, expect_training_job
+
+    build = sagemaker_build
+    stub.add_response("start_pipeline_execution", {"PipelineExecutionArn": EXECUTION})
+    execution.build_execute(build.pk)
+    preprocess = {"StepName": "Preprocess", "StepStatus": "Succeeded", "StartTime": at(0), "EndTime": at(2),
+                  "Metadata": {"ProcessingJob": {"Arn": _job_arn("processing-job", "p-1")}}}
+    train = {"StepName": "Train", "StartTime": at(2),
+             "Metadata": {"TrainingJob": {"Arn": _job_arn("training-job", "t-2")}}}
+    stub.add_response("describe_pipeline_execution",
+                      {"PipelineExecutionArn": EXECUTION, "PipelineExecutionStatus": "Executing"})
+    stub.add_response("list_pipeline_execution_steps", {"PipelineExecutionSteps": [
+        preprocess, {**train, "StepStatus": "Executing"}]})
+    Build.objects.filter(pk=build.pk).update(poll_after=timezone.now())
+    execution.poll_running()
+    metering_run()
+    assert [(line.step.name, line.billable_seconds) for line in build.cost_lines.all()] == [("preprocess", 120)]
+
+    stub.add_response("describe_pipeline_execution",
+                      {"PipelineExecutionArn": EXECUTION, "PipelineExecutionStatus": "Failed"})
+    stub.add_response("list_pipeline_execution_steps", {"PipelineExecutionSteps": [
+        preprocess, {**train, "StepStatus": "Succeeded", "EndTime": at(7)},
+        {"StepName": "Evaluate", "StepStatus": "Failed", "StartTime": at(7), "EndTime": at(8),
+         "FailureReason": "bad model", "Metadata": {"ProcessingJob": {"Arn": _job_arn("processing-job", "e-3")}}}]})
+    expect_processing_job(stub, "p-1", at(0.5), at(2))
+    expect_training_job(stub, "t-2", billable=251)
+    expect_processing_job(stub, "e-3", at(7.25), at(8))
+    Build.objects.filter(pk=build.pk).update(poll_after=timezone.now())
+    execution.poll_running()
+    build.refresh_from_db()
+    assert build.status == Build.Status.FAILED
+
+    assert metering_run() == 1
+    assert [(line.step.name, line.billable_seconds) for line in build.cost_lines.order_by("step__order")] == [
+        ("preprocess", 90), ("train", 251), ("evaluate", 45)]
+    assert build.charge.amount == sum(line.amount for line in build.cost_lines.all())

@@ -90,6 +90,28 @@ def processing(job: str) -> dict:
     return {"ProcessingJob": {"Arn": f"arn:aws:sagemaker:us-east-1:123456789012:processing-job/{job}"}}
 
 
+def expect_processing_job(stub: Stubber, name: str, started: datetime, ended: datetime) -> None:
+    stub.add_response("describe_processing_job", {
+        "ProcessingJobName": name,
+        "ProcessingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:processing-job/{name}",
+        "ProcessingJobStatus": "Completed", "CreationTime": started, "ProcessingStartTime": started,
+        "ProcessingEndTime": ended, "ProcessingResources": {"ClusterConfig": {
+            "InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 30}},
+        "AppSpecification": {"ImageUri": "img"}, "RoleArn": "arn:aws:iam::123456789012:role/mlaas-tenant-acme"},
+        {"ProcessingJobName": name})
+
+
+def expect_training_job(stub: Stubber, name: str, *, billable: int | None) -> None:
+    job = {"TrainingJobName": name, "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{name}",
+           "ModelArtifacts": {"S3ModelArtifacts": "s3://b/m.tar.gz"}, "TrainingJobStatus": "Completed",
+           "SecondaryStatus": "Completed", "AlgorithmSpecification": {"TrainingInputMode": "File"},
+           "ResourceConfig": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 2, "VolumeSizeInGB": 30},
+           "StoppingCondition": {"MaxRuntimeInSeconds": 3600}, "CreationTime": T0}
+    if billable is not None:
+        job["BillableTimeInSeconds"] = billable
+    stub.add_response("describe_training_job", job, {"TrainingJobName": name})
+
+
 def test_start_passes_every_tenant_parameter_and_the_tags(engine, stub):
     launch = make_launch()
     expected_parameters = {
@@ -122,7 +144,7 @@ def test_start_passes_every_tenant_parameter_and_the_tags(engine, stub):
             {"PipelineExecutionArn": EXECUTION},
             {
                 "PipelineName": PIPELINE,
-                "PipelineExecutionDisplayName": "acme-B7K2Q9",
+                "PipelineExecutionDisplayName": "acme-B7K2Q9-1",
                 "PipelineParameters": [{"Name": k, "Value": v} for k, v in expected_parameters.items()],
                 "ClientRequestToken": token,
             },
@@ -132,6 +154,44 @@ def test_start_passes_every_tenant_parameter_and_the_tags(engine, stub):
     assert engine.start(launch) == EXECUTION
     assert set(expected_parameters) == set(PARAMETER_NAMES)
     assert len(token) == 64 and token != client_token(PIPELINE, "B7K2Q8")
+    assert token == client_token(PIPELINE, "B7K2Q9", 1) != client_token(PIPELINE, "B7K2Q9", 2)
+
+
+def _summary(arn: str, display: str) -> dict:
+    return {"PipelineExecutionArn": arn, "PipelineExecutionDisplayName": display, "StartTime": T0,
+            "PipelineExecutionStatus": "Executing"}
+
+
+def test_recover_adopts_the_execution_the_lost_start_made(engine, stub):
+    launch = make_launch(attempt=2)
+    other = EXECUTION.replace("abc123", "zzz999")
+    stub.add_response("list_pipeline_executions", {"PipelineExecutionSummaries": [
+        _summary(other, "acme-B7K2Q9-1"),  # the earlier claim's execution: not this attempt's
+        _summary(other, "acme-OTHER1-2")], "NextToken": "p2"},
+        {"PipelineName": PIPELINE, "SortOrder": "Descending", "CreatedAfter": T0 - timedelta(minutes=5)})
+    stub.add_response("list_pipeline_executions",
+                      {"PipelineExecutionSummaries": [_summary(EXECUTION, "acme-B7K2Q9-2")]},
+                      {"PipelineName": PIPELINE, "SortOrder": "Descending",
+                       "CreatedAfter": T0 - timedelta(minutes=5), "NextToken": "p2"})
+    stub.add_response("list_pipeline_parameters_for_execution",
+                      {"PipelineParameters": [{"Name": "BuildCode", "Value": "B7K2Q9"}]},
+                      {"PipelineExecutionArn": EXECUTION})
+
+    assert engine.recover(launch, claimed_at=T0) == (EXECUTION, True)  # no StartPipelineExecution stubbed
+
+
+def test_recover_starts_with_the_lost_starts_token_when_nothing_was_started(engine, stub):
+    launch = make_launch(attempt=3)
+    stub.add_response("list_pipeline_executions", {"PipelineExecutionSummaries": [
+        _summary(EXECUTION.replace("abc123", "xyz"), "acme-B7K2Q9-3")]})
+    stub.add_response("list_pipeline_parameters_for_execution",  # same display name, someone else's build
+                      {"PipelineParameters": [{"Name": "BuildCode", "Value": "OTHER"}]})
+    stub.add_response("start_pipeline_execution", {"PipelineExecutionArn": EXECUTION}, {
+        "PipelineName": PIPELINE, "PipelineExecutionDisplayName": "acme-B7K2Q9-3",
+        "PipelineParameters": [{"Name": k, "Value": v} for k, v in pipeline_parameters(launch).items()],
+        "ClientRequestToken": client_token(PIPELINE, "B7K2Q9", 3)})
+
+    assert engine.recover(launch) == (EXECUTION, False)
 
 
 def test_parameters_negate_minimum_for_lower_is_better_metrics():
@@ -177,12 +237,16 @@ def test_status_running_then_succeeded_with_steps_and_model_package(engine, stub
     ])
 
     finished = first_poll[:2] + [
-        step("Train", "Succeeded", 5, 20),
-        step("Evaluate", "Succeeded", 20, 23.5),
+        step("Train", "Succeeded", 5, 20, Metadata=first_poll[2]["Metadata"]),
+        step("Evaluate", "Succeeded", 20, 23.5, Metadata=processing("pipelines-abc-Evaluate-3")),
         step("CheckMetric", "Succeeded", 23.5, 23.6, Metadata={"Condition": {"Outcome": "True"}}),
         step("Register", "Succeeded", 23.6, 23.7, Metadata={"RegisterModel": {"Arn": PACKAGE}}),
     ]
     expect_status(stub, "Succeeded", finished)
+    # What AWS bills replaces the steps' wall time once the execution has finished.
+    expect_processing_job(stub, "pipelines-abc-Preprocess-1", at(0.5), at(3.5))  # 180 s, not the step's 240
+    expect_training_job(stub, "pipelines-abc-Train-2", billable=812)  # not the step's 900
+    expect_processing_job(stub, "pipelines-abc-Evaluate-3", at(20.25), at(23.25))
     model_data = f"{launch.output_uri}model/job/output/model.tar.gz"
     stub.add_response(
         "describe_model_package",
@@ -200,9 +264,9 @@ def test_status_running_then_succeeded_with_steps_and_model_package(engine, stub
     assert succeeded.model_package_arn == PACKAGE
     assert succeeded.artifact_uri == "s3://mlaas-t-acme-123456789012/builds/B7K2Q9/model/job/output/model.tar.gz"
     assert [(s.name, s.status, s.billable_seconds, s.instance_type, s.instance_count) for s in succeeded.steps] == [
-        ("preprocess", "succeeded", 240, "ml.m5.large", 1),
-        ("train", "succeeded", 900, "ml.m5.xlarge", 2),
-        ("evaluate", "succeeded", 210, "ml.m5.large", 1),
+        ("preprocess", "succeeded", 180, "ml.m5.large", 1),
+        ("train", "succeeded", 812, "ml.m5.xlarge", 2),
+        ("evaluate", "succeeded", 180, "ml.m5.large", 1),
         ("condition", "succeeded", 0, "", 0),
         ("register", "succeeded", 0, "", 0),
     ]
@@ -217,14 +281,27 @@ def test_status_tuned_branch_maps_to_the_same_steps_and_reads_reports(client, st
     }
     engine = SageMakerEngine(lambda: SageMakerGateway(client), PIPELINE, clock=lambda: NOW,
                              report_reader=reports.__getitem__)
+    tuning_job = "arn:aws:sagemaker:us-east-1:123456789012:hyper-parameter-tuning-job/pipelines-abc-Tune"
     expect_status(stub, "Succeeded", [
         step("Preprocess", "Succeeded", 0, 2),
         step("UseTuning", "Succeeded", 2, 2),
-        step("Tune", "Succeeded", 2, 12),
+        step("Tune", "Succeeded", 2, 12, Metadata={"TuningJob": {"Arn": tuning_job}}),
         step("EvaluateTuned", "Succeeded", 12, 13),
         step("CheckMetricTuned", "Succeeded", 13, 13),
         step("RegisterTuned", "Succeeded", 13, 13.5, Metadata={"RegisterModel": {"Arn": PACKAGE}}),
     ])
+    jobs = [f"pipelines-abc-Tune-{i:03d}" for i in range(3)]
+    stub.add_response("list_training_jobs_for_hyper_parameter_tuning_job", {"TrainingJobSummaries": [
+        {"TrainingJobName": job, "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{job}",
+         "CreationTime": at(2), "TrainingJobStatus": "Completed", "TunedHyperParameters": {}} for job in jobs[:2]],
+        "NextToken": "more"}, {"HyperParameterTuningJobName": "pipelines-abc-Tune", "MaxResults": 100})
+    stub.add_response("list_training_jobs_for_hyper_parameter_tuning_job", {"TrainingJobSummaries": [
+        {"TrainingJobName": jobs[2],
+         "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{jobs[2]}",
+         "CreationTime": at(2), "TrainingJobStatus": "Stopped", "TunedHyperParameters": {}}]},
+        {"HyperParameterTuningJobName": "pipelines-abc-Tune", "MaxResults": 100, "NextToken": "more"})
+    for job, billable in zip(jobs, (200, 150, None), strict=True):  # a job stopped before it billed has none
+        expect_training_job(stub, job, billable=billable)
     stub.add_response("describe_model_package", {
         "ModelPackageName": "g", "ModelPackageArn": PACKAGE, "CreationTime": at(14),
         "ModelPackageStatus": "Completed", "ModelPackageStatusDetails": {"ValidationStatuses": []},
@@ -235,7 +312,7 @@ def test_status_tuned_branch_maps_to_the_same_steps_and_reads_reports(client, st
     status = engine.status(EXECUTION, make_launch())
 
     assert [(s.name, s.status, s.billable_seconds) for s in status.steps] == [
-        ("preprocess", "succeeded", 120), ("train", "succeeded", 600), ("evaluate", "succeeded", 60),
+        ("preprocess", "succeeded", 120), ("train", "succeeded", 350), ("evaluate", "succeeded", 60),
         ("condition", "succeeded", 0), ("register", "succeeded", 0)]
     assert status.model_package_arn == PACKAGE
     assert status.metrics == {"f1": 0.82, "accuracy": 0.9}

@@ -18,6 +18,14 @@ class CostRow:
 
 
 class CostExplorerGateway(Gateway):
+    def cost_allocation_tag_status(self, tag_key: str) -> str | None:
+        """`Active` or `Inactive` for a user-defined cost allocation tag; None when Billing has never seen it."""
+        response = self._call("list_cost_allocation_tags", TagKeys=[tag_key], Type="UserDefined")
+        for tag in response.get("CostAllocationTags", []):
+            if tag.get("TagKey") == tag_key:
+                return tag.get("Status")
+        return None
+
     def daily_cost_by_tag(self, *, start: date, end: date, tag_key: str) -> tuple[list[CostRow], int]:
         """Daily unblended cost grouped by tenant tag and service, all pages.
 

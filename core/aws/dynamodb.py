@@ -44,6 +44,9 @@ class DynamoDbGateway(Gateway):
                    UpdateExpression="SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(attributes))),
                    ExpressionAttributeNames=names, ExpressionAttributeValues=values)
 
+    def delete_item(self, table: str, key: dict[str, str]) -> None:
+        self._call("delete_item", TableName=table, Key={k: _attr(v) for k, v in key.items()})
+
     def get_item(self, table: str, key: dict[str, str]) -> dict[str, Any] | None:
         item = self._call("get_item", TableName=table, Key={k: {"S": v} for k, v in key.items()}).get("Item")
         if item is None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from core.aws.clients import TemporaryCredentials, make_client, platform_client, platform_config
+import threading
+
+from core.aws.arns import CallerIdentity
+from core.aws.clients import AwsConfig, TemporaryCredentials, make_client, platform_client, platform_config
 from core.aws.costexplorer import CostExplorerGateway
 from core.aws.dynamodb import DynamoDbGateway
 from core.aws.ecr import EcrGateway
@@ -22,6 +25,26 @@ def platform_iam() -> IamGateway:
 
 def platform_sts() -> StsGateway:
     return StsGateway(platform_client("sts"))
+
+
+_identities: dict[AwsConfig, CallerIdentity] = {}
+_identities_lock = threading.Lock()
+
+
+def platform_identity() -> CallerIdentity:
+    """Who the platform is (account, ARN, partition): asked once per configured identity."""
+    config = platform_config()
+    with _identities_lock:
+        known = _identities.get(config)
+    if known is None:
+        known = platform_sts().caller_identity()
+        with _identities_lock:
+            _identities[config] = known
+    return known
+
+
+def platform_partition() -> str:
+    return platform_identity().partition
 
 
 def platform_events() -> EventsGateway:

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 from typing import Any
 
+from core.aws import arns
 from core.aws.base import Gateway
 from core.aws.clients import TemporaryCredentials
-from core.aws.errors import AwsError, AwsNotFound
+from core.aws.errors import AwsAccessDenied, AwsError, AwsNotFound
+
+logger = logging.getLogger(__name__)
 
 
 class IamGateway(Gateway):
@@ -29,6 +33,30 @@ class IamGateway(Gateway):
                 raise
             role = self._call("get_role", RoleName=name)
         return role["Role"]["Arn"]
+
+    def update_trust_policy(self, role: str, trust_policy: dict) -> None:
+        self._call("update_assume_role_policy", RoleName=role, PolicyDocument=json.dumps(trust_policy))
+
+    def trust_policy(self, role: str) -> dict:
+        doc = self._call("get_role", RoleName=role)["Role"]["AssumeRolePolicyDocument"]
+        return json.loads(doc) if isinstance(doc, str) else doc
+
+    def stable_principal(self, caller_arn: str) -> str:
+        """The caller as a trust policy should name it: a role session becomes its role (path included).
+
+        The path needs GetRole; a platform role not allowed to read itself
+        gets the path-less ARN, which is right for the usual path `/`.
+        """
+        role = arns.assumed_role_name(caller_arn)
+        if role is None:
+            return caller_arn
+        try:
+            path = self._call("get_role", RoleName=role)["Role"].get("Path", "/")
+        except (AwsAccessDenied, AwsNotFound) as exc:
+            logger.warning("cannot read the path of the platform role %s (%s); trusting it as role/%s",
+                           role, exc, role)
+            path = "/"
+        return arns.stable_principal(caller_arn, path)
 
     def put_role_policy(self, role: str, policy_name: str, document: dict) -> None:
         self._call("put_role_policy", RoleName=role, PolicyName=policy_name, PolicyDocument=json.dumps(document))
@@ -57,11 +85,15 @@ class IamGateway(Gateway):
 
 
 class StsGateway(Gateway):
+    def caller_identity(self) -> arns.CallerIdentity:
+        answer = self._call("get_caller_identity")
+        return arns.CallerIdentity(account=answer["Account"], arn=answer["Arn"])
+
     def caller_arn(self) -> str:
-        return self._call("get_caller_identity")["Arn"]
+        return self.caller_identity().arn
 
     def account_id(self) -> str:
-        return self._call("get_caller_identity")["Account"]
+        return self.caller_identity().account
 
     def assume_role(self, role_arn: str, *, session_name: str, duration: int = 3600,
                     session_policy: dict | None = None, tags: dict[str, str] | None = None) -> TemporaryCredentials:

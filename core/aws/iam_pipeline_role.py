@@ -9,40 +9,32 @@ MLAAS_PIPELINE_ROLE_ARN is not set.
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
 
+from core.aws import arns
 from core.aws.iam import IamGateway
 
 PIPELINE_ROLE_NAME = "mlaas-pipeline-execution"
 PIPELINE_POLICY_NAME = "pipeline-orchestration"
-_ASSUMED_ROLE = re.compile(r"^arn:(aws[\w-]*):sts::(\d{12}):assumed-role/([^/]+)/.+$")
 
 
-def principal_arn(caller_arn: str) -> str:
-    """An ARN a trust policy accepts: an assumed-role session becomes its role."""
-    match = _ASSUMED_ROLE.match(caller_arn)
-    if match:
-        partition, account, role = match.groups()
-        return f"arn:{partition}:iam::{account}:role/{role}"
-    return caller_arn
-
-
-def pipeline_trust_policy(caller_arn: str) -> dict:
+def pipeline_trust_policy(principal_arn: str) -> dict:
     # The emulator crashes assuming a role trusted by a service principal
-    # alone, so the platform's own principal is trusted too (exact ARN).
+    # alone, so the platform's own (stable) principal is trusted too, by exact ARN.
     return {
         "Version": "2012-10-17",
         "Statement": [
             {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"},
-            {"Effect": "Allow", "Principal": {"AWS": principal_arn(caller_arn)}, "Action": "sts:AssumeRole"},
+            {"Effect": "Allow", "Principal": {"AWS": principal_arn}, "Action": "sts:AssumeRole"},
         ],
     }
 
 
-def pipeline_permissions(*, account_id: str, region: str, resource_prefix: str) -> dict:
-    sagemaker = f"arn:aws:sagemaker:{region}:{account_id}"
+def pipeline_permissions(*, account_id: str, region: str, resource_prefix: str,
+                         partition: str = arns.DEFAULT_PARTITION) -> dict:
+    def sagemaker(resource: str) -> str:
+        return arns.sagemaker(partition, region, account_id, resource)
+
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -57,22 +49,22 @@ def pipeline_permissions(*, account_id: str, region: str, resource_prefix: str) 
                     "sagemaker:StopHyperParameterTuningJob", "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
                     "sagemaker:AddTags", "sagemaker:ListTags",
                 ],
-                "Resource": [f"{sagemaker}:processing-job/*", f"{sagemaker}:training-job/*",
-                             f"{sagemaker}:hyper-parameter-tuning-job/*"],
+                "Resource": [sagemaker("processing-job/*"), sagemaker("training-job/*"),
+                             sagemaker("hyper-parameter-tuning-job/*")],
             },
             {
                 "Sid": "RegisterTenantModels",
                 "Effect": "Allow",
                 "Action": ["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage",
                            "sagemaker:DescribeModelPackageGroup", "sagemaker:AddTags"],
-                "Resource": [f"{sagemaker}:model-package-group/{resource_prefix}-*",
-                             f"{sagemaker}:model-package/{resource_prefix}-*"],
+                "Resource": [sagemaker(f"model-package-group/{resource_prefix}-*"),
+                             sagemaker(f"model-package/{resource_prefix}-*")],
             },
             {
                 "Sid": "PassTenantRolesToJobs",
                 "Effect": "Allow",
                 "Action": "iam:PassRole",
-                "Resource": f"arn:aws:iam::{account_id}:role/{resource_prefix}-tenant-*",
+                "Resource": arns.iam_role(partition, account_id, f"{resource_prefix}-tenant-*"),
                 "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
             },
             {
@@ -80,26 +72,22 @@ def pipeline_permissions(*, account_id: str, region: str, resource_prefix: str) 
                 "Sid": "ReadReportsAndCode",
                 "Effect": "Allow",
                 "Action": ["s3:GetObject"],
-                "Resource": [f"arn:aws:s3:::{resource_prefix}-*/*"],
+                "Resource": [arns.s3(partition, f"{resource_prefix}-*", "*")],
             },
         ],
     }
-
-
-class PipelineRoleIam(IamGateway):
-    def update_trust_policy(self, role: str, trust_policy: dict) -> None:
-        self._call("update_assume_role_policy", RoleName=role, PolicyDocument=json.dumps(trust_policy))
 
 
 def ensure_pipeline_role(iam_client: Any, *, caller_arn: str, account_id: str, region: str,
                          resource_prefix: str = "mlaas", tags: dict[str, str] | None = None,
                          role_name: str = PIPELINE_ROLE_NAME) -> str:
     """Create or reuse the pipeline role; trust and permissions are (re)applied every time."""
-    iam = PipelineRoleIam(iam_client)
-    trust = pipeline_trust_policy(caller_arn)
+    iam = IamGateway(iam_client)
+    trust = pipeline_trust_policy(iam.stable_principal(caller_arn))
     arn = iam.ensure_role(role_name, trust_policy=trust, tags=tags or {"mlaas:component": "platform"},
                           description="SageMaker Pipelines: orchestrates the shared MLaaS build pipeline")
     iam.update_trust_policy(role_name, trust)
     iam.put_role_policy(role_name, PIPELINE_POLICY_NAME,
-                        pipeline_permissions(account_id=account_id, region=region, resource_prefix=resource_prefix))
+                        pipeline_permissions(account_id=account_id, region=region, resource_prefix=resource_prefix,
+                                             partition=arns.partition_of(caller_arn)))
     return arn

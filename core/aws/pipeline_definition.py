@@ -61,6 +61,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from core.aws import arns
 from mlaas_steps import steps as step_names
 
 DEFAULT_PIPELINE_NAME = "mlaas-shared-build-pipeline"
@@ -113,7 +114,8 @@ DATA_REPORT_PATH = "preprocess/report/data_report.json"
 SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
 # The SDK builders insist on a literal role and tuning budget; both are
 # replaced by parameter references in `finalize_definition`.
-_PLACEHOLDER_ROLE = "arn:aws:iam::000000000000:role/mlaas-placeholder-tenant-role"
+# (Never reaches AWS, so its partition does not matter.)
+_PLACEHOLDER_ROLE = arns.iam_role(arns.DEFAULT_PARTITION, "000000000000", "mlaas-placeholder-tenant-role")
 _PLACEHOLDER_MAX_JOBS = 7
 _MAX_RUNTIME_SECONDS = 3600
 _PROCESSING = "/opt/ml/processing"
@@ -286,7 +288,7 @@ def _pipeline(pipeline_name: str, session: Any, workdir: Path, tenant_tag_key: s
 
     p = _parameters()
     tags = [Tag(key=tenant_tag_key, value=p["TenantTag"]), Tag(key=plan_tag_key, value=p["PlanTag"])]
-    code = _write_launchers(workdir)
+    code = _write_launchers(_launcher_dir())
     preprocess = _preprocess_step(p, session, tags, code[step_names.PREPROCESS])
     channels = {
         name: preprocess.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
@@ -316,12 +318,27 @@ def _pipeline(pipeline_name: str, session: Any, workdir: Path, tenant_tag_key: s
     )
 
 
+def _launcher_dir() -> Path:
+    """The same directory on every build: the SDK's code hash (the S3 key) includes the file's path.
+
+    In a fresh temporary directory each build would upload the launchers
+    under new keys, so the same release would never build the same
+    definition twice (and `aws_smoke` could not tell a deployed pipeline from
+    a stale one).
+    """
+    return Path(tempfile.gettempdir()) / f"mlaas-pipeline-launchers-{os.getuid()}"
+
+
 def _write_launchers(workdir: Path) -> dict[str, str]:
     paths = {}
     for step in step_names.PROCESSING_STEPS:
         path = workdir / "code" / f"{step}.py"
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(_LAUNCHER.format(module=f"mlaas_steps.{step}"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = _LAUNCHER.format(module=f"mlaas_steps.{step}")
+        if not path.is_file() or path.read_text() != text:
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)  # a concurrent build reads a whole file, never half of one
         paths[step] = str(path)
     return paths
 

@@ -36,6 +36,12 @@ class SageMakerGateway(Gateway):
             self._call("add_tags", ResourceArn=existing, Tags=_tag_list(tags))
         return response.get("PipelineArn") or existing
 
+    def pipeline_definition(self, name: str) -> dict | None:
+        """The definition the pipeline runs now (DescribePipeline), or None if there is no such pipeline."""
+        if self._pipeline_arn(name) is None:
+            return None
+        return json.loads(self._call("describe_pipeline", PipelineName=name)["PipelineDefinition"])
+
     def _pipeline_arn(self, name: str) -> str | None:
         # A listing, not DescribePipeline: "not found" is ResourceNotFound on
         # AWS but ValidationException on the emulator.
@@ -61,6 +67,40 @@ class SageMakerGateway(Gateway):
         )
         return response["PipelineExecutionArn"]
 
+    def find_execution(self, pipeline_name: str, display_name: str, *, build_code: str,
+                       created_after: Any = None) -> str | None:
+        """The ARN of the execution with this display name whose BuildCode parameter is `build_code`, if any.
+
+        How a start whose answer was lost (the worker died) is found again:
+        DescribePipelineExecution does not return the ClientRequestToken, but
+        the display name carries the build code and attempt, and the
+        parameters confirm whose execution it is.
+        """
+        kwargs: dict[str, Any] = {"PipelineName": pipeline_name, "SortOrder": "Descending"}
+        if created_after is not None:
+            kwargs["CreatedAfter"] = created_after
+        while True:
+            page = self._call("list_pipeline_executions", **kwargs)
+            for summary in page.get("PipelineExecutionSummaries", []):
+                if summary.get("PipelineExecutionDisplayName") != display_name:
+                    continue
+                arn = summary["PipelineExecutionArn"]
+                if self.execution_parameters(arn).get("BuildCode") == build_code:
+                    return arn
+            if not page.get("NextToken"):
+                return None
+            kwargs["NextToken"] = page["NextToken"]
+
+    def execution_parameters(self, arn: str) -> dict[str, str]:
+        values: dict[str, str] = {}
+        kwargs: dict[str, Any] = {"PipelineExecutionArn": arn}
+        while True:
+            page = self._call("list_pipeline_parameters_for_execution", **kwargs)
+            values.update({p["Name"]: p["Value"] for p in page.get("PipelineParameters", [])})
+            if not page.get("NextToken"):
+                return values
+            kwargs["NextToken"] = page["NextToken"]
+
     def describe_execution(self, arn: str) -> dict:
         return self._call("describe_pipeline_execution", PipelineExecutionArn=arn)
 
@@ -81,6 +121,24 @@ class SageMakerGateway(Gateway):
             kwargs["ClientRequestToken"] = client_token
         self._call("stop_pipeline_execution", **kwargs)
 
+    # -- jobs (what a step ran, as AWS bills it) ---------------------------
+    def describe_training_job(self, name: str) -> dict:
+        return self._call("describe_training_job", TrainingJobName=name)
+
+    def describe_processing_job(self, name: str) -> dict:
+        return self._call("describe_processing_job", ProcessingJobName=name)
+
+    def tuning_training_jobs(self, tuning_job_name: str) -> list[str]:
+        """Names of every training job a tuning job ran (every page)."""
+        names: list[str] = []
+        kwargs: dict[str, Any] = {"HyperParameterTuningJobName": tuning_job_name, "MaxResults": 100}
+        while True:
+            page = self._call("list_training_jobs_for_hyper_parameter_tuning_job", **kwargs)
+            names.extend(job["TrainingJobName"] for job in page.get("TrainingJobSummaries", []))
+            if not page.get("NextToken"):
+                return names
+            kwargs["NextToken"] = page["NextToken"]
+
     # -- model registry ----------------------------------------------------
     def create_model_package_group(self, name: str, description: str, tags: dict[str, str]) -> str:
         """Create the group; an existing group with that name is fine."""
@@ -92,6 +150,14 @@ class SageMakerGateway(Gateway):
                 raise
             response = self._call("describe_model_package_group", ModelPackageGroupName=name)
         return response["ModelPackageGroupArn"]
+
+    def delete_model_package_group(self, name: str) -> int:
+        """Delete every version in the group, then the group; returns how many versions were deleted."""
+        packages = self.list_model_packages(name)
+        for package in packages:
+            self._call("delete_model_package", ModelPackageName=package["ModelPackageArn"])
+        self._call("delete_model_package_group", ModelPackageGroupName=name)
+        return len(packages)
 
     def create_model_package(self, group: str, model_data_url: str, metrics: dict, image_uri: str,
                              description: str, customer_metadata: dict[str, str],

@@ -270,7 +270,7 @@ def test_provision_retry_of_active_tenant_is_refused(make_tenant):
     assert refused.value.messages == ["Tenant is active; only failed or provisioning tenants can be retried."]
 
 
-def test_platform_bootstrap_command_is_idempotent_and_lists_the_shared_resources(emulator):
+def test_platform_bootstrap_command_is_idempotent_and_lists_the_shared_resources(emulator, db):
     from io import StringIO
 
     from django.core.management import call_command
