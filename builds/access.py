@@ -33,7 +33,8 @@ def get_build_for_user(user, code) -> Build:
 
 def get_model_version_for_user(user, slug: str, version: int) -> ModelVersion:
     tenant = get_tenant_for_user(user, slug)
-    found = ModelVersion.objects.select_related("build", "tenant").filter(tenant=tenant, version=version).first()
+    found = (ModelVersion.objects.select_related("build", "build__algorithm", "tenant", "replaces", "decided_by")
+             .filter(tenant=tenant, version=version).first())
     if found is None:
         raise Http404("No such model version")
     return found

@@ -8,13 +8,15 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from django.core.exceptions import PermissionDenied
 from ninja import Field, Query, Router, Schema, Status
 from ninja.pagination import paginate
 
 from builds import access as build_access
 from builds import services as build_services
 from builds.models import Build, ModelVersion, RejectedUpload
-from core.api import ERRORS, SCOPED_ERRORS, ErrorOut, Pagination
+from core.api import ERRORS, SCOPED_ERRORS, ErrorOut, Pagination, error_body
+from core.aws.errors import AwsNotFound
 from tenants import access as tenant_access
 
 router = Router()
@@ -213,3 +215,79 @@ class ModelVersionOut(Schema):
 def list_models(request, slug: str):
     tenant = tenant_access.get_tenant_for_user(request.auth, slug)
     return ModelVersion.objects.filter(tenant=tenant).select_related("build", "tenant").order_by("-version")
+
+
+class ModelVersionDetailOut(ModelVersionOut):
+    insight: dict[str, Any] = Field(..., description=(
+        "Computed on the test split by the evaluate step: `confusion_matrix` and `roc` (classifiers) or "
+        "`predicted_vs_actual` and `residuals` (regression), and `feature_importance`; {} for versions "
+        "registered before insight existed."))
+    lineage: dict[str, Any] = Field(..., description=(
+        "dataset (bucket, key, version_id), image (uri, digest), algorithm, hyperparameters, tuning, build."))
+    replaces: int | None = Field(..., description="The version this one replaced (approved then, else previous).")
+    decided_by: str | None
+    decided_at: datetime | None
+
+    @staticmethod
+    def resolve_replaces(obj: ModelVersion) -> int | None:
+        return obj.replaces.version if obj.replaces_id else None
+
+    @staticmethod
+    def resolve_decided_by(obj: ModelVersion) -> str | None:
+        return obj.decided_by.username if obj.decided_by_id else None
+
+
+def _version_for(request, slug: str, version: int) -> ModelVersion:
+    return build_access.get_model_version_for_user(request.auth, slug, version)
+
+
+@router.get("/tenants/{slug}/models/{version}", response={200: ModelVersionDetailOut, **SCOPED_ERRORS},
+            tags=["models"], summary="Get one model version with its insight and lineage")
+def get_model(request, slug: str, version: int):
+    return _version_for(request, slug, version)
+
+
+def _decide(request, slug: str, version: int, *, approve: bool):
+    found = _version_for(request, slug, version)
+    if not tenant_access.is_tenant_owner(request.auth, found.tenant):
+        raise PermissionDenied("Only the tenant's owners (or staff) approve or reject model versions.")
+    build_services.model_version_decide(version=found, approve=approve, actor=request.auth)
+    return _version_for(request, slug, version)
+
+
+@router.post("/tenants/{slug}/models/{version}/approve",
+             response={200: ModelVersionDetailOut, 403: ErrorOut, **SCOPED_ERRORS}, tags=["models"],
+             summary="Approve a model version (tenant owners and staff)")
+def approve_model(request, slug: str, version: int):
+    """Sets the model package's approval status to Approved in the tenant's model registry."""
+    return _decide(request, slug, version, approve=True)
+
+
+@router.post("/tenants/{slug}/models/{version}/reject",
+             response={200: ModelVersionDetailOut, 403: ErrorOut, **SCOPED_ERRORS}, tags=["models"],
+             summary="Reject a model version (tenant owners and staff)")
+def reject_model(request, slug: str, version: int):
+    """Sets the model package's approval status to Rejected; a test endpoint serving it is deleted."""
+    return _decide(request, slug, version, approve=False)
+
+
+class DownloadOut(Schema):
+    url: str = Field(..., description="GET it within `expires_in` seconds; signed by the tenant's own role.")
+    expires_in: int
+
+
+DOWNLOAD_EXPIRES = 300
+
+
+@router.get("/tenants/{slug}/models/{version}/download", response={200: DownloadOut, 410: ErrorOut,
+                                                                    **SCOPED_ERRORS},
+            tags=["models"], summary="A short-lived link to the version's model.tar.gz")
+def download_model(request, slug: str, version: int):
+    found = _version_for(request, slug, version)
+    try:
+        url = build_services.model_download_link(version=found, expires=DOWNLOAD_EXPIRES)
+    except AwsNotFound:
+        return Status(410, error_body(
+            "artifact_gone", f"The model artifact of version {found.version} is no longer in storage; build the "
+                             "model again to get a new version."))
+    return {"url": url, "expires_in": DOWNLOAD_EXPIRES}

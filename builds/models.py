@@ -176,6 +176,15 @@ class ModelVersion(models.Model):
     metrics = models.JSONField(default=dict)
     approval_status = models.CharField(max_length=24, choices=Approval.choices, default=Approval.PENDING)
     artifact_key = models.CharField(max_length=1024)
+    insight = models.JSONField(default=dict, blank=True, help_text=(
+        "Confusion matrix and ROC, or predicted-vs-actual and residuals, and feature importance, computed by "
+        "the evaluate step on the test split (mlaas_steps.insight)."))
+    lineage = models.JSONField(default=dict, blank=True, help_text=(
+        "What the version was made from: dataset object version, image, algorithm, hyperparameters (and tuned "
+        "ones), fixed at registration."))
+    replaces = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                 help_text="The tenant's approved version when this one was registered, else "
+                                           "its previous version.")
     decided_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     decided_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
