@@ -163,6 +163,40 @@ def models(request, slug):
 
 
 @login_required
+def model_detail(request, slug, version):
+    """One version: metrics, insight charts (drawn from JSON blocks by static/js/figures.js), lineage, actions."""
+    from builds.charts import insight_charts
+
+    found = build_access.get_model_version_for_user(request.user, slug, version)
+    lineage = selectors.lineage_values(found)
+    others = selectors.model_versions(tenant=found.tenant).exclude(pk=found.pk).values_list("version", flat=True)
+    return render(request, "builds/model_detail.html", {
+        "tenant": found.tenant, "version": found, "charts": insight_charts(found.insight),
+        "lineage": [(label, lineage[key]) for label, key in selectors.LINEAGE_ROWS],
+        "other_versions": list(others[:50]),
+        "can_decide": tenant_access.is_tenant_owner(request.user, found.tenant)})
+
+
+@login_required
+def model_compare(request, slug):
+    """Two versions side by side (?a=1&b=2): metrics with the better one marked, then lineage differences."""
+    tenant = tenant_access.get_tenant_for_user(request.user, slug)
+    try:
+        first, second = int(request.GET.get("a", "")), int(request.GET.get("b", ""))
+    except ValueError:
+        messages.error(request, "Choose two model versions to compare.")
+        return redirect("builds:models", slug=slug)
+    pair = selectors.model_version_pair(tenant=tenant, first=first, second=second)
+    if len(pair) != 2 or first == second:
+        missing = sorted({first, second} - {v.version for v in pair})
+        messages.error(request, f"No model version {', '.join(f'v{n}' for n in missing)} to compare."
+                       if missing else "Choose two different model versions to compare.")
+        return redirect("builds:models", slug=slug)
+    return render(request, "builds/model_compare.html", {
+        "tenant": tenant, "first": pair[0], "second": pair[1], **selectors.model_comparison(*pair)})
+
+
+@login_required
 @require_POST
 def model_decide(request, slug, version):
     found = build_access.get_model_version_for_user(request.user, slug, version)
