@@ -415,6 +415,9 @@ ENDPOINTS = {
     ("get", "/api/v1/builds"), ("post", "/api/v1/builds"), ("get", "/api/v1/builds/{build_id}"),
     ("post", "/api/v1/builds/{build_id}/cancel"), ("get", "/api/v1/tenants/{slug}/models"),
     ("get", "/api/v1/tenants/{slug}/costs"), ("get", "/api/v1/tenants/{slug}/rejections"),
+    ("get", "/api/v1/tenants/{slug}/models/{version}"), ("post", "/api/v1/tenants/{slug}/models/{version}/approve"),
+    ("post", "/api/v1/tenants/{slug}/models/{version}/reject"),
+    ("get", "/api/v1/tenants/{slug}/models/{version}/download"),
 }
 
 
