@@ -282,6 +282,10 @@ def model_version_decide(*, version: ModelVersion, approve: bool, actor: User) -
         gateways.platform_sagemaker().update_model_package_approval(version.arn, status.value)
     version.approval_status, version.decided_by, version.decided_at = status, actor, timezone.now()
     version.save(update_fields=["approval_status", "decided_by", "decided_at"])
+    if not approve:
+        from builds.endpoints import endpoints_delete_for_version
+
+        endpoints_delete_for_version(version=version, reason=f"version {version.version} rejected")
     return version
 
 
