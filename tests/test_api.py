@@ -418,6 +418,9 @@ ENDPOINTS = {
     ("get", "/api/v1/tenants/{slug}/models/{version}"), ("post", "/api/v1/tenants/{slug}/models/{version}/approve"),
     ("post", "/api/v1/tenants/{slug}/models/{version}/reject"),
     ("get", "/api/v1/tenants/{slug}/models/{version}/download"),
+    ("get", "/api/v1/tenants/{slug}/endpoints"), ("post", "/api/v1/tenants/{slug}/endpoints"),
+    ("get", "/api/v1/tenants/{slug}/endpoints/{name}"), ("delete", "/api/v1/tenants/{slug}/endpoints/{name}"),
+    ("post", "/api/v1/tenants/{slug}/endpoints/{name}/invocations"),
 }
 
 
@@ -429,7 +432,7 @@ def test_openapi_describes_every_endpoint_with_auth_and_error_responses(client):
     assert schema["components"]["securitySchemes"] == {"BearerToken": {"type": "http", "scheme": "bearer"}}
     for (method, path), op in operations.items():
         assert op["security"] == [{"BearerToken": []}], path
-        assert {"200", "201"} & set(op["responses"]), path
+        assert {"200", "201", "202"} & set(op["responses"]), path
         assert {"401", "422"} <= set(op["responses"]), path
         assert op["responses"]["401"]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/ErrorOut"}
@@ -439,5 +442,5 @@ def test_openapi_describes_every_endpoint_with_auth_and_error_responses(client):
     lists = {path for (method, path), op in operations.items()
              if method == "get" and {"page", "page_size"} <= {p["name"] for p in op.get("parameters", [])}}
     assert lists == {"/api/v1/tenants", "/api/v1/builds", "/api/v1/tenants/{slug}/models",
-                     "/api/v1/tenants/{slug}/rejections"}
+                     "/api/v1/tenants/{slug}/rejections", "/api/v1/tenants/{slug}/endpoints"}
     assert set(schema["components"]["schemas"]["ErrorOut"]["required"]) == {"code", "message"}
