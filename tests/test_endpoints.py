@@ -12,12 +12,13 @@ from pathlib import Path
 import django_rq
 import pandas as pd
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 from rq import SimpleWorker
 
 from builds import serving
 from builds.models import Endpoint, ModelVersion
-from tests.web_support import create_build
+from tests.web_support import client_for, create_build, page_title, text_of
 
 NOT_FOUND = {"code": "not_found", "message": "Not found.", "fields": None}
 
@@ -138,7 +139,7 @@ def endpoint_dir_of(endpoint: Endpoint) -> str:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_delete_on_request_and_when_idle(deployed_tenant, api_client_for, clean_redis):
+def test_delete_on_request_and_when_idle(deployed_tenant, model_tarball, api_client_for, clean_redis):
     from builds.endpoints import endpoints_tick
 
     tenant, owner, member, _ = deployed_tenant
@@ -148,6 +149,14 @@ def test_delete_on_request_and_when_idle(deployed_tenant, api_client_for, clean_
     drain()
     endpoint = Endpoint.objects.get()
     assert endpoint.status == "InService"
+    page = client_for(member).post(reverse("builds:endpoint_score", args=[tenant.slug, endpoint.name]),
+                                   {"rows": csv_rows(model_tarball[1], 4)})
+    assert page.status_code == 200 and len(page.context["predictions"]["rows"]) == 4
+    assert page.context["predictions"]["labels"] == ["benign", "malignant"]
+    assert "P(malignant)" in text_of(page)
+    bad_page = client_for(member).post(reverse("builds:endpoint_score", args=[tenant.slug, endpoint.name]),
+                                       {"rows": "colour\nred\n"})
+    assert bad_page.context["error"].startswith("missing columns: mean radius, ")
 
     refused = api_client_for(member).delete(f"{base}/{endpoint.name}")
     not_idle_yet = endpoints_tick(timezone.now() + timedelta(minutes=tenant.plan.endpoint_idle_minutes - 1))
@@ -229,3 +238,54 @@ def test_stranger_gets_404_on_an_existing_endpoint(make_tenant, make_member, api
     endpoint.refresh_from_db()
     assert endpoint.status == "InService"
     assert ModelVersion.objects.get().approval_status == "Approved"
+
+
+@pytest.mark.parametrize(("method", "name", "kind"), [
+    ("get", "builds:endpoints", "tenant"),
+    ("post", "builds:endpoint_deploy", "tenant"),
+    ("post", "builds:endpoint_delete", "endpoint"),
+    ("get", "builds:endpoint_score", "endpoint"),
+    ("post", "builds:endpoint_score", "endpoint"),
+])
+def test_endpoint_pages_another_tenants_user_gets_404(reference_data, method, name, kind):
+    from tests.web_support import create_member, create_tenant
+
+    acme, globex = create_tenant(slug="acme"), create_tenant(slug="globex")
+    build = create_build(globex, version=True, approval="Approved")
+    Endpoint.objects.create(tenant=globex, name="globex-test", model_version=build.model_version,
+                            status="InService", engine="local", port=1)
+    args = {"tenant": ["globex"], "endpoint": ["globex", "globex-test"]}[kind]
+
+    response = getattr(client_for(create_member(acme, role="owner")), method)(
+        reverse(name, args=args), {"model_version": 1, "rows": "a\n1\n"})
+
+    assert response.status_code == 404 and page_title(response) == "Not found · MLaaS Portal"
+    assert Endpoint.objects.get().status == "InService"
+
+
+def test_endpoints_page_lists_and_only_owners_may_deploy(reference_data, django_capture_on_commit_callbacks):
+    from tests.web_support import create_member, create_tenant
+
+    acme = create_tenant(slug="acme")
+    create_build(acme, version=True, approval="Approved")
+    create_build(acme, version=True)
+    owner, member = create_member(acme, role="owner"), create_member(acme)
+
+    as_member = client_for(member).get(reverse("builds:endpoints", args=["acme"]))
+    member_deploy = client_for(member).post(reverse("builds:endpoint_deploy", args=["acme"]), {"model_version": 1})
+    as_owner = client_for(owner).get(reverse("builds:endpoints", args=["acme"]))
+    with django_capture_on_commit_callbacks() as queued:
+        deployed = client_for(owner).post(reverse("builds:endpoint_deploy", args=["acme"]), {"model_version": 1},
+                                          follow=True)
+    pending = client_for(owner).post(reverse("builds:endpoint_deploy", args=["acme"]), {"model_version": 2},
+                                     follow=True)
+
+    assert "No test endpoint: deploy an approved model version" in text_of(as_member)
+    assert 'name="model_version"' not in as_member.content.decode()
+    assert member_deploy.status_code == 404
+    assert '<option value="1">v1' in as_owner.content.decode() and '<option value="2">' not in as_owner.content.decode()
+    assert "Deploying version 1 to acme-test; it answers once in service." in text_of(deployed)
+    assert [(e.name, e.model_version.version, e.status) for e in Endpoint.objects.all()] == [
+        ("acme-test", 1, "Creating")]
+    assert len(queued) == 1
+    assert "Model version 2 is pending approval; only approved versions are deployed." in text_of(pending)
