@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
@@ -17,6 +18,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         from billing.jobs import billing_tick
         from builds.jobs import reconcile
+        from mlaas_portal.demo import demo_endpoint_ensure
 
         loop = Loop("scheduler")
         loop.install_signal_handlers()
@@ -25,6 +27,10 @@ class Command(BaseCommand):
             close_old_connections()
             counts = reconcile()
             counts.update(billing_tick())
+            if settings.MLAAS_DEMO_ENDPOINT:
+                demo_state = demo_endpoint_ensure()
+                if demo_state.startswith("deploying"):
+                    self.stdout.write(f"scheduler: demo endpoint {demo_state}")
             if any(counts.values()):
                 self.stdout.write(f"scheduler: {counts}")
             if options["once"]:
