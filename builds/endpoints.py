@@ -140,7 +140,7 @@ def _local_provision(endpoint: Endpoint) -> str:
     started = serving.start(model_dir, log_path)
     problem = serving.wait_ready(started, timeout=settings.MLAAS_ENDPOINT_START_TIMEOUT_SECONDS, log_path=log_path)
     if problem:
-        serving.stop(started.pid, model_dir)
+        serving.stop_started(started, model_dir)
         return _fail(endpoint, problem)
     previous_pid, previous_version = endpoint.pid, _served_version(endpoint)
     now = timezone.now()
@@ -150,7 +150,7 @@ def _local_provision(endpoint: Endpoint) -> str:
         status=Endpoint.Status.IN_SERVICE, pid=started.pid, port=started.port, in_service_at=now, updated_at=now,
         last_invoked_at=now, failure_reason="")
     if not changed:  # deleted or redeployed while starting: this server is not wanted
-        serving.stop(started.pid, model_dir)
+        serving.stop_started(started, model_dir)
         return Endpoint.objects.get(pk=endpoint.pk).status
     if previous_pid and previous_pid != started.pid:
         serving.stop(previous_pid)  # the replaced version's server, after the new one answers

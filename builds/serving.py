@@ -119,6 +119,19 @@ def stop(pid: int | None, model_dir: Path | None = None, *, grace: float = 5.0) 
     return True
 
 
+def stop_started(started: Started, model_dir: Path) -> None:
+    """Stop a server this process started (its Popen is known, so no command-line check is needed)."""
+    if started.process is None:
+        stop(started.pid, model_dir)
+        return
+    started.process.terminate()
+    try:
+        started.process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        started.process.kill()
+        started.process.wait(timeout=5)
+
+
 def _is_serve(pid: int, model_dir: Path | None = None) -> bool:
     """Whether `pid` is a `serve` process (of `model_dir`), so a recycled pid is never signalled."""
     try:

@@ -158,8 +158,8 @@ def _csv_rows(text: str, columns: list[str]) -> pd.DataFrame:
         raise BadRequest("the CSV has no rows")
     header = [cell.strip() for cell in records[0]]
     known = set(columns)
-    if any(cell in known for cell in header):
-        body = records[1:]
+    if any(cell in known for cell in header) or not any(_is_number(cell) for cell in header):
+        body = records[1:]  # a header line: it names a column, or holds no value at all
     elif len(header) == len(columns):
         header, body = list(columns), records  # no header line: the training column order
     else:
@@ -172,6 +172,14 @@ def _csv_rows(text: str, columns: list[str]) -> pd.DataFrame:
             raise BadRequest(f"CSV row {number} has {len(row)} values; the header has {width}")
     frame = pd.DataFrame(body, columns=header, dtype=object).replace("", np.nan)
     return frame.apply(_numbers_where_possible)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
 
 
 def _numbers_where_possible(column: pd.Series) -> pd.Series:

@@ -138,7 +138,7 @@ def test_missing_and_unknown_columns_are_400_naming_them(classifier, samples):
     ("not json", "application/json", 400, "the body is not JSON (Expecting value at line 1)"),
     ('{"age": 3}', "application/json", 400, 'send a JSON list of rows, each an object of column: value '
                                             '([{"age": 41, ...}]), or {"rows": [...]}'),
-    ("a,b\n1,2\n", "text/csv", 400, "the CSV has no header line and 2 values per row, not the model's 30; send a "
+    ("1,2\n3,4\n", "text/csv", 400, "the CSV has no header line and 2 values per row, not the model's 30; send a "
                                     "header line naming the columns (mean radius, "),
     ("<x/>", "application/xml", 415, "unsupported content type `application/xml`: send text/csv or "
                                      "application/json"),
@@ -175,3 +175,11 @@ def test_a_missing_model_stops_serve_with_the_reason(tmp_path):
 
     assert code == 1
     assert "serve: the model in" in served.process.stderr.read().decode()
+
+
+def test_a_header_of_unknown_names_is_read_as_a_header(classifier):
+    response = classifier.invoke("colour,size\nred,3\n", "text/csv")
+
+    assert response.status_code == 400
+    assert response.json()["fields"]["unknown"] == ["colour", "size"]
+    assert len(response.json()["fields"]["missing"]) == 30
