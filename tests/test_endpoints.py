@@ -289,3 +289,25 @@ def test_endpoints_page_lists_and_only_owners_may_deploy(reference_data, django_
         ("acme-test", 1, "Creating")]
     assert len(queued) == 1
     assert "Model version 2 is pending approval; only approved versions are deployed." in text_of(pending)
+
+
+@pytest.mark.parametrize("count", [1, 30])
+def test_endpoint_lists_query_count_does_not_grow(reference_data, api_client_for, django_assert_max_num_queries,
+                                                  count):
+    from tests.web_support import create_member, create_tenant
+
+    acme = create_tenant(slug="acme")
+    for n in range(count):
+        build = create_build(acme, version=True, approval="Approved")
+        Endpoint.objects.create(tenant=acme, name=f"acme-test-{n}", model_version=build.model_version,
+                                status="InService", engine="local", port=1)
+    owner = create_member(acme, role="owner")
+    api, page = api_client_for(owner), client_for(owner)
+
+    with django_assert_max_num_queries(8):
+        listed = api.get("/api/v1/tenants/acme/endpoints", {"page_size": 100})
+    with django_assert_max_num_queries(10):
+        shown = page.get(reverse("builds:endpoints", args=["acme"]))
+
+    assert listed.json()["count"] == count and shown.status_code == 200
+    assert text_of(shown).count("Score rows") == count
