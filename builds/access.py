@@ -10,7 +10,7 @@ import uuid
 from django.db.models import QuerySet
 from django.http import Http404
 
-from builds.models import Build, ModelVersion
+from builds.models import Build, Endpoint, ModelVersion
 from tenants.access import get_tenant_for_user, tenants_for_user
 
 
@@ -33,7 +33,18 @@ def get_build_for_user(user, code) -> Build:
 
 def get_model_version_for_user(user, slug: str, version: int) -> ModelVersion:
     tenant = get_tenant_for_user(user, slug)
-    found = ModelVersion.objects.select_related("build", "tenant").filter(tenant=tenant, version=version).first()
+    found = (ModelVersion.objects.select_related("build", "build__algorithm", "tenant", "replaces", "decided_by")
+             .filter(tenant=tenant, version=version).first())
     if found is None:
         raise Http404("No such model version")
+    return found
+
+
+def get_endpoint_for_user(user, slug: str, name: str) -> Endpoint:
+    """A live (not deleted) test endpoint of the user's tenant, by name."""
+    tenant = get_tenant_for_user(user, slug)
+    found = (Endpoint.objects.select_related("tenant", "tenant__plan", "model_version")
+             .filter(tenant=tenant, name=name).exclude(status=Endpoint.Status.DELETED).first())
+    if found is None:
+        raise Http404("No such endpoint")
     return found

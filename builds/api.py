@@ -8,13 +8,15 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from django.core.exceptions import PermissionDenied
 from ninja import Field, Query, Router, Schema, Status
 from ninja.pagination import paginate
 
 from builds import access as build_access
 from builds import services as build_services
 from builds.models import Build, ModelVersion, RejectedUpload
-from core.api import ERRORS, SCOPED_ERRORS, ErrorOut, Pagination
+from core.api import ERRORS, SCOPED_ERRORS, ErrorOut, Pagination, error_body
+from core.aws.errors import AwsNotFound
 from tenants import access as tenant_access
 
 router = Router()
@@ -257,3 +259,184 @@ def list_algorithms(request):
     from builds.selectors import algorithms
 
     return algorithms(active_only=True)
+class ModelVersionDetailOut(ModelVersionOut):
+    insight: dict[str, Any] = Field(..., description=(
+        "Computed on the test split by the evaluate step: `confusion_matrix` and `roc` (classifiers) or "
+        "`predicted_vs_actual` and `residuals` (regression), and `feature_importance`; {} for versions "
+        "registered before insight existed."))
+    lineage: dict[str, Any] = Field(..., description=(
+        "dataset (bucket, key, version_id), image (uri, digest), algorithm, hyperparameters, tuning, build."))
+    replaces: int | None = Field(..., description="The version this one replaced (approved then, else previous).")
+    decided_by: str | None
+    decided_at: datetime | None
+
+    @staticmethod
+    def resolve_replaces(obj: ModelVersion) -> int | None:
+        return obj.replaces.version if obj.replaces_id else None
+
+    @staticmethod
+    def resolve_decided_by(obj: ModelVersion) -> str | None:
+        return obj.decided_by.username if obj.decided_by_id else None
+
+
+def _version_for(request, slug: str, version: int) -> ModelVersion:
+    return build_access.get_model_version_for_user(request.auth, slug, version)
+
+
+@router.get("/tenants/{slug}/models/{version}", response={200: ModelVersionDetailOut, **SCOPED_ERRORS},
+            tags=["models"], summary="Get one model version with its insight and lineage")
+def get_model(request, slug: str, version: int):
+    return _version_for(request, slug, version)
+
+
+def _decide(request, slug: str, version: int, *, approve: bool):
+    found = _version_for(request, slug, version)
+    if not tenant_access.is_tenant_owner(request.auth, found.tenant):
+        raise PermissionDenied("Only the tenant's owners (or staff) approve or reject model versions.")
+    build_services.model_version_decide(version=found, approve=approve, actor=request.auth)
+    return _version_for(request, slug, version)
+
+
+@router.post("/tenants/{slug}/models/{version}/approve",
+             response={200: ModelVersionDetailOut, 403: ErrorOut, **SCOPED_ERRORS}, tags=["models"],
+             summary="Approve a model version (tenant owners and staff)")
+def approve_model(request, slug: str, version: int):
+    """Sets the model package's approval status to Approved in the tenant's model registry."""
+    return _decide(request, slug, version, approve=True)
+
+
+@router.post("/tenants/{slug}/models/{version}/reject",
+             response={200: ModelVersionDetailOut, 403: ErrorOut, **SCOPED_ERRORS}, tags=["models"],
+             summary="Reject a model version (tenant owners and staff)")
+def reject_model(request, slug: str, version: int):
+    """Sets the model package's approval status to Rejected; a test endpoint serving it is deleted."""
+    return _decide(request, slug, version, approve=False)
+
+
+class DownloadOut(Schema):
+    url: str = Field(..., description="GET it within `expires_in` seconds; signed by the tenant's own role.")
+    expires_in: int
+
+
+DOWNLOAD_EXPIRES = 300
+
+
+@router.get("/tenants/{slug}/models/{version}/download", response={200: DownloadOut, 410: ErrorOut,
+                                                                    **SCOPED_ERRORS},
+            tags=["models"], summary="A short-lived link to the version's model.tar.gz")
+def download_model(request, slug: str, version: int):
+    found = _version_for(request, slug, version)
+    try:
+        url = build_services.model_download_link(version=found, expires=DOWNLOAD_EXPIRES)
+    except AwsNotFound:
+        return Status(410, error_body(
+            "artifact_gone", f"The model artifact of version {found.version} is no longer in storage; build the "
+                             "model again to get a new version."))
+    return {"url": url, "expires_in": DOWNLOAD_EXPIRES}
+
+
+class EndpointOut(Schema):
+    name: str
+    model_version: int
+    status: str = Field(..., description="Creating, Updating, InService, Failed, Deleting or Deleted.")
+    failure_reason: str
+    engine: str
+    created_at: datetime
+    in_service_at: datetime | None
+    last_invoked_at: datetime | None
+    invocations: str = Field(..., description="POST rows here to score them.")
+
+    @staticmethod
+    def resolve_model_version(obj) -> int:
+        return obj.model_version.version
+
+    @staticmethod
+    def resolve_invocations(obj) -> str:
+        return f"/api/v1/tenants/{obj.tenant.slug}/endpoints/{obj.name}/invocations"
+
+
+class EndpointIn(Schema):
+    model_version: int = Field(..., ge=1, description="An approved version of the tenant's model.")
+
+
+def _require_owner(request, tenant) -> None:
+    if not tenant_access.is_tenant_owner(request.auth, tenant):
+        raise PermissionDenied("Only the tenant's owners (or staff) deploy and delete test endpoints.")
+
+
+@router.get("/tenants/{slug}/endpoints", response={200: list[EndpointOut], **SCOPED_ERRORS}, tags=["endpoints"],
+            summary="List the tenant's test endpoints")
+@paginate(Pagination, page_size=50)
+def list_endpoints(request, slug: str):
+    from builds.endpoints import live_endpoints
+
+    tenant = tenant_access.get_tenant_for_user(request.auth, slug)
+    return live_endpoints(tenant).select_related("tenant", "model_version").order_by("name")
+
+
+@router.post("/tenants/{slug}/endpoints", response={202: EndpointOut, 400: ErrorOut, 403: ErrorOut, **SCOPED_ERRORS},
+             tags=["endpoints"], summary="Deploy an approved model version to the tenant's test endpoint")
+def deploy_endpoint(request, slug: str, payload: EndpointIn):
+    """Answers at once with status Creating (or Updating: at the plan's limit the oldest endpoint is replaced in
+    place); poll `GET .../endpoints/{name}` until InService or Failed with `failure_reason`."""
+    from builds.endpoints import endpoint_deploy
+
+    tenant = tenant_access.get_tenant_for_user(request.auth, slug)
+    _require_owner(request, tenant)
+    version = ModelVersion.objects.filter(tenant=tenant, version=payload.model_version).first()
+    if version is None:
+        return Status(400, error_body("invalid", f"No model version {payload.model_version}.",
+                                      {"model_version": [f"No model version {payload.model_version}."]}))
+    endpoint = endpoint_deploy(tenant=tenant, version=version, actor=request.auth)
+    return Status(202, build_access.get_endpoint_for_user(request.auth, slug, endpoint.name))
+
+
+@router.get("/tenants/{slug}/endpoints/{name}", response={200: EndpointOut, **SCOPED_ERRORS}, tags=["endpoints"],
+            summary="Get a test endpoint")
+def get_endpoint(request, slug: str, name: str):
+    return build_access.get_endpoint_for_user(request.auth, slug, name)
+
+
+@router.delete("/tenants/{slug}/endpoints/{name}", response={202: EndpointOut, 400: ErrorOut, 403: ErrorOut,
+                                                             **SCOPED_ERRORS},
+               tags=["endpoints"], summary="Delete a test endpoint")
+def delete_endpoint(request, slug: str, name: str):
+    from builds.endpoints import endpoint_delete
+
+    endpoint = build_access.get_endpoint_for_user(request.auth, slug, name)
+    _require_owner(request, endpoint.tenant)
+    return Status(202, endpoint_delete(endpoint=endpoint, reason=f"deleted by {request.auth.username}"))
+
+
+class PredictionsOut(Schema):
+    predictions: list[dict[str, Any]] = Field(..., description=(
+        "One per row, in order: {class, probabilities} for classifiers, {value} for regression."))
+
+
+INVOCATION_BODY = {"requestBody": {"required": True, "content": {
+    "text/csv": {"schema": {"type": "string"}, "example": "age,income\n41,52000\n"},
+    "application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}}}
+
+
+@router.post("/tenants/{slug}/endpoints/{name}/invocations",
+             response={200: PredictionsOut, 400: ErrorOut, 409: ErrorOut, 413: ErrorOut, 415: ErrorOut, 502: ErrorOut,
+                       **SCOPED_ERRORS},
+             tags=["endpoints"], summary="Score rows (CSV or JSON) on a test endpoint", openapi_extra=INVOCATION_BODY)
+def invoke_endpoint(request, slug: str, name: str):
+    """Send the training columns without the target: text/csv with a header line, or application/json rows.
+    A missing or unknown column is a 400 naming it (`fields.missing`, `fields.unknown`)."""
+    from builds.endpoints import EndpointUnavailable, endpoint_invoke
+
+    endpoint = build_access.get_endpoint_for_user(request.auth, slug, name)
+    try:
+        status, document = endpoint_invoke(endpoint=endpoint, body=request.body,
+                                           content_type=request.content_type or "text/csv")
+    except EndpointUnavailable as exc:
+        return Status(409, error_body("endpoint_unavailable", str(exc)))
+    if status == 200:
+        return {"predictions": document.get("predictions", [])}
+    code = {400: "invalid_rows", 413: "too_large", 415: "unsupported_media_type"}.get(status, "model_error")
+    fields = document.get("fields")
+    fields = {k: [str(x) for x in v] for k, v in fields.items()} if isinstance(fields, dict) else None
+    return Status(status if status in (400, 413, 415) else 502,
+                  error_body(code, str(document.get("message") or "The model could not score the rows."), fields))

@@ -193,7 +193,8 @@ def build_finish(build: Build, status: EngineStatus) -> None:
         return
     if status.state == ENGINE_SUCCEEDED and status.model_package_arn:
         services.model_version_register(build=build, arn=status.model_package_arn, metrics=status.metrics,
-                                        artifact_key=status.artifact_uri.split("/", 3)[-1])
+                                        artifact_key=status.artifact_uri.split("/", 3)[-1],
+                                        evaluation=_evaluation_report(build))
     target = {ENGINE_SUCCEEDED: Build.Status.SUCCEEDED, ENGINE_FAILED: Build.Status.FAILED,
               ENGINE_STOPPED: Build.Status.CANCELLED}[status.state]
     reason = status.failure_reason if target == Build.Status.FAILED else (
@@ -203,6 +204,24 @@ def build_finish(build: Build, status: EngineStatus) -> None:
     except services.TransitionRefused:
         return
     _after_finish(build)
+
+
+def _evaluation_report(build: Build) -> dict:
+    """The evaluate step's evaluation.json in the build's output location (insight, training summary); {} if unread.
+
+    Both engines keep it at `<output prefix>evaluation/evaluation.json` (the pipeline definition's
+    EVALUATION_REPORT_PATH), so the version's insight has one source whichever engine ran the build.
+    """
+    from core.aws import gateways
+    from core.aws.pipeline_definition import EVALUATION_REPORT_PATH
+
+    key = f"{launch_for(build).output_prefix}{EVALUATION_REPORT_PATH}"
+    try:
+        report = gateways.platform_s3().get_json(build.dataset_bucket, key)
+    except (AwsError, ValueError):
+        logger.warning("build %s: no evaluation report at %s; the version has no insight", build.code, key)
+        return {}
+    return report if isinstance(report, dict) else {}
 
 
 def _after_finish(build: Build) -> None:

@@ -26,11 +26,25 @@ def write_ledger(build_id: int) -> None:
     ledger_write(build=Build.objects.select_related("tenant", "plan", "algorithm").get(pk=build_id))
 
 
+def endpoint_provision(endpoint_id: int) -> str:
+    from builds.endpoints import endpoint_provision
+
+    return endpoint_provision(endpoint_id)
+
+
+def endpoint_teardown(endpoint_id: int) -> str:
+    from builds.endpoints import endpoint_teardown
+
+    return endpoint_teardown(endpoint_id)
+
+
 def reconcile() -> dict:
+    from builds.endpoints import endpoints_tick
     from builds.execution import poll_running, reconcile
     from builds.ledger import ledger_backfill
 
     counts = reconcile()
     counts["polled"] = poll_running()
     counts["ledger_backfilled"] = ledger_backfill()
+    counts.update(endpoints_tick())
     return counts

@@ -193,6 +193,15 @@ class ModelVersion(models.Model):
     metrics = models.JSONField(default=dict)
     approval_status = models.CharField(max_length=24, choices=Approval.choices, default=Approval.PENDING)
     artifact_key = models.CharField(max_length=1024)
+    insight = models.JSONField(default=dict, blank=True, help_text=(
+        "Confusion matrix and ROC, or predicted-vs-actual and residuals, and feature importance, computed by "
+        "the evaluate step on the test split (mlaas_steps.insight)."))
+    lineage = models.JSONField(default=dict, blank=True, help_text=(
+        "What the version was made from: dataset object version, image, algorithm, hyperparameters (and tuned "
+        "ones), fixed at registration."))
+    replaces = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                 help_text="The tenant's approved version when this one was registered, else "
+                                           "its previous version.")
     decided_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     decided_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -215,3 +224,50 @@ class RejectedUpload(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class Endpoint(models.Model):
+    """A tenant's test endpoint serving one approved model version (SageMaker's states, the row is the truth).
+
+    Locally the `serve` entry point runs as a child process on this machine (`port`, `pid`); on AWS it is a
+    SageMaker model, endpoint configuration and endpoint named after the endpoint (`resource_name`).
+    """
+
+    class Status(models.TextChoices):
+        CREATING = "Creating"
+        UPDATING = "Updating"
+        IN_SERVICE = "InService"
+        FAILED = "Failed"
+        DELETING = "Deleting"
+        DELETED = "Deleted"
+
+    LIVE = (Status.CREATING, Status.UPDATING, Status.IN_SERVICE, Status.FAILED)
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="endpoints")
+    name = models.SlugField(max_length=63)
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="endpoints")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.CREATING, db_index=True)
+    engine = models.CharField(max_length=12)
+    failure_reason = models.TextField(blank=True)
+    port = models.PositiveIntegerField(null=True, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    resource_name = models.CharField(max_length=63, blank=True, help_text="SageMaker model/config/endpoint name.")
+    requested_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    in_service_at = models.DateTimeField(null=True, blank=True)
+    last_invoked_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    delete_reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["tenant", "name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], condition=~models.Q(status="Deleted"),
+                                               name="uniq_live_endpoint_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in self.LIVE

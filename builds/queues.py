@@ -132,3 +132,12 @@ def enqueue_ledger(build_id: int) -> None:
                                        retry=Retry(max=5, interval=[5, 30, 60, 300, 900]), job_timeout=60)
     except Exception:  # noqa: BLE001 - the reconciler writes ledgers that are still missing
         logger.warning("could not enqueue ledger write for build %s", build_id, exc_info=True)
+
+
+def enqueue_endpoint(kind: str, endpoint_id: int) -> None:
+    """`provision` or `teardown` of a test endpoint (builds.jobs.endpoint_<kind>); the scheduler redoes lost ones."""
+    try:
+        build_queue("default").enqueue(f"builds.jobs.endpoint_{kind}", endpoint_id, job_timeout=900,
+                                       result_ttl=600, failure_ttl=86400)
+    except Exception:  # noqa: BLE001 - Redis down: builds.endpoints.endpoints_tick enqueues it again
+        logger.warning("could not enqueue endpoint %s %s; the scheduler will retry", kind, endpoint_id, exc_info=True)

@@ -169,3 +169,75 @@ def local_build_status(launch):
                         model_package_arn=version.arn if version else "",
                         artifact_uri=f"s3://{launch.bucket}/{version.artifact_key}" if version else "",
                         data_report=build.data_report)
+
+
+# Rows of the lineage table and of the comparison page: (label, how to read it from a version).
+LINEAGE_ROWS: tuple[tuple[str, str], ...] = (
+    ("Algorithm", "algorithm"),
+    ("Target column", "target"),
+    ("Dataset", "dataset"),
+    ("Dataset version id", "dataset_version"),
+    ("Image", "image"),
+    ("Image digest", "image_digest"),
+    ("Hyperparameters", "hyperparameters"),
+    ("Tuning", "tuning"),
+    ("Test rows", "test_rows"),
+    ("Build", "build"),
+    ("Replaced", "replaces"),
+    ("Approval", "approval"),
+)
+
+
+def lineage_values(version: ModelVersion) -> dict[str, str]:
+    """The version's lineage as display strings, one per LINEAGE_ROWS key (lineage recorded at registration,
+    falling back to the build row for versions registered before lineage was recorded)."""
+    lineage = version.lineage or {}
+    build = version.build
+    dataset = lineage.get("dataset") or {"bucket": build.dataset_bucket, "key": build.dataset_key,
+                                         "version_id": build.dataset_version}
+    image = lineage.get("image") or {"uri": build.algorithm.training_image_uri, "digest": ""}
+    tuning = lineage.get("tuning") or {}
+    hyperparameters = lineage.get("hyperparameters") or {}
+    return {
+        "algorithm": (lineage.get("algorithm") or {}).get("name") or build.algorithm.name,
+        "target": lineage.get("target") or build.target,
+        "dataset": f"s3://{dataset.get('bucket')}/{dataset.get('key')}",
+        "dataset_version": dataset.get("version_id") or "–",
+        "image": image.get("uri") or "–",
+        "image_digest": image.get("digest") or "–",
+        "hyperparameters": ", ".join(f"{k}={v}" for k, v in sorted(hyperparameters.items())) or "defaults",
+        "tuning": (f"best of {tuning.get('trials')} trials (trial {tuning.get('best_trial')}) over "
+                   f"{', '.join(sorted(tuning.get('ranges') or {})) or 'no ranges'}") if tuning.get("enabled")
+        else "not tuned",
+        "test_rows": str(lineage.get("test_rows") or "–"),
+        "build": str(build.code),
+        "replaces": f"v{version.replaces.version}" if version.replaces_id else "–",
+        "approval": version.get_approval_status_display(),
+    }
+
+
+def model_version_pair(*, tenant: Tenant, first: int, second: int) -> list[ModelVersion]:
+    """Two versions of the tenant, in the order asked (one query); fewer when one does not exist."""
+    found = {v.version: v for v in ModelVersion.objects.filter(tenant=tenant, version__in=[first, second])
+             .select_related("build", "build__algorithm", "replaces", "decided_by")}
+    return [found[n] for n in (first, second) if n in found]
+
+
+def model_comparison(first: ModelVersion, second: ModelVersion) -> dict:
+    """Side-by-side rows: every metric either version has, then the lineage rows; `differs` marks changes."""
+    from mlaas_steps import metrics as metric_catalog
+
+    names = sorted(set(first.metrics) | set(second.metrics))
+    metric_rows = []
+    for name in names:
+        a, b = first.metrics.get(name), second.metrics.get(name)
+        better = None
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a != b \
+                and metric_catalog.get_metric(name) is not None:
+            higher = metric_catalog.higher_is_better(name)
+            better = "second" if (b > a) == higher else "first"
+        metric_rows.append({"name": name, "first": a, "second": b, "better": better})
+    left, right = lineage_values(first), lineage_values(second)
+    lineage_rows = [{"label": label, "first": left[key], "second": right[key], "differs": left[key] != right[key]}
+                    for label, key in LINEAGE_ROWS]
+    return {"metrics": metric_rows, "lineage": lineage_rows}

@@ -243,14 +243,49 @@ def build_record_steps(build: Build, steps) -> None:
         row.save()
 
 
-def model_version_register(*, build: Build, arn: str, metrics: dict, artifact_key: str) -> ModelVersion:
+def model_version_register(*, build: Build, arn: str, metrics: dict, artifact_key: str,
+                           evaluation: dict | None = None) -> ModelVersion:
+    """Register the build's model version once, with its insight and lineage from the evaluation report."""
+    evaluation = evaluation or {}
     with transaction.atomic():
-        last = (ModelVersion.objects.select_for_update().filter(tenant=build.tenant)
-                .order_by("-version").values_list("version", flat=True).first()) or 0
+        previous = list(ModelVersion.objects.select_for_update().filter(tenant=build.tenant).order_by("-version"))
+        last = previous[0].version if previous else 0
+        replaces = next((v for v in previous if v.approval_status == ModelVersion.Approval.APPROVED),
+                        previous[0] if previous else None)
         version, _ = ModelVersion.objects.get_or_create(
             build=build, defaults=dict(tenant=build.tenant, version=last + 1, arn=arn, metrics=metrics,
-                                       artifact_key=artifact_key))
+                                       artifact_key=artifact_key, insight=evaluation.get("insight") or {},
+                                       lineage=model_lineage(build=build, evaluation=evaluation,
+                                                             artifact_key=artifact_key),
+                                       replaces=replaces))
     return version
+
+
+def model_lineage(*, build: Build, evaluation: dict, artifact_key: str) -> dict:
+    """Everything a version was made from, frozen at registration (the algorithm row may change later)."""
+    algorithm = build.algorithm
+    image = algorithm.training_image_uri
+    training = evaluation.get("training") or {}
+    tuning = training.get("tuning") or {}
+    return {
+        "dataset": {"bucket": build.dataset_bucket, "key": build.dataset_key, "version_id": build.dataset_version,
+                    "size": build.dataset_size},
+        "image": {"uri": image, "digest": image.split("@", 1)[1] if "@" in image else ""},
+        "algorithm": {"slug": algorithm.slug, "name": algorithm.name, "problem_type": algorithm.problem_type,
+                      "entry_point": algorithm.entry_point},
+        "target": build.target,
+        "hyperparameters": training.get("hyperparameters") or dict(algorithm.default_hyperparameters),
+        "default_hyperparameters": dict(algorithm.default_hyperparameters),
+        "tuning": {"enabled": bool(tuning.get("enabled")), "best_trial": tuning.get("best_trial"),
+                   "trials": tuning.get("trials") or 0, "ranges": tuning.get("ranges") or {}},
+        "features": training.get("features") or {},
+        "classes": training.get("classes") or [],
+        "test_rows": evaluation.get("rows"),
+        "objective": evaluation.get("objective") or {},
+        "build": str(build.code),
+        "plan": build.plan.slug,
+        "artifact": f"s3://{build.tenant.bucket}/{artifact_key}",
+    }
 
 
 def model_version_decide(*, version: ModelVersion, approve: bool, actor: User) -> ModelVersion:
@@ -261,6 +296,10 @@ def model_version_decide(*, version: ModelVersion, approve: bool, actor: User) -
         gateways.platform_sagemaker().update_model_package_approval(version.arn, status.value)
     version.approval_status, version.decided_by, version.decided_at = status, actor, timezone.now()
     version.save(update_fields=["approval_status", "decided_by", "decided_at"])
+    if not approve:
+        from builds.endpoints import endpoints_delete_for_version
+
+        endpoints_delete_for_version(version=version, reason=f"version {version.version} rejected")
     return version
 
 

@@ -170,6 +170,40 @@ def models(request, slug):
 
 
 @login_required
+def model_detail(request, slug, version):
+    """One version: metrics, insight charts (drawn from JSON blocks by static/js/figures.js), lineage, actions."""
+    from builds.charts import insight_charts
+
+    found = build_access.get_model_version_for_user(request.user, slug, version)
+    lineage = selectors.lineage_values(found)
+    others = selectors.model_versions(tenant=found.tenant).exclude(pk=found.pk).values_list("version", flat=True)
+    return render(request, "builds/model_detail.html", {
+        "tenant": found.tenant, "version": found, "charts": insight_charts(found.insight),
+        "lineage": [(label, lineage[key]) for label, key in selectors.LINEAGE_ROWS],
+        "other_versions": list(others[:50]),
+        "can_decide": tenant_access.is_tenant_owner(request.user, found.tenant)})
+
+
+@login_required
+def model_compare(request, slug):
+    """Two versions side by side (?a=1&b=2): metrics with the better one marked, then lineage differences."""
+    tenant = tenant_access.get_tenant_for_user(request.user, slug)
+    try:
+        first, second = int(request.GET.get("a", "")), int(request.GET.get("b", ""))
+    except ValueError:
+        messages.error(request, "Choose two model versions to compare.")
+        return redirect("builds:models", slug=slug)
+    pair = selectors.model_version_pair(tenant=tenant, first=first, second=second)
+    if len(pair) != 2 or first == second:
+        missing = sorted({first, second} - {v.version for v in pair})
+        messages.error(request, f"No model version {', '.join(f'v{n}' for n in missing)} to compare."
+                       if missing else "Choose two different model versions to compare.")
+        return redirect("builds:models", slug=slug)
+    return render(request, "builds/model_compare.html", {
+        "tenant": tenant, "first": pair[0], "second": pair[1], **selectors.model_comparison(*pair)})
+
+
+@login_required
 @require_POST
 def model_decide(request, slug, version):
     found = build_access.get_model_version_for_user(request.user, slug, version)
@@ -243,3 +277,101 @@ def presign(request, slug):
     except AwsError:
         return JsonResponse({"code": "aws_unavailable", "message": "Storage is unavailable; try again."}, status=503)
     return JsonResponse(post)
+
+
+# ----- test endpoints -----
+
+MAX_PASTED_BYTES = 1024 * 1024
+
+
+@login_required
+def endpoints(request, slug):
+    """The tenant's test endpoints: deploy an approved version (owners), delete, paste rows and see predictions."""
+    from builds.endpoints import live_endpoints
+
+    tenant = tenant_access.get_tenant_for_user(request.user, slug)
+    approved = selectors.model_versions(tenant=tenant).filter(approval_status="Approved")
+    return render(request, "builds/endpoints.html", {
+        "tenant": tenant, "endpoints": live_endpoints(tenant).select_related("model_version").order_by("name"),
+        "approved": approved[:50], "can_deploy": tenant_access.is_tenant_owner(request.user, tenant)})
+
+
+@login_required
+@require_POST
+def endpoint_deploy(request, slug):
+    from builds.endpoints import endpoint_deploy as deploy
+
+    tenant = tenant_access.get_tenant_for_user(request.user, slug)
+    if not tenant_access.is_tenant_owner(request.user, tenant):
+        raise Http404
+    try:
+        number = int(request.POST.get("model_version", ""))
+    except ValueError:
+        number = 0
+    version = selectors.model_versions(tenant=tenant).filter(version=number).first()
+    if version is None:
+        messages.error(request, "Choose an approved model version to deploy.")
+        return redirect("builds:endpoints", slug=slug)
+    try:
+        endpoint = deploy(tenant=tenant, version=version, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"Deploying version {version.version} to {endpoint.name}; it answers once in "
+                                  "service.")
+    return redirect("builds:endpoints", slug=slug)
+
+
+@login_required
+@require_POST
+def endpoint_delete(request, slug, name):
+    from builds.endpoints import endpoint_delete as delete
+
+    endpoint = build_access.get_endpoint_for_user(request.user, slug, name)
+    if not tenant_access.is_tenant_owner(request.user, endpoint.tenant):
+        raise Http404
+    try:
+        delete(endpoint=endpoint, reason=f"deleted by {request.user.username}")
+        messages.success(request, f"Endpoint {endpoint.name} is being deleted.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("builds:endpoints", slug=slug)
+
+
+@login_required
+def endpoint_score(request, slug, name):
+    """Paste (or upload) a few rows, see one prediction per row: the same path as the invocations API."""
+    from builds.endpoints import EndpointUnavailable, endpoint_invoke
+
+    endpoint = build_access.get_endpoint_for_user(request.user, slug, name)
+    context = {"tenant": endpoint.tenant, "endpoint": endpoint, "rows": request.POST.get("rows", ""),
+               "predictions": None, "error": ""}
+    if request.method == "POST":
+        upload = request.FILES.get("file")
+        body = upload.read(MAX_PASTED_BYTES + 1) if upload else context["rows"].encode()
+        stripped = body.lstrip()
+        content_type = "application/json" if stripped[:1] in (b"[", b"{") else "text/csv"
+        if not stripped:
+            context["error"] = "Paste a header line and some rows, or choose a CSV file."
+        elif len(body) > MAX_PASTED_BYTES:
+            context["error"] = f"That is over {MAX_PASTED_BYTES:,} bytes; score large files with the API."
+        else:
+            try:
+                status, document = endpoint_invoke(endpoint=endpoint, body=body, content_type=content_type)
+            except EndpointUnavailable as exc:
+                context["error"] = str(exc)
+            else:
+                if status == 200:
+                    context["predictions"] = _prediction_rows(document.get("predictions", []))
+                else:
+                    context["error"] = str(document.get("message") or "The model could not score the rows.")
+    return render(request, "builds/endpoint_score.html", context)
+
+
+def _prediction_rows(predictions: list[dict]) -> dict:
+    """Table of predictions: row number, class or value, then one column per class probability."""
+    labels = list(predictions[0].get("probabilities", {})) if predictions else []
+    rows = [{"number": i, "value": p.get("class", p.get("value")),
+             "probabilities": [p.get("probabilities", {}).get(label) for label in labels]}
+            for i, p in enumerate(predictions, start=1)]
+    return {"labels": labels, "rows": rows}

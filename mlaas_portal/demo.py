@@ -164,3 +164,29 @@ def seed_marketplace_link(*, access_request, tenant) -> None:
     marketplace_notification_handle(message_id="demo-subscribe-success", message={
         "action": "subscribe-success", "customer-aws-account-id": DEMO_MARKETPLACE_ACCOUNT,
         "product-code": DEMO_MARKETPLACE_PRODUCT})
+DEMO_ENDPOINT_TENANT = "acme"
+
+
+def demo_endpoint_ensure(slug: str = DEMO_ENDPOINT_TENANT) -> str:
+    """The demo tenant has a test endpoint: once its sample's build registered a version, approve and deploy it.
+
+    Called on every scheduler tick of `make run` (MLAAS_DEMO_ENDPOINT): a few queries while there is nothing
+    to do; the deploy itself is the tenant's ordinary path (builds.endpoints.endpoint_deploy).
+    """
+    from builds.endpoints import endpoint_deploy, live_endpoints
+    from builds.models import ModelVersion
+    from builds.services import model_version_decide
+    from tenants.models import Tenant
+
+    tenant = Tenant.objects.select_related("plan").filter(slug=slug, status=Tenant.Status.ACTIVE).first()
+    if tenant is None or live_endpoints(tenant).exists():
+        return "ready" if tenant else "no tenant"
+    versions = ModelVersion.objects.filter(tenant=tenant).select_related("tenant").order_by("-version")
+    version = versions.filter(approval_status=ModelVersion.Approval.APPROVED).first()
+    if version is None:
+        version = versions.filter(approval_status=ModelVersion.Approval.PENDING).first()
+        if version is None:
+            return "waiting for a model version"
+        version = model_version_decide(version=version, approve=True, actor=seed_admin())
+    endpoint_deploy(tenant=tenant, version=version, actor=None)
+    return f"deploying v{version.version}"

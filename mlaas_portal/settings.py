@@ -132,6 +132,13 @@ MLAAS_CREDENTIALS_TTL_SECONDS = env_int("MLAAS_CREDENTIALS_TTL_SECONDS", 3600, m
 MLAAS_WORKER_LOST_AFTER_SECONDS = env_int("MLAAS_WORKER_LOST_AFTER_SECONDS", 60, minimum=5)
 MLAAS_STEP_TIMEOUT_SECONDS = env_int("MLAAS_STEP_TIMEOUT_SECONDS", 3600, minimum=10)
 MLAAS_SCRATCH_DIR = env_str("MLAAS_SCRATCH_DIR", str(LOCAL_DIR / "scratch"))
+# Test endpoints: how long a deploy may take to answer /ping before it fails, and the local runtime's
+# model directories (one per endpoint and version, the artifact fetched with the tenant role's credentials).
+MLAAS_ENDPOINT_START_TIMEOUT_SECONDS = env_int("MLAAS_ENDPOINT_START_TIMEOUT_SECONDS", 120, minimum=5)
+# `make run`'s demo: the scheduler approves the demo tenant's first model version and deploys it to its test
+# endpoint once its build has registered one (mlaas_portal.demo.demo_endpoint_ensure).
+MLAAS_DEMO_ENDPOINT = env_bool("MLAAS_DEMO_ENDPOINT", False)
+MLAAS_ENDPOINT_DIR = env_str("MLAAS_ENDPOINT_DIR", str(LOCAL_DIR / "endpoints"))
 MLAAS_INTAKE_QUEUE_NAME = env_str("MLAAS_INTAKE_QUEUE_NAME", "mlaas-intake")
 # An upload event that fails this many deliveries becomes a recorded rejection; the others keep flowing.
 MLAAS_INTAKE_MAX_ATTEMPTS = env_int("MLAAS_INTAKE_MAX_ATTEMPTS", 5, minimum=1)

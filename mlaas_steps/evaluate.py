@@ -17,7 +17,10 @@ processing/output/evaluation/evaluation.json:
      "objective": {"metric": "f1", "value": .., "score": .., "higher_is_better": true},
      "binary_classification_metrics" | "multiclass_classification_metrics" | "regression_metrics":
          {"<metric>": {"value": .., "standard_deviation": "NaN"}},   # SageMaker model-quality style
-     "rows": <test rows>, "algorithm": ...}
+     "rows": <test rows>, "algorithm": ...,
+     "insight": {...},   # mlaas_steps.insight: confusion matrix and ROC, or predicted-vs-actual and
+                         # residuals; permutation feature importance (bounded by config insight_seconds)
+     "training": {"hyperparameters": {..}, "tuning": {"enabled", "best_trial", "trials", "ranges"}}}
 
 `objective.score` is the metric with higher always better (rmse and mae
 negated), the scale the pipeline's minimum-metric condition compares against.
@@ -64,7 +67,8 @@ def run(paths: StepPaths, config: dict) -> dict:
     test = read_split(paths.processing_input("test"))
     if target not in test.columns:
         raise StepFailure(f"the test split has no `{target}` column; run the build again from preprocessing")
-    metrics = compute_metrics(problem_type, model, test.drop(columns=[target]), test[target].to_numpy())
+    features, truth = test.drop(columns=[target]), test[target].to_numpy()
+    metrics = compute_metrics(problem_type, model, features, truth)
     value = metrics[metric]
     score = None if value is None else (value if higher_is_better else -value)
     section = _sagemaker_section(problem_type, len(info.get("classes") or []))
@@ -75,10 +79,37 @@ def run(paths: StepPaths, config: dict) -> dict:
         section: {name: {"value": v, "standard_deviation": "NaN"} for name, v in metrics.items() if v is not None},
         "rows": len(test),
         "algorithm": info.get("algorithm"),
+        "insight": _insight(problem_type, model, features, truth, metric, higher_is_better, config),
+        "training": _training_summary(info),
     }
     write_json(paths.processing_output("evaluation") / "evaluation.json", evaluation)
     logger.info("evaluate: %s on %d test rows", metrics, len(test))
     return evaluation
+
+
+def _insight(problem_type: str, model, features, truth, metric: str, higher_is_better: bool, config: dict) -> dict:
+    """The insight section; a failure here is logged and leaves it empty (the metrics still decide the build)."""
+    from mlaas_steps.insight import DEFAULT_IMPORTANCE_SECONDS, compute_insight
+
+    def score(fitted, rows, labels):
+        value = compute_metrics(problem_type, fitted, rows, labels)[metric]
+        return None if value is None else (value if higher_is_better else -value)
+
+    try:
+        return compute_insight(problem_type, model, features, truth, score=score,
+                               importance_seconds=float(config.get("insight_seconds") or DEFAULT_IMPORTANCE_SECONDS))
+    except Exception:  # noqa: BLE001 - insight is for people; it never fails a build
+        logger.exception("evaluate: insight could not be computed")
+        return {}
+
+
+def _training_summary(info: dict) -> dict:
+    """What training chose, for the version's lineage: final hyperparameters and the tuning that found them."""
+    tuning = info.get("tuning") or {}
+    return {"hyperparameters": info.get("hyperparameters") or {},
+            "tuning": {"enabled": bool(tuning.get("enabled")), "best_trial": tuning.get("best_trial"),
+                       "trials": len(tuning.get("trials") or []), "ranges": tuning.get("ranges") or {}},
+            "features": info.get("features") or {}, "classes": info.get("classes") or []}
 
 
 def load_model(directory: Path) -> tuple[object, dict]:

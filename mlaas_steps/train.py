@@ -134,6 +134,8 @@ def run(paths: StepPaths, config: dict) -> dict:
         "classes": classes,
         "positive_class": classes[1] if len(classes) == 2 else None,
         "features": {"numeric": schema["numeric_features"], "categorical": schema["categorical_features"]},
+        # Every input column of the training rows (ignored ones too): what `serve` accepts in a request.
+        "columns": _input_columns(train_dir, target),
         "train_rows": len(labels),
         "seed": seed,
     }
@@ -154,6 +156,13 @@ def _train_rows(train_dir: Path, target: str, preprocessor) -> tuple[np.ndarray,
             return features, labels
     train = read_split(train_dir)
     return preprocessor.transform(train.drop(columns=[target])), train[target].to_numpy()
+
+
+def _input_columns(train_dir: Path, target: str) -> list[str]:
+    """The train split's columns without the target, in file order (read from the Parquet schema only)."""
+    files = sorted(train_dir.glob("*.parquet"))
+    names = pq.read_schema(files[0]).names if files else []
+    return [name for name in names if name != target and not name.startswith("__index_level_")]
 
 
 def _candidates(base: dict, ranges: dict, point: list[float] | None, count: int, seed: int) -> list[dict]:

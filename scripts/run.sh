@@ -46,6 +46,8 @@ fi
 
 .venv/bin/python manage.py migrate --noinput
 .venv/bin/python manage.py platform_bootstrap  # shared intake queue, rules and ledger, once (idempotent)
+# The demo tenant acme gets a test endpoint as soon as its sample's model is registered (the scheduler).
+export MLAAS_DEMO_ENDPOINT=${MLAAS_DEMO_ENDPOINT:-1}
 # Workers first, so the demo's uploads flow through intake and dispatch as soon as they land.
 .venv/bin/honcho -f Procfile start &
 PIDS+=($!)

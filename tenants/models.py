@@ -35,6 +35,14 @@ class Plan(models.Model):
     marketplace_dimension = models.CharField(
         max_length=80, blank=True, help_text="AWS Marketplace metering dimension for build hours above the "
                                              "included hours (empty: this plan is not metered to Marketplace).")
+    max_test_endpoints = models.PositiveIntegerField(
+        default=1, help_text="Test endpoints a tenant may have at once; deploying at the limit replaces one.")
+    endpoint_idle_minutes = models.PositiveIntegerField(
+        default=60, help_text="A test endpoint not scored for this long is deleted (cost control).")
+    endpoint_instance_type = models.CharField(max_length=40, default="ml.t2.medium")
+    endpoint_serverless = models.BooleanField(default=False, help_text="SageMaker serverless inference instead "
+                                                                       "of an instance.")
+    endpoint_serverless_memory_mb = models.PositiveIntegerField(default=2048)
 
     class Meta:
         ordering = ["-tier_rank", "slug"]

@@ -433,6 +433,12 @@ ENDPOINTS = {
     ("post", "/api/v1/builds/{build_id}/cancel"), ("get", "/api/v1/tenants/{slug}/models"),
     ("get", "/api/v1/tenants/{slug}/costs"), ("get", "/api/v1/tenants/{slug}/rejections"),
     ("get", "/api/v1/tenants/{slug}/statements"), *PUBLIC,
+    ("get", "/api/v1/tenants/{slug}/models/{version}"), ("post", "/api/v1/tenants/{slug}/models/{version}/approve"),
+    ("post", "/api/v1/tenants/{slug}/models/{version}/reject"),
+    ("get", "/api/v1/tenants/{slug}/models/{version}/download"),
+    ("get", "/api/v1/tenants/{slug}/endpoints"), ("post", "/api/v1/tenants/{slug}/endpoints"),
+    ("get", "/api/v1/tenants/{slug}/endpoints/{name}"), ("delete", "/api/v1/tenants/{slug}/endpoints/{name}"),
+    ("post", "/api/v1/tenants/{slug}/endpoints/{name}/invocations"),
 }
 
 
@@ -443,7 +449,7 @@ def test_openapi_describes_every_endpoint_with_auth_and_error_responses(client):
     assert set(operations) == ENDPOINTS
     assert schema["components"]["securitySchemes"] == {"BearerToken": {"type": "http", "scheme": "bearer"}}
     for (method, path), op in operations.items():
-        assert {"200", "201"} & set(op["responses"]), path
+        assert {"200", "201", "202"} & set(op["responses"]), path
         assert op.get("summary") and op.get("tags"), path
         if (method, path) in PUBLIC:
             assert "security" not in op and "401" not in op["responses"], path
@@ -458,5 +464,6 @@ def test_openapi_describes_every_endpoint_with_auth_and_error_responses(client):
     lists = {path for (method, path), op in operations.items()
              if method == "get" and {"page", "page_size"} <= {p["name"] for p in op.get("parameters", [])}}
     assert lists == {"/api/v1/tenants", "/api/v1/builds", "/api/v1/tenants/{slug}/models",
-                     "/api/v1/tenants/{slug}/rejections", "/api/v1/plans", "/api/v1/algorithms"}
+                     "/api/v1/tenants/{slug}/rejections", "/api/v1/plans", "/api/v1/algorithms",
+                     "/api/v1/tenants/{slug}/endpoints"}
     assert set(schema["components"]["schemas"]["ErrorOut"]["required"]) == {"code", "message"}

@@ -73,6 +73,12 @@ def platform_sagemaker():
     return SageMakerGateway(platform_client("sagemaker"))
 
 
+def platform_sagemaker_runtime():
+    from core.aws.sagemaker import SageMakerRuntimeGateway
+
+    return SageMakerRuntimeGateway(platform_client("sagemaker-runtime"))
+
+
 def tenant_s3(credentials: TemporaryCredentials) -> S3Gateway:
     """An S3 gateway acting as the tenant's assumed role: IAM confines it."""
     return S3Gateway(make_client("s3", credentials.as_config(platform_config())))

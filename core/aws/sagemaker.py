@@ -207,3 +207,82 @@ class SageMakerGateway(Gateway):
             if not page.get("NextToken"):
                 return packages
             kwargs["NextToken"] = page["NextToken"]
+
+    # -- test endpoints ------------------------------------------------------
+
+    def deploy_endpoint(self, *, endpoint_name: str, version_tag: str, image_uri: str, model_data_url: str,
+                        role_arn: str, instance_type: str, serverless_memory_mb: int | None,
+                        tags: dict[str, str], update: bool) -> str:
+        """A model and an endpoint configuration for this version, then the endpoint created or updated to it.
+
+        The model runs the step image's `serve` entry point (SageMaker starts inference images with `serve`)
+        under the tenant role, so the artifact is read with the tenant's permissions. Serverless inference
+        when `serverless_memory_mb` is given, else one instance of `instance_type`. Returns the endpoint name.
+        """
+        resource = f"{endpoint_name}-{version_tag}"[:63]
+        self._call("create_model", ModelName=resource, ExecutionRoleArn=role_arn, Tags=_tag_list(tags),
+                   PrimaryContainer={"Image": image_uri, "ModelDataUrl": model_data_url,
+                                     "Environment": {"SAGEMAKER_PROGRAM": "serve"}})
+        variant: dict[str, Any] = {"VariantName": "AllTraffic", "ModelName": resource}
+        if serverless_memory_mb:
+            variant["ServerlessConfig"] = {"MemorySizeInMB": serverless_memory_mb, "MaxConcurrency": 5}
+        else:
+            variant.update(InstanceType=instance_type, InitialInstanceCount=1, InitialVariantWeight=1.0)
+        self._call("create_endpoint_config", EndpointConfigName=resource, ProductionVariants=[variant],
+                   Tags=_tag_list(tags))
+        if update:
+            self._call("update_endpoint", EndpointName=endpoint_name, EndpointConfigName=resource)
+        else:
+            self._call("create_endpoint", EndpointName=endpoint_name, EndpointConfigName=resource,
+                       Tags=_tag_list(tags))
+        return endpoint_name
+
+    def endpoint_status(self, endpoint_name: str) -> tuple[str, str]:
+        """(EndpointStatus, FailureReason) as SageMaker reports them."""
+        described = self._call("describe_endpoint", EndpointName=endpoint_name)
+        return described["EndpointStatus"], described.get("FailureReason", "")
+
+    def delete_endpoint_resources(self, endpoint_name: str) -> None:
+        """The endpoint, then the configuration and model it used; parts already gone are fine."""
+        try:
+            config = self._call("describe_endpoint", EndpointName=endpoint_name)["EndpointConfigName"]
+        except AwsError as exc:
+            if not _is_missing(exc):
+                raise
+            return
+        models = [v["ModelName"] for v in self._call("describe_endpoint_config", EndpointConfigName=config)
+                  .get("ProductionVariants", [])]
+        self._call("delete_endpoint", EndpointName=endpoint_name)
+        self._call("delete_endpoint_config", EndpointConfigName=config)
+        for model in models:
+            self._call("delete_model", ModelName=model)
+
+
+def _is_missing(exc: AwsError) -> bool:
+    from core.aws.errors import AwsNotFound
+
+    return isinstance(exc, AwsNotFound) or "could not find" in str(exc).lower()
+
+
+class SageMakerRuntimeGateway(Gateway):
+    """InvokeEndpoint: the rows to score, as the tenant sent them."""
+
+    def invoke_endpoint(self, endpoint_name: str, *, body: bytes, content_type: str) -> tuple[int, dict]:
+        """(200, the container's JSON); a container's own 4xx answer comes back as (its status, its JSON)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self.client.invoke_endpoint(EndpointName=endpoint_name, Body=body, ContentType=content_type,
+                                                   Accept="application/json")
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            if error.get("Code") == "ModelError" and exc.response.get("OriginalStatusCode"):
+                try:
+                    return int(exc.response["OriginalStatusCode"]), json.loads(exc.response.get("OriginalMessage")
+                                                                               or "{}")
+                except ValueError:
+                    return int(exc.response["OriginalStatusCode"]), {"message": exc.response.get("OriginalMessage")}
+            from core.aws.errors import translate
+
+            raise translate(exc, "invoke_endpoint") from exc
+        return 200, json.loads(response["Body"].read() or b"{}")

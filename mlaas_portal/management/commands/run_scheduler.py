@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
@@ -18,6 +19,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         from billing.jobs import billing_tick
         from builds.jobs import reconcile
+        from mlaas_portal.demo import demo_endpoint_ensure
         from tenants.marketplace import marketplace_poll_once
 
         loop = Loop("scheduler")
@@ -28,6 +30,10 @@ class Command(BaseCommand):
             counts = reconcile()
             counts["marketplace_notifications"] = marketplace_poll_once(wait_seconds=0)  # off without a product
             counts.update(billing_tick())
+            if settings.MLAAS_DEMO_ENDPOINT:
+                demo_state = demo_endpoint_ensure()
+                if demo_state.startswith("deploying"):
+                    self.stdout.write(f"scheduler: demo endpoint {demo_state}")
             if any(counts.values()):
                 self.stdout.write(f"scheduler: {counts}")
             if options["once"]:

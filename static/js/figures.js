@@ -1,0 +1,17 @@
+// Draws server-built Plotly figures: <div class="chart" data-figure="ID-data"> + <script type="application/json" id="ID-data">.
+(function () {
+  function draw() {
+    if (!window.Plotly) { return; }
+    document.querySelectorAll("div.chart[data-figure]").forEach(function (el) {
+      var source = document.getElementById(el.dataset.figure);
+      if (!source) { return; }
+      var figure = JSON.parse(source.textContent);
+      window.Plotly.newPlot(el, figure.data, figure.layout, {responsive: true, displaylogo: false});
+    });
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", draw);
+  } else {
+    draw();
+  }
+})();
