@@ -29,14 +29,14 @@ from __future__ import annotations
 import heapq
 import logging
 import math
+import uuid
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, Count, Exists, F, OuterRef, Q, Value, When, Window
-from django.db.models.functions import RowNumber
+from django.db.models import Count
 from django.utils import timezone
 
 from builds.models import Build, BuildTransition
@@ -248,41 +248,68 @@ def load_running() -> DispatchState:
                          policy.new_tenant_reserved_share)
 
 
-def _startable(now: datetime) -> Q:
-    return Q(status=Build.Status.QUEUED) & (Q(not_before__isnull=True) | Q(not_before__lte=now))
+def _rows(sql: str, params: list) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
 
 
 def waiting_tenants(plan: PlanLimits, state: DispatchState, now: datetime, limit: int) -> list[dict]:
-    """The first `limit` tenants of a plan in fair-share order that have a build that could start now."""
-    full = [t for t, n in state.running_by_tenant.items() if n >= plan.tenant_limit]
-    has_work = Exists(Build.objects.filter(_startable(now), tenant_id=OuterRef("pk")))
-    return list(Tenant.objects.filter(plan_id=plan.plan_id, status=Tenant.Status.ACTIVE).exclude(id__in=full)
-                .filter(has_work)
-                .order_by(F("fair_share_key").asc(nulls_first=True), F("last_dispatched_at").asc(nulls_first=True),
-                          "id")
-                .values("id", "usage_log2", "fair_share_key", "fair_share_weight", "last_dispatched_at")[:limit])
+    """The first `limit` tenants of a plan in fair-share order that have a build that could start now.
+
+    Raw SQL: this and `oldest_startable` run on every round, and building them with the ORM
+    cost more than running them. Tenants at their limit are skipped here rather than in SQL.
+    """
+    full = {t for t, n in state.running_by_tenant.items() if n >= plan.tenant_limit}
+    rows = _rows(
+        f"SELECT t.id, t.usage_log2, t.fair_share_key, t.fair_share_weight, t.last_dispatched_at "
+        f"FROM {Tenant._meta.db_table} t WHERE t.plan_id = %s AND t.status = %s AND EXISTS ("
+        f"SELECT 1 FROM {Build._meta.db_table} b WHERE b.tenant_id = t.id AND b.status = %s "
+        "AND (b.not_before IS NULL OR b.not_before <= %s)) "
+        "ORDER BY t.fair_share_key ASC NULLS FIRST, t.last_dispatched_at ASC NULLS FIRST, t.id LIMIT %s",
+        [plan.plan_id, Tenant.Status.ACTIVE, Build.Status.QUEUED, now, limit + len(full)])
+    names = ("id", "usage_log2", "fair_share_key", "fair_share_weight", "last_dispatched_at")
+    found = [dict(zip(names, row, strict=True)) for row in rows if row[0] not in full]
+    for row in found:
+        if isinstance(row["last_dispatched_at"], str):  # SQLite through a raw cursor
+            row["last_dispatched_at"] = _sqlite_datetime(row["last_dispatched_at"])
+    return found[:limit]
+
+
+def _sqlite_datetime(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def oldest_startable(slots: dict[int, int], now: datetime) -> list[tuple[int, int, datetime]]:
     """(build id, tenant id, created_at): each tenant's `slots[tenant]` oldest builds that could start now.
 
-    PostgreSQL: one LATERAL index probe per tenant (cost set by the slots, not by how many the
-    tenant has queued); SQLite: a window over those tenants' queued builds.
+    One index probe per tenant on build_queued_by_tenant (cost set by the slots, not by how
+    many the tenant has queued): PostgreSQL with a LATERAL join, SQLite with a UNION ALL of
+    per-tenant LIMIT subqueries (in chunks, SQLite allows 500 terms in a compound SELECT).
     """
     if not slots:
         return []
+    table = Build._meta.db_table
     if connection.vendor == "postgresql":
-        sql = (f"SELECT b.id, t.tenant_id, b.created_at FROM unnest(%s::bigint[], %s::int[]) AS t(tenant_id, k) "
-               f"CROSS JOIN LATERAL (SELECT id, created_at FROM {Build._meta.db_table} "
-               "WHERE tenant_id = t.tenant_id AND status = %s AND (not_before IS NULL OR not_before <= %s) "
-               "ORDER BY created_at, id LIMIT t.k) b")
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [list(slots), list(slots.values()), Build.Status.QUEUED, now])
-            return list(cursor.fetchall())
-    ranked = (Build.objects.filter(_startable(now), tenant_id__in=list(slots))
-              .annotate(rank=Window(RowNumber(), partition_by=[F("tenant_id")], order_by=[F("created_at"), F("id")]))
-              .values_list("id", "tenant_id", "created_at", "rank"))
-    return [(i, t, c) for i, t, c, rank in ranked.filter(rank__lte=max(slots.values())) if rank <= slots[t]]
+        return _rows(
+            f"SELECT b.id, t.tenant_id, b.created_at FROM unnest(%s::bigint[], %s::int[]) AS t(tenant_id, k) "
+            f"CROSS JOIN LATERAL (SELECT id, created_at FROM {table} "
+            "WHERE tenant_id = t.tenant_id AND status = %s AND (not_before IS NULL OR not_before <= %s) "
+            "ORDER BY created_at, id LIMIT t.k) b",
+            [list(slots), list(slots.values()), Build.Status.QUEUED, now])
+    found: list[tuple[int, int, datetime]] = []
+    items = list(slots.items())
+    term = (f"SELECT * FROM (SELECT id, tenant_id, created_at FROM {table} WHERE tenant_id = %s AND status = %s "
+            "AND (not_before IS NULL OR not_before <= %s) ORDER BY created_at, id LIMIT %s)")
+    for chunk in range(0, len(items), 400):
+        part = items[chunk:chunk + 400]
+        params: list = []
+        for tenant_id, k in part:
+            params += [tenant_id, Build.Status.QUEUED, now, k]
+        found += [(b, t, _sqlite_datetime(c) if isinstance(c, str) else c)
+                  for b, t, c in _rows(" UNION ALL ".join([term] * len(part)), params)]
+    return found
 
 
 _recent_cache: dict[str, tuple[float, dict[int, list[float]]]] = {}
@@ -353,27 +380,30 @@ def load_state():
 
 
 def _claim(chosen: list[Candidate], now: datetime) -> list[tuple[int, str, int]]:
-    """Queued -> starting for the chosen builds in one UPDATE; (id, code, plan id) of those claimed."""
+    """Queued -> starting for the chosen builds in one UPDATE ... RETURNING; (id, code, plan id) claimed.
+
+    A build cancelled since it was read stays cancelled and is not returned. The plan set is
+    the one the tenant has now: a plan change applies to builds that have not started.
+    """
     by_plan: dict[int, list[int]] = defaultdict(list)
     for cand in chosen:
         by_plan[cand.plan_id].append(cand.build_id)
+    params: list = [Build.Status.STARTING]
+    cases = []
+    for plan_id, ids in by_plan.items():
+        cases.append(f"WHEN id IN ({', '.join(['%s'] * len(ids))}) THEN %s")
+        params += [*ids, plan_id]
     ids = [c.build_id for c in chosen]
-    # The plan the tenant has now: a plan change applies to builds that have not started.
-    Build.objects.filter(pk__in=ids, status=Build.Status.QUEUED).update(
-        status=Build.Status.STARTING,
-        plan_id=Case(*(When(pk__in=b, then=Value(p)) for p, b in by_plan.items()), default=F("plan_id"),
-                     output_field=Build._meta.get_field("plan").target_field))
-    # Under the dispatch lock only this round moves queued builds to starting: those are ours
-    # (a build cancelled meanwhile stays cancelled and is not among them).
-    claimed = list(Build.objects.filter(pk__in=ids, status=Build.Status.STARTING).values_list("id", "code", "plan_id"))
-    claimed_ids = {c[0] for c in claimed}
-    Tenant.objects.filter(pk__in={c.tenant_id for c in chosen if c.build_id in claimed_ids}).update(
+    params += [*ids, Build.Status.QUEUED]
+    rows = _rows(f"UPDATE {Build._meta.db_table} SET status = %s, plan_id = CASE {' '.join(cases)} ELSE plan_id END "
+                 f"WHERE id IN ({', '.join(['%s'] * len(ids))}) AND status = %s RETURNING id, code, plan_id", params)
+    claimed = {b: (str(uuid.UUID(str(code))), p) for b, code, p in rows}
+    Tenant.objects.filter(pk__in={c.tenant_id for c in chosen if c.build_id in claimed}).update(
         last_dispatched_at=now)
     BuildTransition.objects.bulk_create([
         BuildTransition(build_id=b, from_status=Build.Status.QUEUED, to_status=Build.Status.STARTING,
-                        reason="capacity available", at=now) for b, _, _ in claimed])
-    order = {c.build_id: i for i, c in enumerate(chosen)}
-    return sorted(((b, str(code), p) for b, code, p in claimed), key=lambda r: order[r[0]])
+                        reason="capacity available", at=now) for b in claimed])
+    return [(c.build_id, *claimed[c.build_id]) for c in chosen if c.build_id in claimed]
 
 
 def dispatch_pending() -> list[int]:

@@ -72,7 +72,9 @@ def build_list(request):
 def _detail_context(request, build: Build) -> dict:
     data = selectors.build_detail(build)
     version = data["version"]
-    return {"build": build, **data,
+    from builds.waiting import waiting_fields, waiting_for_builds
+
+    return {"build": build, **data, "waiting": waiting_fields(build, waiting_for_builds([build])),
             "can_decide": version is not None and tenant_access.is_tenant_owner(request.user, build.tenant)}
 
 
