@@ -271,13 +271,15 @@ def waiting_tenants(plan: PlanLimits, state: DispatchState, now: datetime, limit
     names = ("id", "usage_log2", "fair_share_key", "fair_share_weight", "last_dispatched_at")
     found = [dict(zip(names, row, strict=True)) for row in rows if row[0] not in full]
     for row in found:
-        if isinstance(row["last_dispatched_at"], str):  # SQLite through a raw cursor
-            row["last_dispatched_at"] = _sqlite_datetime(row["last_dispatched_at"])
+        row["last_dispatched_at"] = _aware(row["last_dispatched_at"])
     return found[:limit]
 
 
-def _sqlite_datetime(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value)
+def _aware(value) -> datetime | None:
+    """SQLite through a raw cursor gives naive UTC datetimes (or strings): make them aware."""
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value) if isinstance(value, str) else value
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -307,7 +309,7 @@ def oldest_startable(slots: dict[int, int], now: datetime) -> list[tuple[int, in
         params: list = []
         for tenant_id, k in part:
             params += [tenant_id, Build.Status.QUEUED, now, k]
-        found += [(b, t, _sqlite_datetime(c) if isinstance(c, str) else c)
+        found += [(b, t, _aware(c))
                   for b, t, c in _rows(" UNION ALL ".join([term] * len(part)), params)]
     return found
 
