@@ -4,7 +4,9 @@ A queued build starts only while its plan's limit (plus what the plan may borrow
 tenant's limit (from the plan) and the account-wide limit all hold. The order:
 
 1. newly active tenants (nothing running, under a build-minute of decayed usage) first, one
-   build each, on any capacity including the share of the account reserved for them;
+   build each, as many as the share of the account reserved for them (`SchedulingPolicy.
+   new_tenant_reserved_share`), whatever their tier; that share is held: established
+   tenants never fill the last reserved slots of the account;
 2. then each plan, higher tiers first, fills its own concurrent limit; inside a plan tenants
    go by decayed usage divided by weight (`tenants.fairshare`), least first, each pick
    charging the tenant the plan's typical build time, so a tenant that ran all day waits
@@ -120,8 +122,8 @@ def choose(
                    fair.reserved if fair else 0, queues)
     order = _TenantOrder(queues, tenant_last_served or {}, fair)
     tiers = sorted((plans[p] for p in queues if p in plans), key=lambda p: (-p.tier_rank, p.plan_id))
-    if fair and fair.new_tenants:
-        _newcomers_pass(state, tiers, order, fair.new_tenants)
+    if fair and fair.new_tenants and fair.reserved:
+        _newcomers_pass(state, tiers, order, fair.new_tenants, fair.reserved)
     for plan in tiers:
         _fill(state, plan, order, ceiling=plan.plan_limit, pool=None)
     pool = _lendable(state)
@@ -162,17 +164,20 @@ class _TenantOrder:
         return heap
 
 
-def _newcomers_pass(state: _Round, tiers: list[PlanLimits], order: _TenantOrder, new: frozenset[int]) -> None:
+def _newcomers_pass(state: _Round, tiers: list[PlanLimits], order: _TenantOrder, new: frozenset[int],
+                    reserved: int) -> None:
+    """Newly active tenants first, one build each, at most `reserved` a round: the held share is theirs."""
     for plan in tiers:
         for tenant_id in sorted((t for t in state.queues[plan.plan_id] if t in new),
                                 key=lambda t: order.rank(plan.plan_id, t)):
-            if state.account_free <= 0:
+            if state.account_free <= 0 or reserved <= 0:
                 return
             if state.running_plan.get(plan.plan_id, 0) >= plan.plan_limit:
                 break
             if state.tenant_can_start(plan, tenant_id):
                 state.take(plan.plan_id, tenant_id)
                 order.picked(plan.plan_id, tenant_id)
+                reserved -= 1
 
 
 def _fill(state: _Round, plan: PlanLimits, order: _TenantOrder, *, ceiling: int, pool: int | None) -> None:

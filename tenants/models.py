@@ -27,6 +27,9 @@ class Plan(models.Model):
     monthly_fee = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0"))
     included_build_hours = models.DecimalField(max_digits=8, decimal_places=2, default=Decimal("0"))
     overage_price_per_hour = models.DecimalField(max_digits=8, decimal_places=2, default=Decimal("0"))
+    api_requests_per_minute = models.PositiveIntegerField(
+        default=120, help_text="REST API requests a minute for each of a tenant's tokens; all of the tenant's "
+                               "tokens together get twice this. Higher tiers get more.")
     borrowing_limit = models.PositiveIntegerField(
         default=0, help_text="Builds this plan may run beyond its concurrent limit on capacity other plans leave "
                              "idle. Borrowed capacity is taken back by starting no further borrowed builds; "
@@ -88,7 +91,9 @@ class Tenant(models.Model):
     class Meta:
         ordering = ["slug"]
         indexes = [models.Index(fields=["plan", "fair_share_key", "last_dispatched_at", "id"],
-                                name="tenant_fair_share_order")]
+                                name="tenant_fair_share_order"),
+                   # intake finds the tenant of every upload by its bucket and prefix
+                   models.Index(fields=["bucket", "prefix"], name="tenant_storage_location")]
 
     def __str__(self) -> str:
         return self.slug
