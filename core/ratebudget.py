@@ -12,6 +12,7 @@ The API rate limits (`core.api_limits`) use the same buckets.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -85,3 +86,47 @@ class RateBudget:
 def backoff_seconds(attempt: int, *, base: float = 0.5, cap: float = 20.0, rng: random.Random | None = None) -> float:
     """Full-jitter exponential backoff (AWS architecture blog): uniform(0, min(cap, base x 2^attempt))."""
     return (rng or random).uniform(0, min(cap, base * 2 ** attempt))
+
+
+@functools.lru_cache(maxsize=4)
+def redis_for(url: str):
+    """One client (and pool) per process and URL."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
+THROTTLE_CODES = frozenset({"Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
+                            "RequestLimitExceeded", "TooManyRequestsException"})
+
+
+class ControlPlanePacer:
+    """Paces a gateway's calls: a token from each budget of the operation before every call,
+    and a few jittered retries when AWS still answers "throttled".
+
+    `budgets` maps an operation to its budgets; `shared` are taken for every operation.
+    If Redis cannot be reached the call goes ahead unpaced (AWS's own throttling and the
+    retries below still apply): pacing must never be the reason a build cannot start.
+    """
+
+    def __init__(self, *, shared: list[RateBudget], budgets: dict[str, list[RateBudget]] | None = None,
+                 max_retries: int = 3, timeout: float = 60.0, sleep=time.sleep,
+                 rng: random.Random | None = None) -> None:
+        self.shared, self.budgets = shared, budgets or {}
+        self.max_retries, self.timeout, self.sleep, self.rng = max_retries, timeout, sleep, rng or random.Random()
+
+    def before(self, operation: str) -> None:
+        for budget in [*self.budgets.get(operation, []), *self.shared]:
+            try:
+                budget.take(timeout=self.timeout, rng=self.rng, sleep=self.sleep)
+            except BudgetExhausted:
+                raise
+            except Exception:  # noqa: BLE001 - Redis down: go ahead unpaced
+                logger.warning("rate budget %s unavailable; calling %s unpaced", budget.name, operation,
+                               exc_info=True)
+
+    def should_retry(self, code: str, attempt: int) -> bool:
+        return code in THROTTLE_CODES and attempt < self.max_retries
+
+    def backoff(self, attempt: int) -> None:
+        self.sleep(backoff_seconds(attempt, rng=self.rng))
