@@ -6,6 +6,7 @@ app_name = "builds"
 urlpatterns = [
     path("", views.build_list, name="list"),
     path("algorithms/", views.algorithms, name="algorithms"),
+    path("queue/", views.queue, name="queue"),
     path("upload/<slug:slug>/", views.upload, name="upload"),
     path("upload/<slug:slug>/presign/", views.presign, name="presign"),
     path("upload/<slug:slug>/status/", views.upload_status, name="upload_status"),

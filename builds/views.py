@@ -200,6 +200,14 @@ def model_download(request, slug, version):
 
 
 @tenant_access.staff_required
+def queue(request):
+    """Staff: per plan what runs and waits, and the longest waits with their reasons."""
+    from builds.waiting import queue_overview
+
+    return render(request, "builds/queue.html", queue_overview())
+
+
+@tenant_access.staff_required
 def algorithms(request):
     return render(request, "builds/algorithms.html", {"algorithms": selectors.algorithms()})
 

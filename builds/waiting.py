@@ -198,3 +198,25 @@ class WithWaiting:
         for build in page:
             build.waiting = waiting_fields(build, facts)
         return page
+
+
+def queue_overview(*, longest: int = 10) -> dict:
+    """Staff: per plan what runs and waits, and the builds waiting longest with their reasons (fixed queries)."""
+    from tenants.models import Plan
+
+    now = timezone.now()
+    state = dispatch.load_running()
+    queued = dict(Build.objects.filter(status=Build.Status.QUEUED).values("tenant__plan_id")
+                  .annotate(n=Count("id")).values_list("tenant__plan_id", "n"))
+    tenants_waiting = dict(Build.objects.filter(status=Build.Status.QUEUED).values("tenant__plan_id")
+                           .annotate(n=Count("tenant_id", distinct=True)).values_list("tenant__plan_id", "n"))
+    oldest = list(Build.objects.filter(status=Build.Status.QUEUED).select_related("tenant", "plan", "algorithm")
+                  .order_by("created_at", "id")[:longest])
+    facts = waiting_for_builds(oldest, now=now)
+    plans = [{"plan": plan, "running": state.running_by_plan.get(plan.id, 0), "queued": queued.get(plan.id, 0),
+              "tenants_waiting": tenants_waiting.get(plan.id, 0),
+              "borrowed": max(0, state.running_by_plan.get(plan.id, 0) - plan.plan_concurrent_limit)}
+             for plan in Plan.objects.order_by("-tier_rank", "slug")]
+    return {"plans": plans, "account_running": state.account_running, "account_limit": state.account_limit,
+            "half_life_hours": state.half_life_hours, "reserved_share": state.reserved_share,
+            "longest": [{"build": b, "waited": now - b.created_at, **waiting_fields(b, facts)} for b in oldest]}

@@ -187,3 +187,23 @@ def test_build_page_shows_reason_and_position(basic, client):
     html = client.get(f"/builds/{build.code}/").content.decode()
     assert 'data-reason="tenant_limit"' in html
     assert "Position 1" in html and "The tenant already runs 1 build(s)" in html
+
+
+def test_staff_queue_page_shows_plans_and_longest_waits(basic, client, staff_user, django_assert_max_num_queries):
+    tenant = TenantFactory(plan=basic)
+    running(tenant)
+    build = queued(tenant)
+    client.force_login(staff_user)
+    html = client.get("/builds/queue/").content.decode()
+    assert 'id="queue-plan-basic"' in html and 'data-reason="tenant_limit"' in html
+    assert build.dataset_name in html
+    for _ in range(20):
+        queued(TenantFactory(plan=basic))
+    with django_assert_max_num_queries(30):
+        assert client.get("/builds/queue/").status_code == 200
+
+
+def test_queue_page_is_staff_only(basic, client):
+    member = MembershipFactory(tenant=TenantFactory(plan=basic)).user
+    client.force_login(member)
+    assert client.get("/builds/queue/").status_code == 404
