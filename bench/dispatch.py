@@ -260,6 +260,70 @@ def bench_latency(uploads: int, slug: str) -> None:
           f"p99 {p99 * 1000:.0f} ms  max {latencies[-1] * 1000:.0f} ms")
 
 
+def bench_pipeline_latency(uploads: int, workers: int) -> None:
+    """Upload landed -> build running, with free capacity, through the real path minus S3 and SQS.
+
+    Per upload, one at a time: `intake_event` (the object's metadata HEAD stubbed), the batch's
+    dispatch round (`intake_dispatch`: claim + Redis enqueue), then a real build worker process
+    (`manage.py rqworker_builds`, forking per job as in production) dequeues the execute job and
+    records `running`. Landed = just before intake_event; running = the `running` transition's
+    time. The build is then marked finished so its slot is free again (the engine, with no
+    emulator here, would only fail it). Not included: S3 -> EventBridge -> SQS delivery and the
+    SQS receive (AWS's side; the intake loop long-polls, so a message is handed over at once).
+    """
+    import subprocess
+
+    from django.conf import settings
+    from django.db import connection
+
+    from builds import intake
+    from builds.models import Build, BuildTransition
+    from tenants.models import Tenant
+
+    seed(50, 0, 20)
+    intake._object_metadata = lambda event: {}
+    env = dict(os.environ, DATABASE_URL=os.environ["DATABASE_URL"], REDIS_URL=settings.REDIS_URL,
+               AWS_ENDPOINT_URL="http://127.0.0.1:9", MLAAS_ACCOUNT_CONCURRENT_LIMIT="20")
+    procs = [subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "rqworker_builds", "--verbosity", "0"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for _ in range(workers)]
+    try:
+        time.sleep(8)  # workers up
+        tenants = list(Tenant.objects.order_by("id"))
+        latencies = []
+        for i in range(uploads):
+            tenant = tenants[i % len(tenants)]
+            event = intake.UploadEvent(bucket="bench", key=f"{tenant.prefix}uploads/lat-{i}.csv", size=10,
+                                       version=f"lat{i}")
+            landed = time.time()
+            intake.intake_event(event)
+            intake.intake_dispatch()
+            build = Build.objects.get(dedup_key=event.dedup_key)
+            deadline = time.monotonic() + 30
+            running = None
+            while time.monotonic() < deadline and running is None:
+                running = BuildTransition.objects.filter(build=build, to_status="running").values_list(
+                    "at", flat=True).first()
+                if running is None:
+                    time.sleep(0.005)
+            if running is None:
+                sys.exit(f"build {build.code} did not reach running in 30 s: are the workers up?")
+            latencies.append(running.timestamp() - landed)
+            Build.objects.filter(pk=build.pk).update(status=Build.Status.SUCCEEDED)
+            connection.close()
+        latencies.sort()
+        p99 = latencies[min(len(latencies) - 1, max(0, round(len(latencies) * 0.99) - 1))]
+        print(f"upload landed -> build running, capacity free, {uploads} uploads one at a time, {workers} build "
+              f"worker process(es): p50 {statistics.median(latencies) * 1000:.0f} ms  p99 {p99 * 1000:.0f} ms  "
+              f"max {latencies[-1] * 1000:.0f} ms   [intake_event + one dispatch round + Redis enqueue + "
+              "rqworker_builds dequeue, fork, build_execute's running transition; not S3/EventBridge/SQS delivery]")
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+
+
 SCALES = {"small": (1000, 10000, 20), "large": (10000, 100000, 1000)}
 
 
@@ -273,6 +337,9 @@ def main() -> None:
     parser.add_argument("--account-limit", type=int, help="override the scale's account limit")
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--intake-uploads", type=int, default=2000)
+    parser.add_argument("--pipeline-latency", type=int, default=0, metavar="N",
+                        help="measure upload landed -> running for N uploads with real build workers (no make run)")
+    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--latency", action="store_true", help="measure upload->start on a running make run")
     parser.add_argument("--uploads", type=int, default=50)
     parser.add_argument("--tenant", default="globex")
@@ -286,6 +353,9 @@ def main() -> None:
         redis_url = os.environ.get("BENCH_REDIS_URL") or "redis://127.0.0.1:6379/13"
         claim_redis(redis_url)
         setup_django(url, redis_url)
+        if args.pipeline_latency:
+            bench_pipeline_latency(args.pipeline_latency, args.workers)
+            return
         for scale in (SCALES if args.scale == "both" else [args.scale]):
             tenants, builds, limit = SCALES[scale]
             print(f"--- {scale} ---")
