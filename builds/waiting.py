@@ -65,8 +65,10 @@ def waiting_for_builds(builds: list[Build], *, now: datetime | None = None) -> d
     state = dispatch.load_running()
     own_ahead = _own_ahead([b.pk for b in queued], now)
     tenants = _tenant_facts({b.tenant_id for b in queued}, state, now)
+    # Higher tiers' queues count only while the account is the limit (a count over every queued build).
     queued_by_plan = dict(Build.objects.filter(_startable(now)).values("tenant__plan_id")
-                          .annotate(n=Count("id")).values_list("tenant__plan_id", "n"))
+                          .annotate(n=Count("id")).values_list("tenant__plan_id", "n")) \
+        if state.account_running >= state.account_limit else {}
     seconds = dispatch.recent_build_seconds()
     reserved = math.ceil(state.reserved_share * state.account_limit)
     return {b.pk: _waiting(b, state, own_ahead.get(b.pk, 0), tenants[b.tenant_id], queued_by_plan, seconds,
