@@ -52,15 +52,16 @@ def parse_event(body: str) -> UploadEvent:
 
 
 def resolve_tenant(bucket: str, key: str) -> Tenant | None:
-    """Silo: the bucket is the tenant's own; pool: the key starts with tenants/<slug>/."""
-    tenant = Tenant.objects.select_related("plan", "default_algorithm").filter(bucket=bucket, prefix="").first()
-    if tenant:
-        return tenant
+    """Silo: the bucket is the tenant's own; pool: the key starts with tenants/<slug>/.
+
+    One indexed query (tenant_storage_location) for either: a pool bucket holds no silo tenant.
+    """
+    prefixes = [""]
     if key.startswith("tenants/"):
-        slug = key.split("/", 2)[1]
-        return Tenant.objects.select_related("plan", "default_algorithm").filter(
-            bucket=bucket, prefix=f"tenants/{slug}/").first()
-    return None
+        prefixes.append(f"tenants/{key.split('/', 2)[1]}/")
+    found = list(Tenant.objects.select_related("plan", "default_algorithm").filter(bucket=bucket,
+                                                                                  prefix__in=prefixes)[:2])
+    return min(found, key=lambda t: t.prefix != "", default=None)  # the silo owner, if the bucket is one
 
 
 def _rejection_reason(tenant: Tenant | None, event: UploadEvent, metadata: dict[str, str]) -> str:
