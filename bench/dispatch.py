@@ -267,9 +267,10 @@ def bench_pipeline_latency(uploads: int, workers: int) -> None:
     dispatch round (`intake_dispatch`: claim + Redis enqueue), then a real build worker process
     (`manage.py rqworker_builds`, forking per job as in production) dequeues the execute job and
     records `running`. Landed = just before intake_event; running = the `running` transition's
-    time. The build is then marked finished so its slot is free again (the engine, with no
-    emulator here, would only fail it). Not included: S3 -> EventBridge -> SQS delivery and the
-    SQS receive (AWS's side; the intake loop long-polls, so a message is handed over at once).
+    time. The build is then marked finished so its slot is free again, and the next upload waits
+    until every worker is idle (the engine, with no emulator here, fails the build it started).
+    Not included: S3 -> EventBridge -> SQS delivery and the SQS receive (AWS's side; the
+    intake loop long-polls, so a message is handed over at once).
     """
     import subprocess
 
@@ -283,12 +284,19 @@ def bench_pipeline_latency(uploads: int, workers: int) -> None:
     seed(50, 0, 20)
     intake._object_metadata = lambda event: {}
     env = dict(os.environ, DATABASE_URL=os.environ["DATABASE_URL"], REDIS_URL=settings.REDIS_URL,
-               AWS_ENDPOINT_URL="http://127.0.0.1:9", MLAAS_ACCOUNT_CONCURRENT_LIMIT="20")
+               AWS_ENDPOINT_URL="http://127.0.0.1:9", AWS_CONNECT_TIMEOUT="1", MLAAS_ACCOUNT_CONCURRENT_LIMIT="20")
     procs = [subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "rqworker_builds", "--verbosity", "0"],
                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for _ in range(workers)]
     try:
-        time.sleep(8)  # workers up
+        from rq import Worker
+
+        from builds.queues import connection as redis_connection
+
+        up = time.monotonic() + 120
+        while len(Worker.all(connection=redis_connection())) < workers and time.monotonic() < up:
+            time.sleep(0.2)
+        _wait_workers_idle(up)
         tenants = list(Tenant.objects.order_by("id"))
         latencies = []
         for i in range(uploads):
@@ -299,7 +307,7 @@ def bench_pipeline_latency(uploads: int, workers: int) -> None:
             intake.intake_event(event)
             intake.intake_dispatch()
             build = Build.objects.get(dedup_key=event.dedup_key)
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60
             running = None
             while time.monotonic() < deadline and running is None:
                 running = BuildTransition.objects.filter(build=build, to_status="running").values_list(
@@ -307,10 +315,11 @@ def bench_pipeline_latency(uploads: int, workers: int) -> None:
                 if running is None:
                     time.sleep(0.005)
             if running is None:
-                sys.exit(f"build {build.code} did not reach running in 30 s: are the workers up?")
+                sys.exit(f"build {build.code} did not reach running in 60 s: are the workers up?")
             latencies.append(running.timestamp() - landed)
             Build.objects.filter(pk=build.pk).update(status=Build.Status.SUCCEEDED)
             connection.close()
+            _wait_workers_idle(time.monotonic() + 120)  # free capacity means a free worker too
         latencies.sort()
         p99 = latencies[min(len(latencies) - 1, max(0, round(len(latencies) * 0.99) - 1))]
         print(f"upload landed -> build running, capacity free, {uploads} uploads one at a time, {workers} build "
@@ -322,6 +331,18 @@ def bench_pipeline_latency(uploads: int, workers: int) -> None:
             proc.terminate()
         for proc in procs:
             proc.wait(timeout=30)
+
+
+def _wait_workers_idle(deadline: float) -> None:
+    from rq import Worker
+
+    from builds.queues import connection as redis_connection
+
+    while time.monotonic() < deadline:
+        workers = Worker.all(connection=redis_connection())
+        if workers and all(w.get_state() == "idle" for w in workers):
+            return
+        time.sleep(0.05)
 
 
 SCALES = {"small": (1000, 10000, 20), "large": (10000, 100000, 1000)}
