@@ -54,110 +54,181 @@ def setup_django(database_url: str | None, redis_url: str | None = None) -> None
     django.setup()
 
 
-def bench_dispatch(tenants: int, builds: int, rounds: int) -> None:
+def seed(tenants: int, builds: int, account_limit: int):
+    """Fresh tenants on 3 plans with `builds` queued, heavy-tailed (a few tenants upload most files)."""
     from django.conf import settings
     from django.core.management import call_command
-    from django.db.models import Count
+    from django.db import connection
 
     call_command("migrate", verbosity=0)
-    from builds import dispatch as dispatch_module
-
-    # Enqueueing is real (after commit, as in production); only timed, to say how much of a round it takes.
-    from builds import queues as build_queues
-    from builds.models import Build
-    from builds.queues import build_queue, plan_queue_names
+    from builds.models import Build, BuildTransition
     from mlaas_portal.demo import seed_algorithms, seed_plans
     from tenants.models import Plan, Tenant
 
-    real_enqueue = build_queues.enqueue_execute_many
-    enqueue_times: list[float] = []
-
-    def timed_enqueue(runs: list) -> None:
-        began = time.perf_counter()
-        real_enqueue(runs)
-        elapsed = time.perf_counter() - began
-        enqueue_times.extend([elapsed / len(runs)] * len(runs))
-
-    build_queues.enqueue_execute_many = timed_enqueue
+    settings.MLAAS_ACCOUNT_CONCURRENT_LIMIT = account_limit
     plans = seed_plans()
+    # Plan limits large enough that the account limit binds (seeded 4/8/12 would cap a round at 24).
+    for plan in plans:
+        Plan.objects.filter(pk=plan.pk).update(plan_concurrent_limit=max(plan.plan_concurrent_limit,
+                                                                         account_limit // 2))
     # Dispatch never looks at the step image: pin a placeholder instead of publishing one.
     from core.aws.ecr import EcrImage
 
     offline_image = EcrImage(repository_name="mlaas-steps", repository_uri="bench.invalid/mlaas-steps",
                              digest="sha256:" + "0" * 64, tags=("latest",))
     algorithm = seed_algorithms(offline_image)[0]
+    BuildTransition.objects.all().delete()
     Build.objects.all().delete()
     Tenant.objects.all().delete()
     rng = random.Random(7)
-    tenant_rows = [Tenant(slug=f"bench-{i}", name=f"Bench {i}", plan=plans[i % 3], isolation="pool",
-                          status=Tenant.Status.ACTIVE, bucket="bench", prefix=f"tenants/bench-{i}/")
-                   for i in range(tenants)]
-    Tenant.objects.bulk_create(tenant_rows, batch_size=500)
+    Tenant.objects.bulk_create([
+        Tenant(slug=f"bench-{i}", name=f"Bench {i}", plan=plans[i % 3], isolation="pool", status=Tenant.Status.ACTIVE,
+               bucket="bench", prefix=f"tenants/bench-{i}/", default_algorithm=algorithm, default_target="y")
+        for i in range(tenants)], batch_size=1000)
     tenant_rows = list(Tenant.objects.all())
-    weights = [rng.paretovariate(1.2) for _ in tenant_rows]  # a few tenants upload a lot
+    weights = [rng.paretovariate(1.2) for _ in tenant_rows]
     owners = rng.choices(tenant_rows, weights=weights, k=builds)
-    Build.objects.bulk_create([
-        Build(tenant=t, plan_id=t.plan_id, algorithm=algorithm, target="y", dataset_bucket="bench",
-              dataset_key=f"{t.prefix}uploads/{i}.csv", status=Build.Status.QUEUED)
-        for i, t in enumerate(owners)], batch_size=1000)
-    from django.db import connection
-
+    for chunk in range(0, builds, 20000):
+        Build.objects.bulk_create([
+            Build(tenant=t, plan_id=t.plan_id, algorithm=algorithm, target="y", dataset_bucket="bench",
+                  dataset_key=f"{t.prefix}uploads/{chunk + i}.csv", status=Build.Status.QUEUED)
+            for i, t in enumerate(owners[chunk:chunk + 20000])], batch_size=2000)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("ANALYZE builds_build")
+            cursor.execute("ANALYZE")
+    return rng
+
+
+def count_violations(limits, account_limit) -> int:
+    from django.db.models import Count
+
+    from builds.models import Build
+
+    violations = 0
+    active = Build.objects.filter(status__in=Build.ACTIVE)
+    for row in active.values("plan_id").annotate(n=Count("id")):
+        plan = limits[row["plan_id"]]
+        violations += row["n"] > plan.plan_concurrent_limit + plan.borrowing_limit
+    for row in active.values("tenant_id", "plan_id").annotate(n=Count("id")):
+        violations += row["n"] > limits[row["plan_id"]].tenant_concurrent_limit
+    violations += active.count() > account_limit
+    return violations
+
+
+def bench_dispatch(tenants: int, builds: int, rounds: int, account_limit: int) -> None:
+    from django.conf import settings
+
+    from builds import dispatch as dispatch_module
+    from builds import queues as build_queues
+    from builds.models import Build
+    from builds.queues import build_queue, plan_queue_names
+    from tenants.models import Plan
+
+    real_enqueue = build_queues.enqueue_execute_many
+    enqueue_times: list[float] = []
+
+    def timed_enqueue(runs: list) -> None:
+        # Enqueueing is real (after commit, as in production); only timed, to say how much of a round it takes.
+        began = time.perf_counter()
+        real_enqueue(runs)
+        elapsed = time.perf_counter() - began
+        enqueue_times.extend([elapsed / len(runs)] * len(runs))
+
+    build_queues.enqueue_execute_many = timed_enqueue
+    rng = seed(tenants, builds, account_limit)
+    for name in plan_queue_names():
+        build_queue(name).empty()
     limits = {p.id: p for p in Plan.objects.all()}
-    account_limit = settings.MLAAS_ACCOUNT_CONCURRENT_LIMIT
     decisions = violations = 0
-    round_times = []
+    round_times, round_starts = [], []
     for _ in range(rounds):
         started = time.perf_counter()
         chosen = dispatch_module.dispatch_pending()
         round_times.append(time.perf_counter() - started)
+        round_starts.append(len(chosen))
         decisions += len(chosen)
-        active = Build.objects.filter(status__in=Build.ACTIVE)
-        for row in active.values("plan_id").annotate(n=Count("id")):
-            violations += row["n"] > limits[row["plan_id"]].plan_concurrent_limit
-        for row in active.values("tenant_id", "plan_id").annotate(n=Count("id")):
-            violations += row["n"] > limits[row["plan_id"]].tenant_concurrent_limit
-        violations += active.count() > account_limit
+        violations += count_violations(limits, account_limit)
         # Finish a random half of the active builds, freeing slots for the next round.
-        ids = list(active.values_list("id", flat=True))
+        ids = list(Build.objects.filter(status__in=Build.ACTIVE).values_list("id", flat=True))
         done = rng.sample(ids, k=max(1, len(ids) // 2)) if ids else []
         Build.objects.filter(id__in=done).update(status=Build.Status.SUCCEEDED)
     total = sum(round_times)
     enqueued = sum(build_queue(name).count for name in plan_queue_names())
+    # A round with nothing free (account full): what intake and finished builds pay when the queue is long.
+    full_rounds = []
+    while Build.objects.filter(status__in=Build.ACTIVE).count() < account_limit and dispatch_module.dispatch_pending():
+        pass
+    for _ in range(20):
+        began = time.perf_counter()
+        assert dispatch_module.dispatch_pending() == []
+        full_rounds.append(time.perf_counter() - began)
+    queued = Build.objects.filter(status=Build.Status.QUEUED).count()
     print(f"database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}   redis: {settings.REDIS_URL}")
-    print(f"tenants: {tenants}  queued builds: {builds}  plans: 3  account limit: {account_limit}")
-    print(f"dispatch rounds: {rounds}  builds started: {decisions}  execute jobs found in the plan queues: {enqueued}")
+    print(f"tenants: {tenants}  queued builds at start: {builds} (still queued at the end: {queued})  plans: 3  "
+          f"account limit: {account_limit}  plan limits: "
+          + ", ".join(f"{p.slug} {p.plan_concurrent_limit}/tenant {p.tenant_concurrent_limit}"
+                      for p in limits.values()))
+    print(f"dispatch rounds: {rounds}  builds started: {decisions} (median {statistics.median(round_starts):.0f} per "
+          f"round)  execute jobs found in the plan queues: {enqueued}")
     print(f"round time: median {statistics.median(round_times) * 1000:.1f} ms, max {max(round_times) * 1000:.1f} ms"
-          "   [one dispatch_pending() call: transaction with the dispatch lock, load_state() queries (limits, "
-          "running counts, windowed candidates, last-served times), choose(), one conditional UPDATE per started "
-          "build + its tenant's last_dispatched_at UPDATE, transitions bulk insert, COMMIT, then after commit per "
-          "round one SELECT of the started builds' codes and one Redis pipeline enqueueing them]")
-    print(f"dispatch decisions per second: {decisions / total:.0f}"
-          "   [builds started / total time in dispatch_pending(), everything above included; rounds start at most "
-          "the free account slots, so this is bounded by the limits, not the candidates; limit checks and "
-          "finishing builds between rounds are not timed]")
+          "   [one dispatch_pending() call: transaction with the dispatch lock; scheduling policy, plans and running "
+          "counts; per plan the first tenants in fair-share order with a startable build (as many as the plan has "
+          "room for); their oldest startable builds (PostgreSQL: one LATERAL probe per tenant); recent build times "
+          "(cached a minute); choose(); one UPDATE claiming all, one SELECT of their codes, one UPDATE of the "
+          "tenants' last_dispatched_at, one transitions bulk INSERT; COMMIT; after commit one Redis pipeline "
+          "enqueueing every started build]")
+    print(f"starts per second: {decisions / total:.0f}"
+          "   [builds started / total time in dispatch_pending(), everything above included; each round starts at "
+          "most the free account slots (about half the limit here); limit checks and finishing builds between "
+          "rounds are not timed]")
     if enqueue_times:
-        print(f"of which enqueue after commit: {sum(enqueue_times) / len(enqueue_times) * 1000:.2f} ms per build, "
+        print(f"of which enqueue after commit: {sum(enqueue_times) / len(enqueue_times) * 1000:.3f} ms per build, "
               f"{sum(enqueue_times) / total * 100:.0f}% of round time"
               "   [builds.queues.enqueue_execute_many: every started build's rq Queue.enqueue (job hash saved, id "
               "pushed on its plan queue) in one Redis pipeline, one round trip per dispatch round]")
-    print(f"limit violations: {violations}   [plan, tenant and account limits checked after every round]")
+    print(f"round with nothing free (account full, {queued} queued): median "
+          f"{statistics.median(full_rounds) * 1000:.2f} ms   [lock, policy, plans, running counts; no candidate query]")
+    print(f"limit violations: {violations}   [plan (+ borrowing), tenant and account limits checked after every round]")
     if enqueued != decisions:
         sys.exit(f"{decisions - enqueued} started builds have no job in Redis: the enqueue failed (see the log)")
 
-    # The pure selection function alone, on the same candidate set (no database writes).
-    plans_l, by_plan, by_tenant, running, candidates, last = dispatch_module.load_state()
-    started = time.perf_counter()
-    repeats = 50
+    # The pure selection function alone, on a candidate set with half the account free.
+    ids = list(Build.objects.filter(status__in=Build.ACTIVE).values_list("id", flat=True))
+    Build.objects.filter(id__in=ids[: len(ids) // 2]).update(status=Build.Status.SUCCEEDED)
+    state, candidates, last, fair = dispatch_module.load_state()
+    began = time.perf_counter()
+    repeats = 20
     for _ in range(repeats):
-        dispatch_module.choose(candidates, plans_l, by_plan, by_tenant, running, account_limit, last)
-    pure = (time.perf_counter() - started) / repeats
+        dispatch_module.choose(candidates, state.plans, state.running_by_plan, state.running_by_tenant,
+                               state.account_running, state.account_limit, last, fair)
+    pure = (time.perf_counter() - began) / repeats
     print(f"choose() over {len(candidates)} candidates: {pure * 1000:.2f} ms per call"
           "   [the pure selection only: no database, no Redis; state loaded once beforehand]")
 
 
+def bench_intake(uploads: int) -> None:
+    """Uploads turned into queued builds per second, through builds.intake with the queue as bench_dispatch left it."""
+    from builds import intake
+    from builds.models import Build
+    from tenants.models import Tenant
+
+    intake._object_metadata = lambda event: {}  # no S3 here: the metadata HEAD is the emulator's cost, not ours
+    tenants = list(Tenant.objects.order_by("id")[:500])
+    queued_before = Build.objects.filter(status=Build.Status.QUEUED).count()
+    events = [intake.UploadEvent(bucket="bench", key=f"{tenants[i % len(tenants)].prefix}uploads/new-{i}.csv",
+                                 size=1000, version=f"v{i}") for i in range(uploads)]
+    began = time.perf_counter()
+    for batch in range(0, uploads, 10):  # SQS hands intake at most 10 messages a receive
+        for event in events[batch:batch + 10]:
+            intake.intake_event(event)
+        intake.intake_dispatch()
+    elapsed = time.perf_counter() - began
+    made = Build.objects.filter(dataset_key__contains="/uploads/new-").count()
+    print(f"intake: {uploads} uploads with {queued_before} queued: {made / elapsed:.0f} uploads/s turned into builds "
+          f"({made} builds)   [builds.intake.intake_event per event: dedup lookup, tenant lookup, checks, build row "
+          "+ received/queued transitions in one transaction; then one dispatch round per batch of 10 (the account is "
+          "full, so each round is the cheap one). Not included: the SQS receive/delete and the S3 metadata HEAD "
+          "(stubbed to {} here: emulator round trips)]")
 def bench_latency(uploads: int, slug: str) -> None:
     """Upload, wait for the build to start and finish (so capacity is free), repeat."""
     import requests
@@ -194,11 +265,107 @@ def bench_latency(uploads: int, slug: str) -> None:
           f"p99 {p99 * 1000:.0f} ms  max {latencies[-1] * 1000:.0f} ms")
 
 
+def bench_pipeline_latency(uploads: int, workers: int) -> None:
+    """Upload landed -> build running, with free capacity, through the real path minus S3 and SQS.
+
+    Per upload, one at a time: `intake_event` (the object's metadata HEAD stubbed), the batch's
+    dispatch round (`intake_dispatch`: claim + Redis enqueue), then a real build worker process
+    (`manage.py rqworker_builds`, forking per job as in production) dequeues the execute job and
+    records `running`. Landed = just before intake_event; running = the `running` transition's
+    time. The build is then marked finished so its slot is free again, and the next upload waits
+    until every worker is idle (the engine, with no emulator here, fails the build it started).
+    Not included: S3 -> EventBridge -> SQS delivery and the SQS receive (AWS's side; the
+    intake loop long-polls, so a message is handed over at once).
+    """
+    import subprocess
+
+    from django.conf import settings
+    from django.db import connection
+
+    from builds import intake
+    from builds.models import Build, BuildTransition
+    from tenants.models import Tenant
+
+    seed(50, 0, 20)
+    intake._object_metadata = lambda event: {}
+    env = dict(os.environ, DATABASE_URL=os.environ["DATABASE_URL"], REDIS_URL=settings.REDIS_URL,
+               AWS_ENDPOINT_URL="http://127.0.0.1:9", AWS_CONNECT_TIMEOUT="1", MLAAS_ACCOUNT_CONCURRENT_LIMIT="20")
+    procs = [subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "rqworker_builds", "--verbosity", "0"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for _ in range(workers)]
+    try:
+        from rq import Worker
+
+        from builds.queues import connection as redis_connection
+
+        up = time.monotonic() + 120
+        while len(Worker.all(connection=redis_connection())) < workers and time.monotonic() < up:
+            time.sleep(0.2)
+        _wait_workers_idle(up)
+        tenants = list(Tenant.objects.order_by("id"))
+        latencies = []
+        for i in range(uploads):
+            tenant = tenants[i % len(tenants)]
+            event = intake.UploadEvent(bucket="bench", key=f"{tenant.prefix}uploads/lat-{i}.csv", size=10,
+                                       version=f"lat{i}")
+            landed = time.time()
+            intake.intake_event(event)
+            intake.intake_dispatch()
+            build = Build.objects.get(dedup_key=event.dedup_key)
+            deadline = time.monotonic() + 60
+            running = None
+            while time.monotonic() < deadline and running is None:
+                running = BuildTransition.objects.filter(build=build, to_status="running").values_list(
+                    "at", flat=True).first()
+                if running is None:
+                    time.sleep(0.005)
+            if running is None:
+                sys.exit(f"build {build.code} did not reach running in 60 s: are the workers up?")
+            latencies.append(running.timestamp() - landed)
+            Build.objects.filter(pk=build.pk).update(status=Build.Status.SUCCEEDED)
+            connection.close()
+            _wait_workers_idle(time.monotonic() + 120)  # free capacity means a free worker too
+        latencies.sort()
+        p99 = latencies[min(len(latencies) - 1, max(0, round(len(latencies) * 0.99) - 1))]
+        print(f"upload landed -> build running, capacity free, {uploads} uploads one at a time, {workers} build "
+              f"worker process(es): p50 {statistics.median(latencies) * 1000:.0f} ms  p99 {p99 * 1000:.0f} ms  "
+              f"max {latencies[-1] * 1000:.0f} ms   [intake_event + one dispatch round + Redis enqueue + "
+              "rqworker_builds dequeue, fork, build_execute's running transition; not S3/EventBridge/SQS delivery]")
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+
+
+def _wait_workers_idle(deadline: float) -> None:
+    from rq import Worker
+
+    from builds.queues import connection as redis_connection
+
+    while time.monotonic() < deadline:
+        workers = Worker.all(connection=redis_connection())
+        if workers and all(w.get_state() == "idle" for w in workers):
+            return
+        time.sleep(0.05)
+
+
+SCALES = {"small": (1000, 10000, 20), "large": (10000, 100000, 1000)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tenants", type=int, default=1000)
-    parser.add_argument("--builds", type=int, default=10000)
+    parser.add_argument("--scale", choices=[*SCALES, "both"], default="both",
+                        help="small: 1,000 tenants / 10,000 queued / account limit 20; "
+                             "large: 10,000 / 100,000 / 1,000 (then intake with 100,000 queued)")
+    parser.add_argument("--tenants", type=int, help="override the scale's tenants")
+    parser.add_argument("--builds", type=int, help="override the scale's queued builds")
+    parser.add_argument("--account-limit", type=int, help="override the scale's account limit")
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--intake-uploads", type=int, default=2000)
+    parser.add_argument("--pipeline-latency", type=int, default=0, metavar="N",
+                        help="measure upload landed -> running for N uploads with real build workers (no make run)")
+    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--latency", action="store_true", help="measure upload->start on a running make run")
     parser.add_argument("--uploads", type=int, default=50)
     parser.add_argument("--tenant", default="globex")
@@ -212,7 +379,15 @@ def main() -> None:
         redis_url = os.environ.get("BENCH_REDIS_URL") or "redis://127.0.0.1:6379/13"
         claim_redis(redis_url)
         setup_django(url, redis_url)
-        bench_dispatch(args.tenants, args.builds, args.rounds)
+        if args.pipeline_latency:
+            bench_pipeline_latency(args.pipeline_latency, args.workers)
+            return
+        for scale in (SCALES if args.scale == "both" else [args.scale]):
+            tenants, builds, limit = SCALES[scale]
+            print(f"--- {scale} ---")
+            bench_dispatch(args.tenants or tenants, args.builds or builds, args.rounds, args.account_limit or limit)
+            if scale == "large":
+                bench_intake(args.intake_uploads)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from ninja.pagination import paginate
 from builds import access as build_access
 from builds import services as build_services
 from builds.models import Build, ModelVersion, RejectedUpload
+from builds.waiting import WithWaiting, waiting_fields, waiting_for_builds
 from core.api import ERRORS, SCOPED_ERRORS, ErrorOut, Pagination, error_body
 from core.aws.errors import AwsNotFound
 from tenants import access as tenant_access
@@ -82,6 +83,32 @@ class BuildOut(Schema):
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
+    queue_position: int | None = Field(None, description="Queued builds only: 1 = next to start (an estimate).")
+    estimated_start_after: datetime | None = Field(None, description="Queued builds only: earliest likely start.")
+    estimated_start_before: datetime | None = Field(None, description="Queued builds only: latest likely start.")
+    waiting_reason: str | None = Field(None, description="Queued builds only: stable code of why it waits "
+                                                         "(builds.waiting.Reason).")
+    waiting_message: str | None = Field(None, description="Queued builds only: the reason as a sentence.")
+
+    @staticmethod
+    def resolve_queue_position(obj):
+        return _waiting_value(obj, "queue_position")
+
+    @staticmethod
+    def resolve_estimated_start_after(obj):
+        return _waiting_value(obj, "estimated_start_after")
+
+    @staticmethod
+    def resolve_estimated_start_before(obj):
+        return _waiting_value(obj, "estimated_start_before")
+
+    @staticmethod
+    def resolve_waiting_reason(obj):
+        return _waiting_value(obj, "waiting_reason")
+
+    @staticmethod
+    def resolve_waiting_message(obj):
+        return _waiting_value(obj, "waiting_message")
 
     @staticmethod
     def resolve_id(obj) -> UUID:
@@ -98,6 +125,11 @@ class BuildOut(Schema):
     @staticmethod
     def resolve_algorithm(obj) -> str:
         return obj["algorithm"] if isinstance(obj, dict) else obj.algorithm.slug
+
+
+def _waiting_value(obj, name: str):
+    waiting = obj.get("waiting") if isinstance(obj, dict) else getattr(obj, "waiting", None)
+    return (waiting or {}).get(name)
 
 
 class StepOut(Schema):
@@ -148,6 +180,7 @@ def build_detail_out(b: Build) -> dict:
         "model_package_arn": version.arn if version else None, "model_version": version.version if version else None,
         "cost": str(cost.amount) if cost else "0", "failure_reason": b.failure_reason,
         "sizing": build_sizing_out(b),
+        "waiting": waiting_fields(b, waiting_for_builds([b])),
     }
 
 
@@ -165,7 +198,7 @@ def list_builds(request, filters: Query[BuildFilters]):
         qs = qs.filter(tenant__slug=filters.tenant)
     if filters.status:
         qs = qs.filter(status=filters.status)
-    return qs.order_by("-created_at", "-id")
+    return WithWaiting(qs.order_by("-created_at", "-id"))
 
 
 @router.get("/builds/{build_id}", response={200: BuildDetailOut, **SCOPED_ERRORS}, tags=["builds"],

@@ -225,8 +225,16 @@ def _evaluation_report(build: Build) -> dict:
 
 
 def _after_finish(build: Build) -> None:
-    """A slot is free: write the ledger and dispatch the next build now (billing meters the steps it reads)."""
+    """A slot is free: charge the tenant's fair share, write the ledger, dispatch the next build.
+
+    (Billing meters the steps the ledger reads.)
+    """
     from builds import queues
+    from tenants.services import tenant_usage_charge
+
+    if build.started_at and build.ended_at:
+        tenant_usage_charge(tenant_id=build.tenant_id, seconds=(build.ended_at - build.started_at).total_seconds(),
+                            at=build.ended_at)
 
     transaction.on_commit(lambda: queues.enqueue_ledger(build.pk))
     transaction.on_commit(services._kick_dispatch)

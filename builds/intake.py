@@ -52,15 +52,16 @@ def parse_event(body: str) -> UploadEvent:
 
 
 def resolve_tenant(bucket: str, key: str) -> Tenant | None:
-    """Silo: the bucket is the tenant's own; pool: the key starts with tenants/<slug>/."""
-    tenant = Tenant.objects.select_related("plan", "default_algorithm").filter(bucket=bucket, prefix="").first()
-    if tenant:
-        return tenant
+    """Silo: the bucket is the tenant's own; pool: the key starts with tenants/<slug>/.
+
+    One indexed query (tenant_storage_location) for either: a pool bucket holds no silo tenant.
+    """
+    prefixes = [""]
     if key.startswith("tenants/"):
-        slug = key.split("/", 2)[1]
-        return Tenant.objects.select_related("plan", "default_algorithm").filter(
-            bucket=bucket, prefix=f"tenants/{slug}/").first()
-    return None
+        prefixes.append(f"tenants/{key.split('/', 2)[1]}/")
+    found = list(Tenant.objects.select_related("plan", "default_algorithm").filter(bucket=bucket,
+                                                                                  prefix__in=prefixes)[:2])
+    return min(found, key=lambda t: t.prefix != "", default=None)  # the silo owner, if the bucket is one
 
 
 def _rejection_reason(tenant: Tenant | None, event: UploadEvent, metadata: dict[str, str]) -> str:
@@ -114,7 +115,7 @@ def intake_event(event: UploadEvent) -> Build | None:
         build, _ = services.build_create(
             tenant=tenant, dataset_key=event.key, algorithm_slug=metadata.get("algorithm") or None,
             target=metadata.get("target", ""), source=Build.Source.UPLOAD, dataset_version=event.version,
-            dataset_size=event.size, dedup_key=event.dedup_key, dispatch_now=True)
+            dataset_size=event.size, dedup_key=event.dedup_key, caller_dispatches=True)
     except ValidationError as exc:
         text = "; ".join(exc.messages)
         services.rejected_upload_record(tenant=tenant, bucket=event.bucket, key=event.key,
@@ -209,4 +210,20 @@ def intake_poll_once(*, wait_seconds: int = 10, should_stop=lambda: False) -> in
             break
         if intake_message_handle(sqs, url, message):
             handled += 1
+    if handled:
+        intake_dispatch()
     return handled
+
+
+def intake_dispatch() -> None:
+    """One dispatch round for a whole batch of events (never one per upload), in this process.
+
+    Run here rather than as a job so an upload starts as soon as it is queued; a failed round
+    leaves the builds queued for the next request or the reconciler.
+    """
+    from builds.dispatch import dispatch_pending
+
+    try:
+        dispatch_pending()
+    except Exception:  # noqa: BLE001 - the builds are committed; any later round starts them
+        logger.exception("dispatch after intake failed; the builds stay queued")

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 
 def dispatch() -> list[int]:
+    from builds import queues
     from builds.dispatch import dispatch_pending
 
+    queues.dispatch_request_taken()
     return dispatch_pending()
 
 

@@ -123,6 +123,9 @@ class Build(models.Model):
             # The dispatcher's candidate query: the oldest queued builds of each tenant.
             models.Index(fields=["tenant", "created_at", "id"], condition=models.Q(status="queued"),
                          name="build_queued_by_tenant"),
+            # Recent run times per plan (queue estimates, a dispatch pick's provisional charge).
+            models.Index(fields=["plan", "-ended_at"], condition=models.Q(status="succeeded"),
+                         name="build_plan_recent_end"),
         ]
 
     def __str__(self) -> str:

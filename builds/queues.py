@@ -88,11 +88,30 @@ def execute_job_id(build_code: str) -> str:
     return f"build-execute-{build_code}"
 
 
+DISPATCH_PENDING_KEY = "mlaas:dispatch:pending"
+DISPATCH_PENDING_TTL = 30  # a lost job (Redis flushed, worker killed) blocks new requests this long at most
+
+
 def enqueue_dispatch() -> None:
+    """Request a dispatch round, coalesced: at most one dispatch job waits at any time.
+
+    The flag is set with NX; whoever sets it enqueues the job, everyone else's request is
+    already covered, because the job clears the flag (`dispatch_request_taken`) before it
+    reads the queue, so it sees every build committed before the flag was found set.
+    """
     try:
-        build_queue("default").enqueue("builds.jobs.dispatch", job_timeout=120, result_ttl=60)
+        if connection().set(DISPATCH_PENDING_KEY, "1", nx=True, ex=DISPATCH_PENDING_TTL):
+            build_queue("default").enqueue("builds.jobs.dispatch", job_timeout=120, result_ttl=60)
     except Exception:  # noqa: BLE001 - Redis down: the periodic reconciler dispatches instead
         logger.warning("could not enqueue dispatch; the reconciler will pick it up", exc_info=True)
+
+
+def dispatch_request_taken() -> None:
+    """The dispatch job starts: requests from now on need a new round."""
+    try:
+        connection().delete(DISPATCH_PENDING_KEY)
+    except Exception:  # noqa: BLE001 - the flag expires by itself
+        logger.warning("could not clear the dispatch request flag", exc_info=True)
 
 
 def enqueue_execute(build_id: int, build_code: str, queue_name: str) -> None:
@@ -109,8 +128,9 @@ def enqueue_execute_many(builds: list[tuple[int, str, str]]) -> None:
         return
     try:
         with connection().pipeline() as pipe:
+            named = {name: build_queue(name) for name in {q for _, _, q in builds}}
             for build_id, build_code, queue_name in builds:
-                build_queue(queue_name).enqueue(
+                named[queue_name].enqueue(
                     "builds.jobs.execute", build_id, job_id=execute_job_id(build_code), job_timeout=6 * 3600,
                     result_ttl=3600, failure_ttl=86400, pipeline=pipe)
             pipe.execute()

@@ -84,7 +84,7 @@ def _resolve_algorithm(tenant: Tenant, algorithm_slug: str | None) -> tuple[Algo
 def build_create(*, tenant: Tenant, dataset_key: str, algorithm_slug: str | None = None, target: str = "",
                  source: str = Build.Source.PORTAL, dataset_version: str = "", dataset_size: int | None = None,
                  dedup_key: str | None = None, created_by: User | None = None,
-                 dispatch_now: bool = False) -> tuple[Build, bool]:
+                 caller_dispatches: bool = False) -> tuple[Build, bool]:
     """Create a build and queue it; returns (build, created). Idempotent on dedup_key.
 
     The dataset must exist in the tenant's uploads. Callers that already hold
@@ -92,8 +92,9 @@ def build_create(*, tenant: Tenant, dataset_key: str, algorithm_slug: str | None
     otherwise (the API, the portal's "Build again") the object is looked up
     here and its version and size recorded, so every caller gets one check.
 
-    After the commit the dispatcher runs: in this process when `dispatch_now`
-    (intake, where latency matters), otherwise as a job on the default queue.
+    After the commit a dispatch is requested (coalesced: one job however many builds
+    arrive together), unless `caller_dispatches`: intake runs one round per batch of
+    events itself, where latency matters.
     """
     if tenant.status != Tenant.Status.ACTIVE:
         raise ValidationError(f"Tenant `{tenant.slug}` is {tenant.status}; builds start only for active tenants.")
@@ -120,7 +121,8 @@ def build_create(*, tenant: Tenant, dataset_key: str, algorithm_slug: str | None
         BuildTransition.objects.create(build=build, from_status="", to_status=Build.Status.RECEIVED,
                                        reason=f"{source}: {dataset_key}")
         build_transition(build, Build.Status.QUEUED, reason=f"waiting in queue {plan_queue_name(tenant.plan.slug)}")
-        transaction.on_commit(_dispatch_now if dispatch_now else _kick_dispatch)
+        if not caller_dispatches:
+            transaction.on_commit(_kick_dispatch)
     return build, True
 
 
@@ -147,12 +149,6 @@ def _dataset_lookup(tenant: Tenant, dataset_key: str) -> tuple[str, int]:
     except AwsNotFound:
         raise ValidationError({"dataset_key": f"No dataset `{dataset_key}` in the tenant's uploads."}) from None
     return head.get("VersionId") or "", head.get("ContentLength", 0)
-
-
-def _dispatch_now() -> None:
-    from builds.dispatch import dispatch_pending
-
-    dispatch_pending()
 
 
 def _kick_dispatch() -> None:

@@ -8,6 +8,7 @@ urlpatterns = [
     path("algorithms/", views.algorithms, name="algorithms"),
     path("algorithms/new/", views.algorithm_edit, name="algorithm_new"),
     path("algorithms/<slug:slug>/edit/", views.algorithm_edit, name="algorithm_edit"),
+    path("queue/", views.queue, name="queue"),
     path("upload/<slug:slug>/", views.upload, name="upload"),
     path("upload/<slug:slug>/presign/", views.presign, name="presign"),
     path("upload/<slug:slug>/status/", views.upload_status, name="upload_status"),

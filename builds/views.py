@@ -72,7 +72,9 @@ def build_list(request):
 def _detail_context(request, build: Build) -> dict:
     data = selectors.build_detail(build)
     version = data["version"]
-    return {"build": build, **data,
+    from builds.waiting import waiting_fields, waiting_for_builds
+
+    return {"build": build, **data, "waiting": waiting_fields(build, waiting_for_builds([build])),
             "can_decide": version is not None and tenant_access.is_tenant_owner(request.user, build.tenant)}
 
 
@@ -236,6 +238,14 @@ def model_download(request, slug, version):
         messages.error(request, "The model download is unavailable right now; try again in a minute.")
         return redirect("builds:models", slug=slug)
     return redirect(url)
+
+
+@tenant_access.staff_required
+def queue(request):
+    """Staff: per plan what runs and waits, and the longest waits with their reasons."""
+    from builds.waiting import queue_overview
+
+    return render(request, "builds/queue.html", queue_overview())
 
 
 @tenant_access.staff_required

@@ -31,3 +31,11 @@ class Pagination(PageNumberPagination):
 
 ERRORS = {401: ErrorOut, 422: ErrorOut}
 SCOPED_ERRORS = {**ERRORS, 404: ErrorOut}
+
+
+class RateLimited(Exception):
+    """Too many API requests: answered 429 with Retry-After (whole seconds) and the JSON error shape."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after + 0.999))

@@ -25,7 +25,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 
 from billing.api import router as billing_router
 from builds.api import router as builds_router
-from core.api import error_body
+from core.api import RateLimited, error_body
 from core.aws.errors import AwsError, AwsValidationError
 from tenants.api import BearerToken
 from tenants.api import router as tenants_router
@@ -114,6 +114,13 @@ def _http_error(request, exc: HttpError):
     code = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
             429: "throttled"}.get(exc.status_code, "error")
     return _error(request, exc.status_code, code, str(exc))
+
+
+@api.exception_handler(RateLimited)
+def _rate_limited(request, exc: RateLimited):
+    response = _error(request, 429, "rate_limited", str(exc))
+    response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @api.exception_handler(RequestDataTooBig)

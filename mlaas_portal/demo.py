@@ -38,17 +38,17 @@ PLANS = [
          processing_instance_type="ml.t3.medium", training_instance_type="ml.m5.large",
          tuning_included=False, max_tuning_jobs=0, upload_size_limit_bytes=50 * MIB,
          monthly_fee=Decimal("99.00"), included_build_hours=Decimal("10"), overage_price_per_hour=Decimal("4.00"),
-         marketplace_dimension="build_hours_over_included"),
+         marketplace_dimension="build_hours_over_included", api_requests_per_minute=120),
     dict(slug="standard", name="Standard", tier_rank=2, plan_concurrent_limit=8, tenant_concurrent_limit=2,
          processing_instance_type="ml.m5.large", training_instance_type="ml.m5.xlarge",
          tuning_included=True, max_tuning_jobs=4, upload_size_limit_bytes=500 * MIB,
          monthly_fee=Decimal("499.00"), included_build_hours=Decimal("60"), overage_price_per_hour=Decimal("3.00"),
-         marketplace_dimension="build_hours_over_included"),
+         marketplace_dimension="build_hours_over_included", api_requests_per_minute=300),
     dict(slug="premium", name="Premium", tier_rank=3, plan_concurrent_limit=12, tenant_concurrent_limit=4,
          processing_instance_type="ml.m5.xlarge", training_instance_type="ml.m5.2xlarge",
          tuning_included=True, max_tuning_jobs=10, upload_size_limit_bytes=5 * 1024 * MIB,
          monthly_fee=Decimal("1999.00"), included_build_hours=Decimal("300"), overage_price_per_hour=Decimal("2.50"),
-         marketplace_dimension="build_hours_over_included"),
+         marketplace_dimension="build_hours_over_included", api_requests_per_minute=600),
 ]
 
 ALGORITHMS = [

@@ -128,6 +128,12 @@ MLAAS_RESOURCE_PREFIX = env_str("MLAAS_RESOURCE_PREFIX", "mlaas")
 MLAAS_TAG_KEY = env_str("MLAAS_TAG_KEY", "mlaas:tenant")
 MLAAS_PLAN_TAG_KEY = env_str("MLAAS_PLAN_TAG_KEY", "mlaas:plan")
 MLAAS_ACCOUNT_CONCURRENT_LIMIT = env_int("MLAAS_ACCOUNT_CONCURRENT_LIMIT", 20, minimum=1)
+# One rate budget in Redis for the SageMaker control-plane calls of every worker (core.ratebudget):
+# all calls, and StartPipelineExecution on top (SageMaker allows it only a few times a second).
+MLAAS_SAGEMAKER_CALLS_PER_SECOND = env_int("MLAAS_SAGEMAKER_CALLS_PER_SECOND", 10, minimum=1)
+MLAAS_SAGEMAKER_STARTS_PER_SECOND = env_int("MLAAS_SAGEMAKER_STARTS_PER_SECOND", 2, minimum=1)
+# REST API: each token gets its plan's api_requests_per_minute, a tenant's tokens together twice that; staff this.
+MLAAS_API_STAFF_REQUESTS_PER_MINUTE = env_int("MLAAS_API_STAFF_REQUESTS_PER_MINUTE", 1200, minimum=1)
 MLAAS_CREDENTIALS_TTL_SECONDS = env_int("MLAAS_CREDENTIALS_TTL_SECONDS", 3600, minimum=900)
 MLAAS_WORKER_LOST_AFTER_SECONDS = env_int("MLAAS_WORKER_LOST_AFTER_SECONDS", 60, minimum=5)
 MLAAS_STEP_TIMEOUT_SECONDS = env_int("MLAAS_STEP_TIMEOUT_SECONDS", 3600, minimum=10)

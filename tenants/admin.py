@@ -1,11 +1,21 @@
 from django.contrib import admin
 
-from tenants.models import AccessRequest, ApiToken, Membership, Plan, ProvisioningStep, Tenant, TenantEvent
+from tenants.models import (
+    AccessRequest,
+    ApiToken,
+    Membership,
+    Plan,
+    ProvisioningStep,
+    SchedulingPolicy,
+    Tenant,
+    TenantEvent,
+)
 
 
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "tier_rank", "plan_concurrent_limit", "tenant_concurrent_limit", "monthly_fee"]
+    list_display = ["slug", "name", "tier_rank", "plan_concurrent_limit", "tenant_concurrent_limit",
+                    "borrowing_limit", "monthly_fee"]
 
 
 class ProvisioningStepInline(admin.TabularInline):
@@ -37,3 +47,17 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 admin.site.register(TenantEvent)
 admin.site.register(AccessRequest)
+
+
+@admin.register(SchedulingPolicy)
+class SchedulingPolicyAdmin(admin.ModelAdmin):
+    """Staff set the fair-share half-life and the new-tenant reservation; the service rescales stored usage."""
+
+    list_display = ["__str__", "usage_half_life_hours", "new_tenant_reserved_share", "updated_at"]
+
+    def save_model(self, request, obj, form, change):
+        from tenants.services import scheduling_policy_update
+
+        saved = scheduling_policy_update(usage_half_life_hours=obj.usage_half_life_hours,
+                                         new_tenant_reserved_share=obj.new_tenant_reserved_share, actor=request.user)
+        obj.pk = saved.pk

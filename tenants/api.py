@@ -24,13 +24,16 @@ router = Router()
 
 class BearerToken(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str):
-        found = ApiToken.objects.select_related("user", "user__membership").filter(
+        found = ApiToken.objects.select_related("user", "user__membership__tenant__plan").filter(
             key_hash=ApiToken.hash(token), user__is_active=True).first()
         if found is None:
             return None
         if found.last_used_at is None or (timezone.now() - found.last_used_at).total_seconds() > 60:
             ApiToken.objects.filter(pk=found.pk).update(last_used_at=timezone.now())
         request.user = found.user
+        from tenants.api_limits import api_request_check
+
+        api_request_check(found)  # RateLimited: 429 with Retry-After
         return found.user
 
 

@@ -6,7 +6,7 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.validators import MaxLengthValidator
+from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -43,6 +43,13 @@ class Plan(models.Model):
     endpoint_serverless = models.BooleanField(default=False, help_text="SageMaker serverless inference instead "
                                                                        "of an instance.")
     endpoint_serverless_memory_mb = models.PositiveIntegerField(default=2048)
+    api_requests_per_minute = models.PositiveIntegerField(
+        default=120, help_text="REST API requests a minute for each of a tenant's tokens; all of the tenant's "
+                               "tokens together get twice this. Higher tiers get more.")
+    borrowing_limit = models.PositiveIntegerField(
+        default=0, help_text="Builds this plan may run beyond its concurrent limit on capacity other plans leave "
+                             "idle. Borrowed capacity is taken back by starting no further borrowed builds; "
+                             "running ones are never stopped.")
 
     class Meta:
         ordering = ["-tier_rank", "slug"]
@@ -84,9 +91,25 @@ class Tenant(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     last_dispatched_at = models.DateTimeField(null=True, blank=True)
+    fair_share_weight = models.FloatField(
+        default=1.0, validators=[MinValueValidator(0.01), MaxValueValidator(1000.0)],
+        help_text="Share of its plan's capacity relative to the plan's other tenants (default 1): a tenant of "
+                  "weight 2 may use twice the build time of one of weight 1 before it waits behind it.")
+    usage_log2 = models.FloatField(
+        null=True, blank=True, editable=False,
+        help_text="Decayed build-seconds, forward-decayed: log2(sum of seconds x 2^((t - epoch) / half-life)); "
+                  "null: never charged. tenants.fairshare reads and writes it.")
+    fair_share_key = models.FloatField(
+        null=True, blank=True, editable=False,
+        help_text="usage_log2 - log2(fair_share_weight), kept beside them so the dispatcher orders tenants "
+                  "by an index; lower goes first, null first of all.")
 
     class Meta:
         ordering = ["slug"]
+        indexes = [models.Index(fields=["plan", "fair_share_key", "last_dispatched_at", "id"],
+                                name="tenant_fair_share_order"),
+                   # intake finds the tenant of every upload by its bucket and prefix
+                   models.Index(fields=["bucket", "prefix"], name="tenant_storage_location")]
 
     def __str__(self) -> str:
         return self.slug
@@ -243,3 +266,24 @@ class MarketplaceNotification(models.Model):
 
     class Meta:
         ordering = ["-received_at"]
+class SchedulingPolicy(models.Model):
+    """The scheduling knobs staff set at run time (one row): fair-share memory and new-tenant reservation.
+
+    Change it through `tenants.services.scheduling_policy_update`, which rescales every
+    tenant's stored usage to the new half-life (the admin does).
+    """
+
+    usage_half_life_hours = models.FloatField(
+        default=24.0, validators=[MinValueValidator(0.1), MaxValueValidator(24.0 * 90)],
+        help_text="Build time used this long ago counts half as much in fair-share ordering.")
+    new_tenant_reserved_share = models.FloatField(
+        default=0.05, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="Share of the account's concurrent limit only newly active tenants (nothing running, under a "
+                  "build-minute of decayed usage) may start builds on, so they never wait for a long queue.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "scheduling policy"
+
+    def __str__(self) -> str:
+        return f"half-life {self.usage_half_life_hours:g} h, reserved {self.new_tenant_reserved_share:.0%}"

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from tenants.models import AccessRequest, ApiToken, Membership, Plan, Tenant, TenantEvent
+from tenants.models import AccessRequest, ApiToken, Membership, Plan, SchedulingPolicy, Tenant, TenantEvent
 
 logger = logging.getLogger(__name__)
 
@@ -239,3 +239,70 @@ def _retag_resources(tenant: Tenant, plan: Plan) -> None:
         "resource_arn", flat=True).first()
     if group_arn:
         gateways.platform_sagemaker().tag_resource(group_arn, tags)
+
+
+def scheduling_policy() -> SchedulingPolicy:
+    """The one scheduling policy row (made with the defaults on first use)."""
+    policy = SchedulingPolicy.objects.order_by("id").first()
+    return policy or SchedulingPolicy.objects.create()
+
+
+def tenant_usage_charge(*, tenant_id: int, seconds: float, at=None) -> None:
+    """Add build time to a tenant's decayed usage (fair-share ordering); called when a build ends.
+
+    Read-modify-write under a row lock, so two builds ending together both count.
+    """
+    from tenants import fairshare
+
+    if seconds <= 0:
+        return
+    at = at or timezone.now()
+    half_life = scheduling_policy().usage_half_life_hours
+    with transaction.atomic():
+        row = Tenant.objects.select_for_update().filter(pk=tenant_id).values("usage_log2", "fair_share_weight").first()
+        if row is None:
+            return
+        usage = fairshare.charge_log2(row["usage_log2"], seconds=seconds, at=at, half_life_hours=half_life)
+        Tenant.objects.filter(pk=tenant_id).update(
+            usage_log2=usage, fair_share_key=fairshare.fair_share_key(usage, row["fair_share_weight"]))
+
+
+def tenant_set_fair_share_weight(*, tenant: Tenant, weight: float, actor: User | None = None) -> None:
+    if not 0.01 <= weight <= 1000:
+        raise ValidationError({"fair_share_weight": "The weight must be between 0.01 and 1000."})
+    from tenants import fairshare
+
+    with transaction.atomic():
+        row = Tenant.objects.select_for_update().filter(pk=tenant.pk).values("usage_log2").get()
+        Tenant.objects.filter(pk=tenant.pk).update(
+            fair_share_weight=weight, fair_share_key=fairshare.fair_share_key(row["usage_log2"], weight))
+        TenantEvent.objects.create(tenant=tenant, action="fair_share_weight", actor=actor, detail=f"{weight:g}")
+    tenant.fair_share_weight = weight
+
+
+def scheduling_policy_update(*, usage_half_life_hours: float, new_tenant_reserved_share: float,
+                             actor: User | None = None) -> SchedulingPolicy:
+    """Staff change the half-life or the reservation; stored usage is rescaled so nobody's history jumps."""
+    from tenants import fairshare
+
+    if not 0.1 <= usage_half_life_hours <= 24 * 90:
+        raise ValidationError({"usage_half_life_hours": "The half-life must be between 0.1 hours and 90 days."})
+    if not 0 <= new_tenant_reserved_share <= 0.5:
+        raise ValidationError({"new_tenant_reserved_share": "The reserved share must be between 0 and 0.5."})
+    now = timezone.now()
+    with transaction.atomic():
+        policy = scheduling_policy()
+        policy = SchedulingPolicy.objects.select_for_update().get(pk=policy.pk)
+        old = policy.usage_half_life_hours
+        if old != usage_half_life_hours:
+            tenants = list(Tenant.objects.select_for_update().filter(usage_log2__isnull=False)
+                           .only("id", "usage_log2", "fair_share_weight"))
+            for t in tenants:
+                t.usage_log2 = fairshare.rescale_log2(t.usage_log2, at=now, old_hours=old,
+                                                      new_hours=usage_half_life_hours)
+                t.fair_share_key = fairshare.fair_share_key(t.usage_log2, t.fair_share_weight)
+            Tenant.objects.bulk_update(tenants, ["usage_log2", "fair_share_key"], batch_size=500)
+        policy.usage_half_life_hours = usage_half_life_hours
+        policy.new_tenant_reserved_share = new_tenant_reserved_share
+        policy.save()
+    return policy

@@ -32,10 +32,15 @@ def two(reference_data):
     return acme, create_member(acme, role="owner"), globex, create_member(globex, role="owner")
 
 
-def build_json(b: Build) -> dict:
+WAITING = ("queue_position", "estimated_start_after", "estimated_start_before", "waiting_reason", "waiting_message")
+
+
+def build_json(b: Build, waiting: dict | None = None) -> dict:
+    """`waiting`: the queued build's waiting fields (builds/tests/test_waiting.py checks them); None otherwise."""
     return {"id": str(b.code), "tenant": b.tenant.slug, "plan": b.plan.slug, "status": b.status,
             "algorithm": b.algorithm.slug, "target": b.target, "dataset_key": b.dataset_key, "source": b.source,
-            "created_at": iso(b.created_at), "started_at": iso(b.started_at), "ended_at": iso(b.ended_at)}
+            "created_at": iso(b.created_at), "started_at": iso(b.started_at), "ended_at": iso(b.ended_at),
+            **(waiting or dict.fromkeys(WAITING))}
 
 
 # ----- tenants -----
@@ -181,8 +186,10 @@ def test_start_build_on_an_uploaded_dataset_and_stranger_404(provisioned, api_cl
 
     build = Build.objects.get()
     assert created.status_code == 201
+    waiting = {k: created.json()[k] for k in WAITING}
+    assert (waiting["waiting_reason"], waiting["queue_position"]) == ("starting_soon", 1)  # capacity is free
     assert created.json() == {
-        **build_json(build), "steps": [], "metrics": {}, "data_report": {}, "model_package_arn": None,
+        **build_json(build, waiting), "steps": [], "metrics": {}, "data_report": {}, "model_package_arn": None,
         "model_version": None, "cost": "0", "failure_reason": "",
         "sizing": {"processing_instance_type": "ml.t3.medium", "processing_instance_count": 1,
                    "training_instance_type": "ml.m5.large", "training_instance_count": 1, "band": 1,

@@ -70,7 +70,20 @@ def platform_cost_explorer() -> CostExplorerGateway:
 def platform_sagemaker():
     from core.aws.sagemaker import SageMakerGateway
 
-    return SageMakerGateway(platform_client("sagemaker"))
+    return SageMakerGateway(platform_client("sagemaker"), pacer=sagemaker_pacer())
+
+
+def sagemaker_pacer():
+    """Every worker's SageMaker calls share one budget in Redis; StartPipelineExecution has its own on top."""
+    from django.conf import settings
+
+    from core.ratebudget import ControlPlanePacer, RateBudget, redis_for
+
+    redis = redis_for(settings.REDIS_URL)
+    calls, starts = settings.MLAAS_SAGEMAKER_CALLS_PER_SECOND, settings.MLAAS_SAGEMAKER_STARTS_PER_SECOND
+    return ControlPlanePacer(
+        shared=[RateBudget(redis, "sagemaker", rate=calls, burst=calls)],
+        budgets={"start_pipeline_execution": [RateBudget(redis, "sagemaker:start", rate=starts, burst=starts)]})
 
 
 def platform_sagemaker_runtime():

@@ -6,7 +6,7 @@ import json
 
 from django.urls import reverse
 
-from builds.dispatch import load_state
+from builds.dispatch import load_running
 from builds.launch import launch_for
 from builds.models import Algorithm, Build, BuildStep
 from tenants.forms import PlanForm
@@ -35,7 +35,7 @@ def test_staff_plan_edit_applies_to_builds_not_yet_started(tenant_row, staff_use
     response = logged_in(staff_user).post(reverse("tenants:plan_edit", args=["standard"]), _plan_form_data(
         standard, training_instance_type="ml.c5.4xlarge", tenant_concurrent_limit=3, plan_concurrent_limit=9))
 
-    plans, *_ = load_state()
+    plans = load_running().plans
     launch = launch_for(Build.objects.get(pk=queued.pk))
     assert (response.status_code, response.url) == (302, reverse("tenants:plans"))
     assert (launch.training_instance_type, launch.plan_slug) == ("ml.c5.4xlarge", "standard")
