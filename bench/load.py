@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import re
 import statistics
 import sys
@@ -80,20 +81,34 @@ async def api_token(session: aiohttp.ClientSession, stats: Stats) -> str:
     return re.search(rb'<code id="new-token">([^<]+)</code>', body).group(1).decode()
 
 
-async def browse(session, token: str, stats: Stats, stop: asyncio.Event) -> None:
-    """One user: pages and polls, back to back, until the uploads are all built."""
+async def browse(session, token: str, stats: Stats, stop: asyncio.Event, think: float) -> None:
+    """One user: pages and polls, `think` seconds apart (the build page's own htmx poll is every 2 s), until
+    the uploads are all built."""
     headers = {"Authorization": f"Bearer {token}"}
+
+    async def pause():
+        await asyncio.sleep(think * random.uniform(0.5, 1.5))
+
+    await asyncio.sleep(random.uniform(0, think))  # users do not all click on the same tick
     while not stop.is_set():
         await stats.call(session, "home", "GET", "/")
+        await pause()
         await stats.call(session, "builds list", "GET", "/builds/")
+        await pause()
         status, body, _ = await stats.call(session, "api builds", "GET", "/api/v1/builds?page_size=20",
                                            headers=headers)
         codes = re.findall(rb'"id": ?"([0-9a-f-]{36})"', body)
         if codes:
-            code = codes[0].decode()
+            code = random.choice(codes).decode()
+            await pause()
             await stats.call(session, "build page", "GET", f"/builds/{code}/")
-            await stats.call(session, "build poll (htmx)", "GET", f"/builds/{code}/", headers={"HX-Request": "true"})
+            for _ in range(3):
+                await pause()
+                await stats.call(session, "build poll (htmx)", "GET", f"/builds/{code}/",
+                                 headers={"HX-Request": "true"})
+            await pause()
             await stats.call(session, "api build", "GET", f"/api/v1/builds/{code}", headers=headers)
+        await pause()
 
 
 async def upload(session, base: str, slug: str, token: str, n: int, csv: bytes, stats: Stats) -> str:
@@ -145,7 +160,8 @@ def sample_csvs() -> dict[str, bytes]:
         return {slug: Path(paths[sample]).read_bytes() for slug, (sample, _, _) in UPLOADS.items()}
 
 
-async def run(base: str, *, users: int, builds: int, timeout: float, upload_concurrency: int = 8) -> int:
+async def run(base: str, *, users: int, builds: int, timeout: float, think: float = 2.0,
+              upload_concurrency: int = 8) -> int:
     stats = Stats()
     csvs = sample_csvs()
     sessions = [await sign_in(base, *DEMO_USERS[i % len(DEMO_USERS)][:2], stats) for i in range(users)]
@@ -154,19 +170,23 @@ async def run(base: str, *, users: int, builds: int, timeout: float, upload_conc
         tokens[username] = await api_token(sessions[i], stats)
     stop = asyncio.Event()
     started = time.perf_counter()
-    browsers = [asyncio.create_task(browse(s, tokens[DEMO_USERS[i % len(DEMO_USERS)][0]], stats, stop))
+    browsers = [asyncio.create_task(browse(s, tokens[DEMO_USERS[i % len(DEMO_USERS)][0]], stats, stop, think))
                 for i, s in enumerate(sessions)]
 
     owners = [(u, slug) for u, _, slug in DEMO_USERS if slug]
     semaphore = asyncio.Semaphore(upload_concurrency)
 
-    async def one(n: int) -> str:
+    async def one(n: int) -> str | None:
         username, slug = owners[n % len(owners)]
         async with semaphore:
-            return await upload(sessions[n % len(owners)], base, slug, tokens[username], n, csvs[slug], stats)
+            try:
+                return await upload(sessions[n % len(owners)], base, slug, tokens[username], n, csvs[slug], stats)
+            except RuntimeError as exc:  # counted as an error (stats has the request), the run goes on
+                stats.errors.append(f"upload {n}: {exc}")
+                return None
 
     upload_started = time.perf_counter()
-    keys = await asyncio.gather(*(one(n) for n in range(builds)))
+    keys = [k for k in await asyncio.gather(*(one(n) for n in range(builds))) if k]
     upload_seconds = time.perf_counter() - upload_started
 
     staff = sessions[3 % len(sessions)] if users > 3 else sessions[0]
@@ -204,10 +224,10 @@ async def run(base: str, *, users: int, builds: int, timeout: float, upload_conc
     print(f"{'all':<22}{len(every):>7}{statistics.median(every) * 1000:>9.0f}"
           f"{every[min(len(every) - 1, int(len(every) * 0.95))] * 1000:>9.0f}{every[-1] * 1000:>9.0f}")
     print(f"builds per upload: {dict(sorted(per_key.items()))} (expected {{1: {builds}}})")
-    print(f"build outcomes: {dict(outcomes)}")
+    print(f"build outcomes: {dict(outcomes)}; uploads refused: {builds - len(keys)}")
     for line in stats.errors[:20]:
         print(f"  error: {line}")
-    ok = not stats.errors and per_key == Counter({1: builds}) and sum(
+    ok = not stats.errors and len(keys) == builds and per_key == Counter({1: builds}) and sum(
         outcomes[s] for s in TERMINAL) == builds
     print("OK" if ok else "FAILED")
     return 0 if ok else 1
@@ -220,16 +240,19 @@ def main() -> int:
     parser.add_argument("--builds", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the builds")
     parser.add_argument("--build-workers", type=int, default=2, help="private stack only")
+    parser.add_argument("--think", type=float, default=2.0,
+                        help="seconds between a user's requests (0: back to back, a stress test)")
     args = parser.parse_args()
     if args.base_url:
         return asyncio.run(run(args.base_url.rstrip("/"), users=args.users, builds=args.builds,
-                               timeout=args.timeout))
+                               timeout=args.timeout, think=args.think))
     from bench.stack import Stack
 
     with Stack(build_workers=args.build_workers) as stack:
         print(f"private stack in {stack.dir}: web {stack.base_url}, Redis {stack.env['REDIS_URL']}, "
               f"database {stack.env['DATABASE_URL']}, emulator {stack.env['AWS_ENDPOINT_URL']}", flush=True)
-        return asyncio.run(run(stack.base_url, users=args.users, builds=args.builds, timeout=args.timeout))
+        return asyncio.run(run(stack.base_url, users=args.users, builds=args.builds, timeout=args.timeout,
+                               think=args.think))
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ class Stack:
             _wait_port(self.ports["emulator"])
         elif name == "web":
             self._spawn("web", [str(ROOT / ".venv/bin/gunicorn"), "mlaas_portal.wsgi", "--bind",
-                                f"127.0.0.1:{self.ports['web']}", "--workers", "2", "--threads", "8",
+                                f"127.0.0.1:{self.ports['web']}", "--workers", "2", "--threads", "4",
                                 "--timeout", "60"])
             _wait_port(self.ports["web"])
         elif name.startswith("builds"):
