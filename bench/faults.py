@@ -67,9 +67,15 @@ class ThrottlingProxy:
             async with self.session.request(request.method, self.upstream + request.rel_url.raw_path_qs,
                                             headers=headers, data=body, allow_redirects=False) as upstream:
                 payload = await upstream.read()
-                out = {k: v for k, v in upstream.headers.items()
-                       if k.lower() not in ("content-length", "transfer-encoding", "content-encoding",
-                                            "connection")}
+                # Content-Length stays for HEAD (its body is empty, the length is what boto3 reads);
+                # otherwise aiohttp sets it from the body. The body is passed on still encoded.
+                drop = {"transfer-encoding", "connection"} | ({"content-length"} if request.method != "HEAD"
+                                                              else set())
+                out = {k: v for k, v in upstream.headers.items() if k.lower() not in drop}
+                if request.method == "HEAD":
+                    response = web.Response(status=upstream.status, headers=out)
+                    response.content_length = int(upstream.headers.get("Content-Length", 0))
+                    return response
                 return web.Response(status=upstream.status, headers=out, body=payload)
         except aiohttp.ClientError:
             return web.Response(status=503, text="<Error><Code>ServiceUnavailable</Code></Error>")
@@ -79,8 +85,11 @@ class ThrottlingProxy:
 
         def run():
             asyncio.set_event_loop(self.loop)
-            self.session = aiohttp.ClientSession(auto_decompress=False,
-                                                 timeout=aiohttp.ClientTimeout(total=120))
+
+            async def make_session():
+                return aiohttp.ClientSession(auto_decompress=False, timeout=aiohttp.ClientTimeout(total=120))
+
+            self.session = self.loop.run_until_complete(make_session())
             app = web.Application(client_max_size=1024**3)
             app.router.add_route("*", "/{tail:.*}", self.handle)
             runner = web.AppRunner(app, access_log=None)

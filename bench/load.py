@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import random
 import re
+import signal
 import statistics
 import sys
 import time
@@ -191,7 +192,9 @@ async def run(base: str, *, users: int, builds: int, timeout: float, think: floa
 
     staff = sessions[3 % len(sessions)] if users > 3 else sessions[0]
     deadline = time.monotonic() + timeout
-    while True:
+    give_up = asyncio.Event()  # Ctrl-C while waiting: stop waiting and print what was measured
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, give_up.set)
+    while not give_up.is_set():
         found = await builds_by_key(staff, tokens["admin"])
         done = sum(1 for k in keys if found.get(k) and all(s in TERMINAL for s in found[k]))
         if done == len(keys) or time.monotonic() > deadline:
