@@ -54,6 +54,7 @@ class Stack:
         self.build_workers = build_workers
         self.ports = {"redis": free_port(), "pg": free_port(), "emulator": free_port(), "web": free_port()}
         self.procs: dict[str, subprocess.Popen] = {}
+        self.spawned: list[subprocess.Popen] = []  # every process ever started, restarts included
         self.pg = _pg_bin()
         self.base_url = f"http://127.0.0.1:{self.ports['web']}"
         if self.pg:
@@ -81,6 +82,7 @@ class Stack:
         proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         self.procs[name] = proc
+        self.spawned.append(proc)
         return proc
 
     def start(self, name: str) -> None:
@@ -180,6 +182,11 @@ class Stack:
                 self.kill(name, signal.SIGTERM)
             except Exception as exc:  # noqa: BLE001 - stop the others all the same
                 print(f"stopping {name}: {exc}", file=sys.stderr)
+        for proc in self.spawned:  # whatever is left (a restarted part, a build's work horse)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         if self.pg and (self.dir / "pg").exists():
             self.kill("postgres")
         if not self.keep:
