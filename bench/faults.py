@@ -74,7 +74,6 @@ class ThrottlingProxy:
                 out = {k: v for k, v in upstream.headers.items() if k.lower() not in drop}
                 if request.method == "HEAD":
                     response = web.Response(status=upstream.status, headers=out)
-                    response.content_length = int(upstream.headers.get("Content-Length", 0))
                     return response
                 return web.Response(status=upstream.status, headers=out, body=payload)
         except aiohttp.ClientError:
