@@ -111,6 +111,11 @@ def build_retry(request, code):
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return redirect("builds:detail", code=build.code)
+    except AwsError:
+        # The dataset check could not reach storage: say so instead of a 500; nothing was queued.
+        messages.error(request, "Could not retry the build: the storage service is unavailable; "
+                                "try again in a minute.")
+        return redirect("builds:detail", code=build.code)
     messages.success(request, "A new build was queued with the same dataset and settings.")
     return redirect("builds:detail", code=new.code)
 

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "mlaas_portal.middleware.PortalCSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -194,6 +195,28 @@ STORAGES = {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# Content Security Policy (django-csp), sent on every page in every mode: scripts, styles, fonts and images
+# from the portal's own origin only, so no inline <script>, no inline event handler, no style attribute and no
+# third-party origin (plotly.js and htmx are served from static/vendor). JSON data blocks
+# (<script type="application/json">, json_script) are not executed and so are allowed. `data:` images are
+# Pico CSS's icons (select arrows, checkboxes) and Plotly's mode bar. The one other origin is where browsers
+# upload (connect-src), the S3 endpoint: PortalCSPMiddleware adds it from AWS_ENDPOINT_URL / AWS_REGION.
+# With DEBUG on, django-csp leaves Django's own 404/500 debug pages alone (they are inline-styled).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
     },
 }
 

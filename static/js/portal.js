@@ -31,6 +31,12 @@
   }
   document.addEventListener("DOMContentLoaded", function () { localize(document); });
 
+  // <select data-autosubmit> submits its form when changed (no inline onchange: the CSP allows no inline code).
+  document.addEventListener("change", function (evt) {
+    var el = evt.target;
+    if (el && el.matches && el.matches("select[data-autosubmit]") && el.form) { el.form.submit(); }
+  });
+
   // htmx requests carry the CSRF token.
   document.addEventListener("htmx:configRequest", function (evt) {
     var el = document.querySelector("meta[name=csrf-token]");

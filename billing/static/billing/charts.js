@@ -1,4 +1,5 @@
 // Draws the server-built Plotly figures: <div class="chart" data-figure="ID-data"> + <script id="ID-data">.
+// No mode bar: plotly.js would inject its colours as an inline <style> per chart, which the CSP refuses.
 (function () {
   function draw() {
     if (!window.Plotly) { return; }
@@ -6,7 +7,7 @@
       var source = document.getElementById(el.dataset.figure);
       if (!source) { return; }
       var figure = JSON.parse(source.textContent);
-      window.Plotly.newPlot(el, figure.data, figure.layout, {responsive: true, displaylogo: false});
+      window.Plotly.newPlot(el, figure.data, figure.layout, {responsive: true, displaylogo: false, displayModeBar: false});
     });
   }
   if (document.readyState === "loading") {
