@@ -750,7 +750,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--delimiter", default=None)
     args = parser.parse_args(argv)
-    paths = StepPaths(overrides={"processing/input/data": args.input, "processing/output": args.output})
+    # The root (MLAAS_ML_ROOT, /opt/ml in a container) is where the exit message goes.
+    paths = StepPaths(StepPaths.from_environ().root,
+                      overrides={"processing/input/data": args.input, "processing/output": args.output})
     config = {"target": args.target, "problem_type": args.problem_type, "seed": args.seed,
               "delimiter": args.delimiter}
     from mlaas_steps.container import run_in_container
