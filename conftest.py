@@ -80,14 +80,53 @@ def reference_data(db):
     seed_reference_data()
 
 
+@pytest.fixture(scope="session")
+def local_runtime(emulator):
+    """What the local runtime executes: the deployed pipeline and the step image in the emulator's ECR.
+
+    The image is registered here with put_image (a manifest whose layer digest hashes the step package)
+    until `manage.py image_publish` does it; returns the digest-pinned image URI.
+    """
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from django.conf import settings
+
+    from builds.management.commands.deploy_pipeline import pipeline_deploy
+    from core.aws.clients import platform_client
+
+    pipeline_deploy(name=settings.MLAAS_PIPELINE_NAME)
+    ecr = platform_client("ecr")
+    repository = f"{settings.MLAAS_RESOURCE_PREFIX}-steps"
+    try:
+        uri = ecr.create_repository(repositoryName=repository)["repository"]["repositoryUri"]
+    except ecr.exceptions.RepositoryAlreadyExistsException:
+        uri = ecr.describe_repositories(repositoryNames=[repository])["repositories"][0]["repositoryUri"]
+    package = Path(__file__).resolve().parent / "mlaas_steps"
+    layer = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(package.glob("*.py")))).hexdigest()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                           "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2,
+                                      "digest": f"sha256:{hashlib.sha256(b'{}').hexdigest()}"},
+                           "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                                       "size": 1, "digest": f"sha256:{layer}"}]})
+    try:
+        image = ecr.put_image(repositoryName=repository, imageManifest=manifest, imageTag="test")["image"]
+    except ecr.exceptions.ImageAlreadyExistsException:
+        image = ecr.batch_get_image(repositoryName=repository, imageIds=[{"imageTag": "test"}])["images"][0]
+    return f"{uri}@{image['imageId']['imageDigest']}"
+
+
 @pytest.fixture
-def make_tenant(db, emulator, reference_data):
+def make_tenant(db, emulator, reference_data, local_runtime):
     """Onboard and provision (synchronously) a tenant with a unique slug against the emulator."""
     import uuid
 
     from builds.models import Algorithm
     from tenants.provisioning import run_provisioning
     from tenants.services import tenant_onboard
+
+    Algorithm.objects.update(training_image_uri=local_runtime)  # the step image, as image_publish records it
 
     def make(*, slug: str | None = None, isolation: str = "silo", plan: str = "standard",
              algorithm: str = "gbm-classifier", target: str = "diagnosis", name: str = ""):

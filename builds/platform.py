@@ -62,6 +62,25 @@ def ledger_table_ensure() -> PlatformResource:
     return PlatformResource("build ledger", arn, "DynamoDB table: one item per finished build")
 
 
+def job_log_groups_ensure() -> list[PlatformResource]:
+    """The CloudWatch Logs groups SageMaker jobs write to: made by the platform, so tenant roles need no
+    logs:CreateLogGroup, only CreateLogStream/PutLogEvents under /aws/sagemaker/."""
+    from core.aws.clients import platform_client
+    from core.aws.job_runtime import LOG_GROUPS
+
+    logs = platform_client("logs")
+    account = gateways.platform_sts().account_id()
+    resources = []
+    for group in LOG_GROUPS:
+        try:
+            logs.create_log_group(logGroupName=group, tags=naming.platform_tags())
+        except logs.exceptions.ResourceAlreadyExistsException:
+            pass
+        arn = f"arn:aws:logs:{settings.AWS_REGION}:{account}:log-group:{group}"
+        resources.append(PlatformResource(f"log group {group}", arn, "CloudWatch Logs of the builds' jobs"))
+    return resources
+
+
 def platform_bootstrap() -> list[PlatformResource]:
     """Create (or confirm) every shared platform resource; returns what exists afterwards."""
-    return [*intake_resources_ensure(), ledger_table_ensure()]
+    return [*intake_resources_ensure(), ledger_table_ensure(), *job_log_groups_ensure()]

@@ -29,6 +29,11 @@ def model_package_group(slug: str) -> str:
     return f"{settings.MLAAS_RESOURCE_PREFIX}-{slug}-models"
 
 
+def step_repository() -> str:
+    """The ECR repository of the step image every job runs (the only one tenant roles may pull)."""
+    return f"{settings.MLAAS_RESOURCE_PREFIX}-steps"
+
+
 def intake_dead_letter_queue() -> str:
     return f"{settings.MLAAS_INTAKE_QUEUE_NAME}-dead-letter"
 

@@ -124,6 +124,16 @@ _LAUNCHER = (
 )
 
 
+def code_bucket_name(*, resource_prefix: str, account_id: str, region: str) -> str:
+    """Where the SDK uploads the step launchers (`default_bucket`); global names need account and region."""
+    return f"{resource_prefix}-pipeline-code-{account_id}-{region}"
+
+
+def code_prefix(pipeline_name: str) -> str:
+    """The launchers' key prefix in the code bucket (the SDK's `<pipeline>/code/<content hash>/`)."""
+    return f"{pipeline_name}/code/"
+
+
 class AwsCredentials(Protocol):
     """AwsConfig and TemporaryCredentials both fit; empty key = default chain."""
 
