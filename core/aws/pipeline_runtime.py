@@ -12,7 +12,8 @@ What it does, as SageMaker Pipelines does:
   dependencies are its `DependsOn`, every `Steps.<X>` a `Get` in its arguments
   names, and, for a step in a condition's branch, that condition having
   chosen the branch. A step whose dependency failed or never ran does not run
-  (and is not listed, as in ListPipelineExecutionSteps);
+  (and is not listed, as in ListPipelineExecutionSteps); once a step fails
+  or stops, no further step starts;
 - expressions: `Get` of `Parameters.*` and `Steps.<X>.<property path>`
   (properties are the job's request and what the job reported, e.g.
   `ModelArtifacts.S3ModelArtifacts`, `BestTrainingJob.TrainingJobName`),
@@ -310,6 +311,8 @@ def execute(definition: dict, parameters: dict[str, str], executors: dict[str, E
             run.status, run.failure_reason = STOPPED, "stopped"
             break
         states[name] = _run_step(ready, scope, executors, run, outcomes, report)
+        if states[name] in (FAILED, STOPPED):
+            break  # SageMaker starts no further step once one has failed or stopped
     if run.status == EXECUTING:
         failed = [s for s in run.steps if s["StepStatus"] == FAILED]
         stopped = [s for s in run.steps if s["StepStatus"] == STOPPED]
