@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_PARAMETER_LENGTH = 1024  # StartPipelineExecution limit per value
+MAX_FAILURE_REASON_LENGTH = 1024  # what SageMaker keeps of a job's FailureReason
 
 _EXECUTION_STATES = {
     "Executing": ENGINE_RUNNING,
@@ -105,6 +106,10 @@ def pipeline_parameters(launch: BuildLaunch, *, tenant_tag_key: str = "mlaas:ten
         "TargetColumn": launch.target,
         "ProblemType": launch.problem_type,
         "Algorithm": launch.entry_point,
+        "AlgorithmChoice": json.dumps({"algorithm": launch.algorithm_slug,
+                                       "algorithm_explicit": launch.algorithm_explicit,
+                                       "fitting_algorithms": launch.fitting_algorithms},
+                                      sort_keys=True, separators=(",", ":")),
         "ObjectiveMetric": launch.objective_metric,
         "MinMetric": repr(float(min_score)),
         "Hyperparameters": json.dumps(launch.hyperparameters, sort_keys=True, separators=(",", ":")),
@@ -146,7 +151,7 @@ def readable_failure(reason: str) -> str:
     first = text[0].strip() if text else ""
     if not first:
         return "no reason was given."
-    first = first[:300]
+    first = first[:MAX_FAILURE_REASON_LENGTH]
     return first if first.endswith(".") else f"{first}."
 
 

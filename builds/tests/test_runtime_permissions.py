@@ -67,7 +67,7 @@ def test_a_missing_job_permission_fails_the_step_naming_the_action(make_tenant, 
 
     assert build.status == Build.Status.FAILED
     preprocess = build.steps.get(name="preprocess")
-    assert preprocess.status == "failed"
+    assert preprocess.status == "failed", build.failure_reason
     assert preprocess.failure_reason == f"access was refused: the tenant role may not perform {denied}."
     assert build.failure_reason == (f"The data preparation step failed: access was refused: the tenant role may "
                                     f"not perform {denied}.")

@@ -24,7 +24,9 @@ Contract with the step code baked into the TrainingImageUri image (our own
   once per content hash under `s3://<default bucket>/<pipeline>/code/`) runs
   `mlaas_steps.preprocess` / `mlaas_steps.evaluate` with that argv.
 - preprocess: `--input /opt/ml/processing/input/data` (the uploaded CSV)
-  `--output /opt/ml/processing/output --target T --problem-type P`; writes
+  `--output /opt/ml/processing/output --target T --problem-type P
+  --algorithm-choice JSON` (the build's algorithm, whether the tenant chose
+  it, the fitting algorithms per problem type); writes
   `train/`, `validation/`, `test/` and `report/data_report.json` under the
   output dir (uploaded to `OutputUri + preprocess/<name>`).
 - training follows the SageMaker container convention (`train` on PATH); it
@@ -90,6 +92,9 @@ PARAMETERS: tuple[tuple[str, str, Any], ...] = (
     ("TargetColumn", "String", None),
     ("ProblemType", "String", None),
     ("Algorithm", "String", None),
+    # Preprocess's algorithm check: {"algorithm": slug, "algorithm_explicit": bool, "fitting_algorithms":
+    # {problem type: [slugs]}}, so a target of the other kind fails naming the algorithms that fit it.
+    ("AlgorithmChoice", "String", "{}"),
     ("ObjectiveMetric", "String", None),
     ("MinMetric", "Float", None),
     ("Hyperparameters", "String", "{}"),
@@ -382,6 +387,7 @@ def _preprocess_step(p: dict[str, Any], session: Any, tags: list, code: str) -> 
             "--output", f"{_PROCESSING}/output",
             "--target", p["TargetColumn"],
             "--problem-type", p["ProblemType"],
+            "--algorithm-choice", p["AlgorithmChoice"],
         ],
     )
     return ProcessingStep(name=STEP_PREPROCESS, step_args=step_args)
