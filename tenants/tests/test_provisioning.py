@@ -32,6 +32,7 @@ def _expected_steps(tenant: Tenant) -> list[tuple[str, str, str, str]]:
         f"arn:aws:sagemaker:{region}:{account}:model-package-group/{naming.model_package_group(slug)}",
         role_arn,
         f"{role_arn}/policy/tenant-data",
+        f"{role_arn}/policy/tenant-jobs",
         f"arn:aws:s3:::{bucket}/{prefix}models/{provisioning.PROBE_KEY}",
     ]
     return [(name, "succeeded", arn, "") for name, arn in zip(STEP_NAMES, arns, strict=True)]
@@ -325,5 +326,9 @@ def test_platform_bootstrap_command_is_idempotent_and_lists_the_shared_resources
         f"intake rule (silo): arn:aws:events:{region}:{account}:rule/{naming.intake_rule('silo')}",
         f"intake rule (pool): arn:aws:events:{region}:{account}:rule/{naming.intake_rule('pool')}",
         f"build ledger: arn:aws:dynamodb:{region}:{account}:table/{settings.MLAAS_LEDGER_TABLE}",
-        "platform ready: 5 shared resources",
+        f"log group /aws/sagemaker/ProcessingJobs: arn:aws:logs:{region}:{account}:log-group:"
+        "/aws/sagemaker/ProcessingJobs",
+        f"log group /aws/sagemaker/TrainingJobs: arn:aws:logs:{region}:{account}:log-group:"
+        "/aws/sagemaker/TrainingJobs",
+        "platform ready: 7 shared resources",
     ]
