@@ -83,8 +83,19 @@ def reference_data(db, emulator):
     seed_reference_data()
 
 
+@pytest.fixture(scope="session")
+def local_runtime(emulator):
+    """What the local runtime executes: the deployed pipeline (the step image is in the emulator's ECR already:
+    `platform_bootstrap` publishes it and the seed pins the algorithms to its digest)."""
+    from django.conf import settings
+
+    from builds.management.commands.deploy_pipeline import pipeline_deploy
+
+    pipeline_deploy(name=settings.MLAAS_PIPELINE_NAME)
+
+
 @pytest.fixture
-def make_tenant(db, emulator, reference_data):
+def make_tenant(db, emulator, reference_data, local_runtime):
     """Onboard and provision (synchronously) a tenant with a unique slug against the emulator."""
     import uuid
 

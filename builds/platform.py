@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from core.aws import gateways
+from core.aws import arns, gateways
 from tenants import naming
 
 
@@ -90,6 +90,27 @@ def marketplace_queue_resources() -> list[PlatformResource]:
                                                        f"({len(settings.MLAAS_MARKETPLACE_TOPIC_ARNS)} SNS topics)")]
 
 
+def job_log_groups_ensure() -> list[PlatformResource]:
+    """The CloudWatch Logs groups SageMaker jobs write to: made by the platform, so tenant roles need no
+    logs:CreateLogGroup, only CreateLogStream/PutLogEvents under /aws/sagemaker/."""
+    from core.aws.clients import platform_client
+    from core.aws.job_runtime import LOG_GROUPS
+
+    logs = platform_client("logs")
+    account = gateways.platform_sts().account_id()
+    resources = []
+    for group in LOG_GROUPS:
+        try:
+            logs.create_log_group(logGroupName=group, tags=naming.platform_tags())
+        except logs.exceptions.ResourceAlreadyExistsException:
+            pass
+        arn = arns.arn(partition=gateways.platform_identity().partition, service="logs", region=settings.AWS_REGION,
+                       account=account, resource=f"log-group:{group}")
+        resources.append(PlatformResource(f"log group {group}", arn, "CloudWatch Logs of the builds' jobs"))
+    return resources
+
+
 def platform_bootstrap() -> list[PlatformResource]:
     """Create (or confirm) every shared platform resource; returns what exists afterwards."""
-    return [*intake_resources_ensure(), ledger_table_ensure(), step_image_ensure(), *marketplace_queue_resources()]
+    return [*intake_resources_ensure(), ledger_table_ensure(), step_image_ensure(), *job_log_groups_ensure(),
+            *marketplace_queue_resources()]

@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--problem-type", default="")
     parser.add_argument("--objective-metric", default="")
     args = parser.parse_args(argv)
-    paths = StepPaths(overrides={"processing/input/model": args.model, "processing/input/test": args.test,
+    paths = StepPaths(StepPaths.from_environ().root,  # MLAAS_ML_ROOT: where the exit message goes
+                      overrides={"processing/input/model": args.model, "processing/input/test": args.test,
                                  "processing/output/evaluation": args.output})
     config = {"target": args.target, "problem_type": args.problem_type, "objective_metric": args.objective_metric}
     from mlaas_steps.container import run_in_container

@@ -749,13 +749,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--problem-type", required=True, choices=PROBLEM_TYPES)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--delimiter", default=None)
+    parser.add_argument("--algorithm-choice", default="{}",
+                        help="JSON: algorithm, algorithm_explicit, fitting_algorithms (see the module docstring)")
     args = parser.parse_args(argv)
-    paths = StepPaths(overrides={"processing/input/data": args.input, "processing/output": args.output})
+    # The root (MLAAS_ML_ROOT, /opt/ml in a container) is where the exit message goes.
+    paths = StepPaths(StepPaths.from_environ().root,
+                      overrides={"processing/input/data": args.input, "processing/output": args.output})
     config = {"target": args.target, "problem_type": args.problem_type, "seed": args.seed,
-              "delimiter": args.delimiter}
+              "delimiter": args.delimiter, **_algorithm_choice(args.algorithm_choice)}
     from mlaas_steps.container import run_in_container
 
     return run_in_container(run, paths, config, failure_file=paths.message_path)
+
+
+def _algorithm_choice(text: str) -> dict:
+    """The algorithm-choice keys of the config from the command line's JSON (an engine runs one algorithm
+    per execution there, so it can never switch: `can_switch` is false)."""
+    import json
+
+    try:
+        choice = json.loads(text or "{}")
+    except ValueError:
+        choice = None
+    if not isinstance(choice, dict):
+        raise SystemExit("--algorithm-choice must be a JSON object")
+    keys = ("algorithm", "algorithm_explicit", "fitting_algorithms")
+    return {**{key: choice[key] for key in keys if key in choice}, "can_switch": False}
 
 
 if __name__ == "__main__":

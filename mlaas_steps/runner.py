@@ -482,3 +482,39 @@ def _seconds(value: float) -> str:
 
 # --- SageMaker container -----------------------------------------------------------------------
 
+
+def run_entry_point(paths: StepPaths, config: dict) -> dict:
+    """A job's container entry point, run as `run_step`'s function in the forked child.
+
+    config: `argv`, the container's command line as the definition gives it
+    (ContainerEntrypoint + ContainerArguments for processing, with /opt/ml
+    already mapped onto the job's root; `["train"]` for training jobs, which
+    read input/config/hyperparameters.json as SageMaker's contract says), and
+    `failure_file`, where the entry point writes its reason (output/message
+    for processing, output/failure for training). A non-zero exit becomes a
+    StepFailure with that reason, as SageMaker shows FailureReason/ExitMessage.
+    """
+    import runpy
+
+    argv = [str(part) for part in config["argv"]]
+    failure_file = Path(config["failure_file"])
+    if argv[0] == "train":
+        from mlaas_steps import train
+
+        code = train.main(argv[1:])
+    elif Path(argv[0]).name.startswith("python") and len(argv) > 1:
+        saved = sys.argv
+        sys.argv = argv[1:]
+        try:
+            runpy.run_path(argv[1], run_name="__main__")
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        finally:
+            sys.argv = saved
+    else:
+        raise StepFailure(f"the image has no entry point {argv[0]!r}; it offers `train` and `python3 <script>`")
+    if code:
+        reason = failure_file.read_text().strip() if failure_file.exists() else ""
+        raise StepFailure(reason or f"the entry point exited with code {code}; see the job's log")
+    return {}

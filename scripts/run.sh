@@ -45,7 +45,8 @@ if [ -n "$AWS_ENDPOINT_URL" ]; then
 fi
 
 .venv/bin/python manage.py migrate --noinput
-.venv/bin/python manage.py platform_bootstrap  # shared intake queue, rules and ledger, once (idempotent)
+.venv/bin/python manage.py platform_bootstrap  # shared intake queue, rules, ledger, step image (idempotent)
+.venv/bin/python manage.py deploy_pipeline  # the definition both engines execute (the local runtime reads it back)
 # The demo tenant acme gets a test endpoint as soon as its sample's model is registered (the scheduler).
 export MLAAS_DEMO_ENDPOINT=${MLAAS_DEMO_ENDPOINT:-1}
 # Workers first, so the demo's uploads flow through intake and dispatch as soon as they land.

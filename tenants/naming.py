@@ -38,7 +38,7 @@ def intake_rule(isolation: str) -> str:
 
 
 def step_image_repository() -> str:
-    """The platform's ECR repository of the step image (one for all tenants)."""
+    """The platform's ECR repository of the step image (one for all tenants; the only one tenant roles may pull)."""
     return f"{settings.MLAAS_RESOURCE_PREFIX}-steps"
 
 

@@ -28,7 +28,7 @@ def tenant_trust_policy(platform_principal_arn: str) -> dict:
 
 
 def tenant_data_policy(*, bucket: str, prefix: str, model_package_group_arn: str = "",
-                       pipeline_code_bucket_prefix: str = "", partition: str = arns.DEFAULT_PARTITION) -> dict:
+                       partition: str = arns.DEFAULT_PARTITION) -> dict:
     """Allow the tenant's own bucket (silo) or prefix (pool), and nothing else."""
     objects = arns.s3(partition, bucket, f"{prefix}*")
     statements: list[dict] = [
@@ -58,12 +58,30 @@ def tenant_data_policy(*, bucket: str, prefix: str, model_package_group_arn: str
             "Resource": [model_package_group_arn, model_package_group_arn.replace(
                 ":model-package-group/", ":model-package/") + "/*"],
         })
-    if pipeline_code_bucket_prefix:
-        # SageMaker processing jobs run as the tenant role and read the shared step code.
-        statements.append({
-            "Sid": "SharedPipelineCode",
-            "Effect": "Allow",
-            "Action": ["s3:GetObject"],
-            "Resource": [arns.s3(partition, f"{pipeline_code_bucket_prefix}*", "*")],
-        })
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def tenant_job_policy(*, partition: str, region: str, account_id: str, code_bucket: str, code_prefix: str,
+                      step_repository: str) -> dict:
+    """What the tenant's SageMaker jobs need beyond its data, and no more.
+
+    Processing and training jobs run as the tenant role (the definition's
+    RoleArn): they list and read the shared step code (an S3Prefix input),
+    pull the step image from the one step repository (GetAuthorizationToken
+    has no resource: AWS requires "*"), and write their logs to the groups
+    SageMaker uses, which the platform creates (so no CreateLogGroup).
+    """
+    code = arns.s3(partition, code_bucket)
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "PipelineCodeRead", "Effect": "Allow", "Action": ["s3:GetObject"],
+         "Resource": [arns.s3(partition, code_bucket, f"{code_prefix}*")]},
+        {"Sid": "PipelineCodeList", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [code],
+         "Condition": {"StringLike": {"s3:prefix": [f"{code_prefix}*"]}}},
+        {"Sid": "StepImageAuth", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": ["*"]},
+        {"Sid": "StepImagePull", "Effect": "Allow", "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+         "Resource": [arns.arn(partition=partition, service="ecr", region=region, account=account_id,
+                               resource=f"repository/{step_repository}")]},
+        {"Sid": "JobLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": [arns.arn(partition=partition, service="logs", region=region, account=account_id,
+                               resource="log-group:/aws/sagemaker/*")]},
+    ]}

@@ -22,6 +22,10 @@ from tenants.models import ProvisioningStep, Tenant
 logger = logging.getLogger(__name__)
 
 PROBE_KEY = ".mlaas-provisioned"
+DATA_POLICY = "tenant-data"
+JOB_POLICY = "tenant-jobs"
+# Steps whose documents change between releases: `provisioning_upgrade` puts them again for every tenant.
+POLICY_STEPS = ("role_policy", "job_policy")
 
 
 def _account_id() -> str:
@@ -106,10 +110,23 @@ def step_role_policy(tenant: Tenant) -> str:
     group_arn = arns.sagemaker(_partition(), settings.AWS_REGION, _account_id(),
                                f"model-package-group/{tenant.model_package_group}")
     document = policies.tenant_data_policy(
-        bucket=tenant.bucket, prefix=tenant.prefix, model_package_group_arn=group_arn,
-        pipeline_code_bucket_prefix=f"{settings.MLAAS_RESOURCE_PREFIX}-pipeline-code-", partition=_partition())
-    gateways.platform_iam().put_role_policy(naming.role_name(tenant.slug), "tenant-data", document)
-    return f"{tenant.role_arn}/policy/tenant-data"
+        bucket=tenant.bucket, prefix=tenant.prefix, model_package_group_arn=group_arn, partition=_partition())
+    gateways.platform_iam().put_role_policy(naming.role_name(tenant.slug), DATA_POLICY, document)
+    return f"{tenant.role_arn}/policy/{DATA_POLICY}"
+
+
+def step_job_policy(tenant: Tenant) -> str:
+    """What the tenant's SageMaker jobs need: the step code, the step image, their logs."""
+    from core.aws.pipeline_definition import code_bucket_name, code_prefix
+
+    account = _account_id()
+    document = policies.tenant_job_policy(
+        partition=_partition(), region=settings.AWS_REGION, account_id=account,
+        code_bucket=code_bucket_name(resource_prefix=settings.MLAAS_RESOURCE_PREFIX, account_id=account,
+                                     region=settings.AWS_REGION),
+        code_prefix=code_prefix(settings.MLAAS_PIPELINE_NAME), step_repository=naming.step_image_repository())
+    gateways.platform_iam().put_role_policy(naming.role_name(tenant.slug), JOB_POLICY, document)
+    return f"{tenant.role_arn}/policy/{JOB_POLICY}"
 
 
 def step_verify_access(tenant: Tenant) -> str:
@@ -128,6 +145,7 @@ STEPS: list[tuple[str, Callable[[Tenant], str]]] = [
     ("model_package_group", step_model_package_group),
     ("role", step_role),
     ("role_policy", step_role_policy),
+    ("job_policy", step_job_policy),
     ("verify_access", step_verify_access),
 ]
 STEP_DESCRIPTIONS = {
@@ -136,16 +154,22 @@ STEP_DESCRIPTIONS = {
     "model_package_group": "SageMaker model package group for the tenant's models, tagged",
     "role": "Tenant IAM role trusted by SageMaker and by the platform's role or user (exact ARN), tagged",
     "role_policy": "Inline policy: the tenant's bucket/prefix and model group only",
+    "job_policy": "Inline policy for its jobs: read/list the pipeline code, pull the step image, write "
+                  "/aws/sagemaker/ logs",
     "verify_access": "Assumes the tenant role and writes a probe object to prove access",
 }
 
 
 def ensure_step_rows(tenant: Tenant) -> None:
-    existing = set(tenant.provisioning_steps.values_list("name", flat=True))
+    """A row per step; a step added by a later release gets its row (pending), and every row its order."""
+    existing = {row.name: row for row in tenant.provisioning_steps.all()}
     ProvisioningStep.objects.bulk_create(
         [ProvisioningStep(tenant=tenant, name=name, order=i) for i, (name, _) in enumerate(STEPS)
          if name not in existing]
     )
+    for i, (name, _) in enumerate(STEPS):
+        if name in existing and existing[name].order != i:
+            ProvisioningStep.objects.filter(pk=existing[name].pk).update(order=i)
 
 
 def run_provisioning(tenant: Tenant) -> bool:
@@ -206,3 +230,21 @@ def reprovision_missing() -> list[str]:
         if run_provisioning(tenant):
             restored.append(tenant.slug)
     return restored
+
+
+def provisioning_upgrade() -> list[str]:
+    """Bring provisioned tenants to this release: steps added since run, policy documents put again.
+
+    Provisioning steps are not versioned one by one: a step a release adds
+    (`job_policy`) is pending for tenants provisioned before it, and the policy
+    steps (`POLICY_STEPS`) are re-run for every tenant, since their documents
+    may have changed (PutRolePolicy replaces a document; running it again is
+    harmless). Returns the slugs of the tenants brought up to date.
+    """
+    upgraded = []
+    for tenant in Tenant.objects.select_related("plan").filter(status=Tenant.Status.ACTIVE).exclude(role_arn=""):
+        ensure_step_rows(tenant)
+        tenant.provisioning_steps.filter(name__in=POLICY_STEPS).update(status=ProvisioningStep.Status.PENDING)
+        if run_provisioning(tenant):
+            upgraded.append(tenant.slug)
+    return upgraded

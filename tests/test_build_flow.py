@@ -64,7 +64,10 @@ def test_upload_becomes_registered_model_with_cost(make_tenant, samples, clean_r
     assert build.metrics["accuracy"] > 0.9
     version = ModelVersion.objects.get(build=build)
     assert (version.version, version.approval_status) == (1, "PendingManualApproval")
-    assert version.artifact_key == f"{tenant.output_prefix}builds/{build.code}/model/model.tar.gz"
+    # The training job's output, where the definition's OutputDataConfig puts it: model/<job>/output/.
+    train_job = build.steps.get(name="train").log.split()[1]
+    assert train_job.startswith("pipelines-") and "-Train-" in train_job
+    assert version.artifact_key == f"{tenant.output_prefix}builds/{build.code}/model/{train_job}/output/model.tar.gz"
     assert build.cost_lines.count() == 0  # builds report what ran; billing pulls it on its tick
     from billing.jobs import billing_tick
     from core.aws import gateways

@@ -278,7 +278,8 @@ def test_every_tenant_parameter_is_declared_and_used(definition):
 def test_tenant_values_have_no_defaults(definition):
     defaults = {p["Name"]: p["DefaultValue"] for p in definition["Parameters"] if "DefaultValue" in p}
 
-    assert defaults == {"Hyperparameters": "{}", "TuningRanges": "{}", "TuningEnabled": False, "MaxTuningJobs": 1}
+    assert defaults == {"Hyperparameters": "{}", "TuningRanges": "{}", "TuningEnabled": False, "MaxTuningJobs": 1,
+                        "AlgorithmChoice": "{}"}
 
 
 def test_tuning_is_chosen_by_the_tuning_enabled_parameter(definition):

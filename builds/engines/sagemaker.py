@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_PARAMETER_LENGTH = 1024  # StartPipelineExecution limit per value
+MAX_FAILURE_REASON_LENGTH = 1024  # what SageMaker keeps of a job's FailureReason
 
 _EXECUTION_STATES = {
     "Executing": ENGINE_RUNNING,
@@ -117,6 +118,10 @@ def pipeline_parameters(launch: BuildLaunch, *, tenant_tag_key: str = "mlaas:ten
         "TargetColumn": launch.target,
         "ProblemType": launch.problem_type,
         "Algorithm": launch.entry_point,
+        "AlgorithmChoice": json.dumps({"algorithm": launch.algorithm_slug,
+                                       "algorithm_explicit": launch.algorithm_explicit,
+                                       "fitting_algorithms": launch.fitting_algorithms},
+                                      sort_keys=True, separators=(",", ":")),
         "ObjectiveMetric": launch.objective_metric,
         "MinMetric": repr(float(min_score)),
         "Hyperparameters": json.dumps(launch.hyperparameters, sort_keys=True, separators=(",", ":")),
@@ -139,9 +144,18 @@ def _higher_is_better(metric: str) -> bool:
     return metrics.higher_is_better(metric)
 
 
+_DENIED_ACTION = re.compile(r"not authorized to perform:?\s*([a-z0-9-]+:[A-Za-z0-9*]+)")
+
+
 def readable_failure(reason: str) -> str:
-    """A sentence fit for a tenant: no ARNs or account ids, known causes in words."""
+    """A sentence fit for a tenant: no ARNs or account ids, known causes in words.
+
+    A refusal by IAM keeps the action it names (AWS's "not authorized to
+    perform: ecr:BatchGetImage"): the vendor fixes the role by that name."""
     lowered = reason.lower()
+    denied = _DENIED_ACTION.search(reason)
+    if denied:
+        return f"access was refused: the tenant role may not perform {denied.group(1)}."
     for needle, sentence in _KNOWN_FAILURES:
         if needle in lowered:
             return sentence
@@ -149,7 +163,7 @@ def readable_failure(reason: str) -> str:
     first = text[0].strip() if text else ""
     if not first:
         return "no reason was given."
-    first = first[:300]
+    first = first[:MAX_FAILURE_REASON_LENGTH]
     return first if first.endswith(".") else f"{first}."
 
 
@@ -204,9 +218,7 @@ class SageMakerEngine:
         remote_steps = gateway.list_execution_steps(execution_ref)
         steps = self._steps(remote_steps, state, launch)
         result = EngineStatus(state=state, steps=[steps[name] for name in STEP_NAMES])
-        result.model_package_arn = next(
-            (s.get("Metadata", {}).get("RegisterModel", {}).get("Arn", "") for s in remote_steps
-             if _base_name(s.get("StepName", "")) == step_names.DEFINITION_REGISTER), "")
+        result.model_package_arn = registered_model_arn(remote_steps)
         if state == ENGINE_FAILED:
             result.failure_reason = self._failure_reason(execution, steps)
         if state != ENGINE_RUNNING:
@@ -246,41 +258,10 @@ class SageMakerEngine:
                 raise
 
     def _steps(self, remote_steps: list[dict], state: str, launch: BuildLaunch) -> dict[str, StepStatus]:
-        not_run = "pending" if state == ENGINE_RUNNING else ("cancelled" if state == ENGINE_STOPPED else "skipped")
-        steps = {name: StepStatus(name=name, status=not_run) for name in STEP_NAMES}
-        # The Fail step overrides the condition step it follows, whatever the listing order.
-        for remote in sorted(remote_steps,
-                             key=lambda s: _base_name(s.get("StepName", "")) == step_names.DEFINITION_FAIL):
-            base = _base_name(remote.get("StepName", ""))
-            ours = step_names.portal_step(base)
-            if ours is None:  # UseTuning: routing, not work a tenant sees
-                continue
-            step = steps[ours]
-            if base == step_names.DEFINITION_FAIL:
-                step.status = "failed"
-                step.failure_reason = _below_minimum(launch)
-                step.ended_at = remote.get("EndTime") or step.ended_at
-                continue
-            step.status = _STEP_STATES.get(remote.get("StepStatus", ""), "running")
-            step.started_at = remote.get("StartTime")
-            step.ended_at = remote.get("EndTime")
-            step.failure_reason = readable_failure(remote["FailureReason"]) if remote.get("FailureReason") else ""
-            step.instance_type, step.instance_count = _instances(ours, launch)
-            if step.instance_count and step.started_at:
-                elapsed = (step.ended_at or self._clock()) - step.started_at
-                step.billable_seconds = max(0, int(elapsed.total_seconds()))
-            step.log = _job_name(remote.get("Metadata", {}))
-        return steps
+        return portal_steps(remote_steps, state, launch, clock=self._clock)
 
     def _failure_reason(self, execution: dict, steps: dict[str, StepStatus]) -> str:
-        failed = [steps[name] for name in STEP_NAMES if steps[name].status == "failed"]
-        if failed and failed[0].name == step_names.CONDITION:
-            return failed[0].failure_reason
-        if failed:
-            detail = failed[0].failure_reason or "no reason was given."
-            return f"The {step_names.STEP_LABELS[failed[0].name]} step failed: {detail}"
-        reason = execution.get("FailureReason") or ""
-        return f"The build failed: {readable_failure(reason)}" if reason else "The build failed for an unknown reason."
+        return portal_failure_reason(execution.get("FailureReason") or "", steps)
 
     def _collect_outputs(self, result: EngineStatus, steps: dict[str, StepStatus],
                          gateway: SageMakerGateway, launch: BuildLaunch) -> None:
@@ -295,6 +276,58 @@ class SageMakerEngine:
             result.metrics = report.get("metrics", report)
         if steps[step_names.PREPROCESS].status == "succeeded":
             result.data_report = self._report_reader(data_report_uri(launch))
+
+
+def portal_steps(remote_steps: list[dict], state: str, launch: BuildLaunch, *,
+                 clock: Callable[[], datetime] = _utcnow) -> dict[str, StepStatus]:
+    """ListPipelineExecutionSteps (SageMaker's, or the local runtime's) as the portal's steps.
+
+    The one conversion both engines use: definition step names map to portal
+    steps (mlaas_steps.steps), routing steps are dropped, the Fail step
+    overrides the condition it follows."""
+    not_run = "pending" if state == ENGINE_RUNNING else ("cancelled" if state == ENGINE_STOPPED else "skipped")
+    steps = {name: StepStatus(name=name, status=not_run) for name in STEP_NAMES}
+    # The Fail step overrides the condition step it follows, whatever the listing order.
+    for remote in sorted(remote_steps,
+                         key=lambda s: _base_name(s.get("StepName", "")) == step_names.DEFINITION_FAIL):
+        base = _base_name(remote.get("StepName", ""))
+        ours = step_names.portal_step(base)
+        if ours is None:  # UseTuning: routing, not work a tenant sees
+            continue
+        step = steps[ours]
+        if base == step_names.DEFINITION_FAIL:
+            step.status = "failed"
+            step.failure_reason = _below_minimum(launch)
+            step.ended_at = remote.get("EndTime") or step.ended_at
+            continue
+        step.status = _STEP_STATES.get(remote.get("StepStatus", ""), "running")
+        step.started_at = remote.get("StartTime")
+        step.ended_at = remote.get("EndTime")
+        step.failure_reason = readable_failure(remote["FailureReason"]) if remote.get("FailureReason") else ""
+        step.instance_type, step.instance_count = _instances(ours, launch)
+        if step.instance_count and step.started_at:
+            elapsed = (step.ended_at or clock()) - step.started_at
+            step.billable_seconds = max(0, int(elapsed.total_seconds()))
+        step.log = _job_name(remote.get("Metadata", {}))
+    return steps
+
+
+def portal_failure_reason(execution_reason: str, steps: dict[str, StepStatus]) -> str:
+    """The build's failure reason: the first failed step's, else the execution's."""
+    failed = [steps[name] for name in STEP_NAMES if steps[name].status == "failed"]
+    if failed and failed[0].name == step_names.CONDITION:
+        return failed[0].failure_reason
+    if failed:
+        detail = failed[0].failure_reason or "no reason was given."
+        return f"The {step_names.STEP_LABELS[failed[0].name]} step failed: {detail}"
+    reason = execution_reason
+    return f"The build failed: {readable_failure(reason)}" if reason else "The build failed for an unknown reason."
+
+
+def registered_model_arn(remote_steps: list[dict]) -> str:
+    """The model package the Register step created, "" if none."""
+    return next((s.get("Metadata", {}).get("RegisterModel", {}).get("Arn", "") for s in remote_steps
+                 if _base_name(s.get("StepName", "")) == step_names.DEFINITION_REGISTER), "")
 
 
 def evaluation_report_uri(launch: BuildLaunch) -> str:

@@ -126,6 +126,8 @@ def test_start_passes_every_tenant_parameter_and_the_tags(engine, stub):
         "TargetColumn": "churned",
         "ProblemType": "classification",
         "Algorithm": "hist_gradient_boosting",
+        # BuildLaunch defaults: explicit, no fitting algorithms known.
+        "AlgorithmChoice": '{"algorithm":"hgb-classifier","algorithm_explicit":true,"fitting_algorithms":{}}',
         "ObjectiveMetric": "f1",
         "MinMetric": "0.7",
         "Hyperparameters": '{"learning_rate":0.1,"max_iter":200}',

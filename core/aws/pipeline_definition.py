@@ -24,7 +24,9 @@ Contract with the step code baked into the TrainingImageUri image (our own
   once per content hash under `s3://<default bucket>/<pipeline>/code/`) runs
   `mlaas_steps.preprocess` / `mlaas_steps.evaluate` with that argv.
 - preprocess: `--input /opt/ml/processing/input/data` (the uploaded CSV)
-  `--output /opt/ml/processing/output --target T --problem-type P`; writes
+  `--output /opt/ml/processing/output --target T --problem-type P
+  --algorithm-choice JSON` (the build's algorithm, whether the tenant chose
+  it, the fitting algorithms per problem type); writes
   `train/`, `validation/`, `test/` and `report/data_report.json` under the
   output dir (uploaded to `OutputUri + preprocess/<name>`).
 - training follows the SageMaker container convention (`train` on PATH); it
@@ -91,6 +93,9 @@ PARAMETERS: tuple[tuple[str, str, Any], ...] = (
     ("TargetColumn", "String", None),
     ("ProblemType", "String", None),
     ("Algorithm", "String", None),
+    # Preprocess's algorithm check: {"algorithm": slug, "algorithm_explicit": bool, "fitting_algorithms":
+    # {problem type: [slugs]}}, so a target of the other kind fails naming the algorithms that fit it.
+    ("AlgorithmChoice", "String", "{}"),
     ("ObjectiveMetric", "String", None),
     ("MinMetric", "Float", None),
     ("Hyperparameters", "String", "{}"),
@@ -124,6 +129,16 @@ _LAUNCHER = (
     "import runpy\n\n"
     'runpy.run_module("{module}", run_name="__main__", alter_sys=True)\n'
 )
+
+
+def code_bucket_name(*, resource_prefix: str, account_id: str, region: str) -> str:
+    """Where the SDK uploads the step launchers (`default_bucket`); global names need account and region."""
+    return f"{resource_prefix}-pipeline-code-{account_id}-{region}"
+
+
+def code_prefix(pipeline_name: str) -> str:
+    """The launchers' key prefix in the code bucket (the SDK's `<pipeline>/code/<content hash>/`)."""
+    return f"{pipeline_name}/code/"
 
 
 class AwsCredentials(Protocol):
@@ -389,6 +404,7 @@ def _preprocess_step(p: dict[str, Any], session: Any, tags: list, code: str) -> 
             "--output", f"{_PROCESSING}/output",
             "--target", p["TargetColumn"],
             "--problem-type", p["ProblemType"],
+            "--algorithm-choice", p["AlgorithmChoice"],
         ],
     )
     return ProcessingStep(name=STEP_PREPROCESS, step_args=step_args)

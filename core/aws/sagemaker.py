@@ -55,6 +55,21 @@ class SageMakerGateway(Gateway):
                 return None
             kwargs["NextToken"] = page["NextToken"]
 
+    def pipeline_last_modified(self, name: str) -> Any | None:
+        """LastModifiedTime of the pipeline (None: not deployed), from a listing: cheap to ask every build."""
+        kwargs: dict[str, Any] = {"PipelineNamePrefix": name}
+        while True:
+            page = self._call("list_pipelines", **kwargs)
+            for summary in page.get("PipelineSummaries", []):
+                if summary.get("PipelineName") == name:
+                    return summary.get("LastModifiedTime") or summary.get("CreationTime") or ""
+            if not page.get("NextToken"):
+                return None
+            kwargs["NextToken"] = page["NextToken"]
+
+    def describe_pipeline(self, name: str) -> dict:
+        return self._call("describe_pipeline", PipelineName=name)
+
     def start_execution(self, pipeline_name: str, parameters: dict[str, str], display_name: str,
                         client_token: str) -> str:
         """Start an execution; the same `client_token` never starts a second one."""

@@ -18,7 +18,7 @@ from tenants import jobs, services
 from tenants.models import Membership, Tenant
 from tenants.tests.helpers import closed_port_endpoint
 
-STEP_NAMES = ["bucket", "model_package_group", "role", "role_policy", "verify_access"]
+STEP_NAMES = ["bucket", "model_package_group", "role", "role_policy", "job_policy", "verify_access"]
 
 
 def _tenant_summary(slug: str) -> dict:

@@ -13,7 +13,7 @@ from tenants import jobs, naming, provisioning, services
 from tenants.models import ProvisioningStep, Tenant
 from tenants.tests.helpers import aws_unreachable
 
-STEP_NAMES = ["bucket", "model_package_group", "role", "role_policy", "verify_access"]
+STEP_NAMES = ["bucket", "model_package_group", "role", "role_policy", "job_policy", "verify_access"]
 
 
 def _account() -> str:
@@ -32,6 +32,7 @@ def _expected_steps(tenant: Tenant) -> list[tuple[str, str, str, str]]:
         f"arn:aws:sagemaker:{region}:{account}:model-package-group/{naming.model_package_group(slug)}",
         role_arn,
         f"{role_arn}/policy/tenant-data",
+        f"{role_arn}/policy/tenant-jobs",
         f"arn:aws:s3:::{bucket}/{prefix}models/{provisioning.PROBE_KEY}",
     ]
     return [(name, "succeeded", arn, "") for name, arn in zip(STEP_NAMES, arns, strict=True)]
@@ -144,10 +145,46 @@ def test_role_policy_is_scoped_to_the_tenant_location(make_tenant):
     assert statements["TenantObjects"]["Resource"] == [f"arn:aws:s3:::{bucket}/{prefix}*"]
     assert (statements["TenantListing"]["Resource"], statements["TenantListing"]["Condition"]) == (
         [f"arn:aws:s3:::{bucket}"], {"StringLike": {"s3:prefix": [f"{prefix}*"]}})
-    # Nothing else in S3 but the read-only shared pipeline code.
-    assert s3_resources == sorted([f"arn:aws:s3:::{bucket}/{prefix}*", f"arn:aws:s3:::{bucket}",
-                                   f"arn:aws:s3:::{settings.MLAAS_RESOURCE_PREFIX}-pipeline-code-*/*"])
-    assert statements["SharedPipelineCode"]["Action"] == ["s3:GetObject"]
+    # Nothing else in S3: the shared pipeline code is the jobs' policy's.
+    assert s3_resources == sorted([f"arn:aws:s3:::{bucket}/{prefix}*", f"arn:aws:s3:::{bucket}"])
+
+
+def test_job_policy_grants_what_the_jobs_need_and_no_more(make_tenant):
+    tenant = make_tenant(isolation="silo")
+    account = gateways.platform_sts().account_id()
+    region, prefix = settings.AWS_REGION, settings.MLAAS_RESOURCE_PREFIX
+    code = f"arn:aws:s3:::{prefix}-pipeline-code-{account}-{region}"
+
+    document = gateways.platform_iam().get_role_policy(naming.role_name(tenant.slug), "tenant-jobs")
+
+    assert {s["Sid"]: (s["Action"], s["Resource"], s.get("Condition")) for s in document["Statement"]} == {
+        "PipelineCodeRead": (["s3:GetObject"], [f"{code}/{settings.MLAAS_PIPELINE_NAME}/code/*"], None),
+        "PipelineCodeList": (["s3:ListBucket"], [code],
+                             {"StringLike": {"s3:prefix": [f"{settings.MLAAS_PIPELINE_NAME}/code/*"]}}),
+        "StepImageAuth": (["ecr:GetAuthorizationToken"], ["*"], None),
+        "StepImagePull": (["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                          [f"arn:aws:ecr:{region}:{account}:repository/{prefix}-steps"], None),
+        "JobLogs": (["logs:CreateLogStream", "logs:PutLogEvents"],
+                    [f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/*"], None),
+    }
+
+
+def test_provisioning_upgrade_gives_tenants_of_an_earlier_release_the_job_policy(make_tenant):
+    from tenants.models import ProvisioningStep
+
+    tenant = make_tenant(isolation="pool")
+    iam = gateways.platform_iam()
+    iam.client.delete_role_policy(RoleName=naming.role_name(tenant.slug), PolicyName="tenant-jobs")
+    tenant.provisioning_steps.filter(name="job_policy").delete()  # provisioned before the step existed
+
+    assert provisioning.provisioning_upgrade() == [tenant.slug]
+
+    tenant.refresh_from_db()
+    assert tenant.status == "active"
+    assert [(s.name, s.status) for s in tenant.provisioning_steps.order_by("order")] == [
+        (name, ProvisioningStep.Status.SUCCEEDED) for name in STEP_NAMES]
+    assert iam.get_role_policy(naming.role_name(tenant.slug), "tenant-jobs")["Statement"][0]["Sid"] == (
+        "PipelineCodeRead")
 
 
 def test_intake_rules_stay_one_per_isolation_model(make_tenant):
@@ -238,7 +275,8 @@ def test_provisioning_failure_half_way_then_retry_resumes_from_failed_step(
     assert (finished, tenant.status) == (False, "failed")
     assert [(s["name"], s["status"], s["attempts"]) for s in failed_steps] == [
         ("bucket", "succeeded", 1), ("model_package_group", "succeeded", 1),
-        ("role", "failed", 1), ("role_policy", "pending", 0), ("verify_access", "pending", 0)]
+        ("role", "failed", 1), ("role_policy", "pending", 0), ("job_policy", "pending", 0),
+        ("verify_access", "pending", 0)]
     error = tenant.provisioning_steps.get(name="role").error
     assert error.startswith("AWS endpoint unreachable: Could not connect to the endpoint URL")
     assert error.endswith("(retry may help)")
@@ -253,7 +291,7 @@ def test_provisioning_failure_half_way_then_retry_resumes_from_failed_step(
     tenant.refresh_from_db()
     assert (len(enqueued), resumed, tenant.status) == (1, True, "active")
     assert _steps(tenant) == _expected_steps(tenant)
-    assert list(tenant.provisioning_steps.values_list("attempts", flat=True)) == [1, 1, 2, 1, 1]
+    assert list(tenant.provisioning_steps.values_list("attempts", flat=True)) == [1, 1, 2, 1, 1, 1]
     # The steps that had succeeded were not run again.
     assert [s["started_at"] for s in failed_steps[:2]] == list(
         tenant.provisioning_steps.filter(order__lt=2).values_list("started_at", flat=True))
@@ -292,5 +330,9 @@ def test_platform_bootstrap_command_is_idempotent_and_lists_the_shared_resources
         f"intake rule (pool): arn:aws:events:{region}:{account}:rule/{naming.intake_rule('pool')}",
         f"build ledger: arn:aws:dynamodb:{region}:{account}:table/{settings.MLAAS_LEDGER_TABLE}",
         f"step image: {account}.dkr.ecr.{region}.amazonaws.com/{naming.step_image_repository()}@{step_image.digest}",
-        "platform ready: 6 shared resources",
+        f"log group /aws/sagemaker/ProcessingJobs: arn:aws:logs:{region}:{account}:log-group:"
+        "/aws/sagemaker/ProcessingJobs",
+        f"log group /aws/sagemaker/TrainingJobs: arn:aws:logs:{region}:{account}:log-group:"
+        "/aws/sagemaker/TrainingJobs",
+        "platform ready: 8 shared resources",
     ]

@@ -23,8 +23,10 @@ class PipelineDeployment:
 
 
 def code_bucket_name(*, account_id: str, region: str) -> str:
-    """Where the SDK uploads the step launchers; global names need account and region."""
-    return f"{settings.MLAAS_RESOURCE_PREFIX}-pipeline-code-{account_id}-{region}"
+    """Where the SDK uploads the step launchers (named in core.aws.pipeline_definition)."""
+    from core.aws.pipeline_definition import code_bucket_name as name
+
+    return name(resource_prefix=settings.MLAAS_RESOURCE_PREFIX, account_id=account_id, region=region)
 
 
 def pipeline_definition_build(*, name: str, bucket: str = "") -> tuple[dict, str]:

@@ -39,12 +39,15 @@ class Command(BaseCommand):
         if options["no_tenants"]:
             return
         from mlaas_steps.sample_data import write_sample_csvs
-        from tenants.provisioning import reprovision_missing
+        from tenants.provisioning import provisioning_upgrade, reprovision_missing
 
         if settings.AWS_ENDPOINT_URL:
             restored = reprovision_missing()
             if restored:
                 self.stdout.write(f"emulator restarted: re-provisioned {', '.join(restored)}")
+        upgraded = provisioning_upgrade()  # tenants made by an earlier release get this release's policies
+        if upgraded:
+            self.stdout.write(f"tenant policies brought up to date: {', '.join(upgraded)}")
         from mlaas_steps.sample_data import write_large_sample
 
         with tempfile.TemporaryDirectory() as tmp:
