@@ -30,11 +30,29 @@ def billing_tick() -> dict[str, int]:
     from billing.services import metering_run
 
     global _last_cost_sync_check
-    counts = {"metered": metering_run(), "cost_sync_enqueued": 0}
+    counts = {"metered": metering_run(), "cost_sync_enqueued": 0, "rollup_rows": 0}
     if time.monotonic() - _last_cost_sync_check > COST_SYNC_CHECK_SECONDS:
         counts["cost_sync_enqueued"] = int(cost_sync_if_due())
+        counts["rollup_rows"] = rollups_refresh_current_month()
         _last_cost_sync_check = time.monotonic()
     return counts
+
+
+def rollups_refresh_current_month() -> int:
+    """Hourly: recompute this month's (and, on its first days, last month's) rollups from their sources.
+
+    Metering and the Cost Explorer sync keep the rollups exact as they write; this repairs anything
+    written past them (a row edited in the admin, a restore), within a bounded cost: one month of rows.
+    """
+    from datetime import timedelta
+
+    from billing.periods import utc_today
+    from billing.rollups import rollups_refresh
+
+    today = utc_today()
+    start = (today - timedelta(days=3)).replace(day=1)
+    counts = rollups_refresh(start=start, end=today)
+    return counts["daily"] + counts["monthly"]
 
 
 def cost_sync_if_due() -> bool:
