@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.db.models import ExpressionWrapper, F
 from django.utils import timezone
 
 from mlaas_steps import metrics
@@ -106,6 +107,14 @@ class Build(models.Model):
             # The dispatcher's candidate query: the oldest queued builds of each tenant.
             models.Index(fields=["tenant", "created_at", "id"], condition=models.Q(status="queued"),
                          name="build_queued_by_tenant"),
+            # The staff home: builds that ended in the window, the latest failures.
+            models.Index(fields=["ended_at"], name="build_ended_at"),
+            models.Index(fields=["status", "-ended_at", "-id"], name="build_status_ended"),
+            # The builds list's keyset pages: newest first, and longest/shortest first (builds.selectors.SORTS).
+            models.Index(F("created_at").desc(), F("id").desc(), name="build_created_id"),
+            models.Index(ExpressionWrapper(F("ended_at") - F("started_at"), output_field=models.DurationField()),
+                         F("id"), name="build_duration_id"),
+            models.Index(fields=["status", "-id"], name="build_status_id"),
         ]
 
     def __str__(self) -> str:
@@ -160,6 +169,8 @@ class BuildStep(models.Model):
 
     class Meta:
         ordering = ["build", "order"]
+        # The billing rollups sum the billable seconds of the steps that ended on a day.
+        indexes = [models.Index(fields=["ended_at"], name="build_step_ended_at")]
         constraints = [models.UniqueConstraint(fields=["build", "name"], name="uniq_build_step")]
 
 

@@ -218,3 +218,17 @@ def access_request_done(request, code):
     req = get_object_or_404(AccessRequest, code=code)
     services.access_request_mark_handled(request=req)
     return redirect("tenants:access_requests")
+
+
+AUTOCOMPLETE_LIMIT = 20
+
+
+@access.staff_required
+def tenant_autocomplete(request):
+    """Staff: JSON suggestions for a tenant picker, up to 20 tenants whose slug or name matches `q`."""
+    from django.http import JsonResponse
+
+    from tenants.selectors import tenant_suggestions
+
+    query = request.GET.get("q", "").strip()[:40]
+    return JsonResponse({"results": tenant_suggestions(query=query, limit=AUTOCOMPLETE_LIMIT)})
