@@ -106,7 +106,8 @@ def test_builds_list_last_page_link_shows_the_oldest_builds(reference_data, staf
     last_href = re.search(r'href="([^"]*)" aria-label="Last page"', html).group(1).replace("&amp;", "&")
     last = client.get(reverse("builds:list") + last_href)
 
-    assert [b.pk for b in last.context["builds"]] == [b.pk for b in reversed(builds[:25])][-5:]
+    # The last page is the oldest 25, newest first (keyset pages are not aligned to multiples of 25).
+    assert [b.pk for b in last.context["builds"]] == [b.pk for b in reversed(builds[:25])]
     assert last.context["keyset"].has_previous and not last.context["keyset"].has_next
     assert 'rel="prev"' in last.content.decode()
 
@@ -229,7 +230,7 @@ def test_tenant_page_query_counts_are_the_same_with_more_history(reference_data)
 
     tenant = create_tenant(budget=Decimal("50"))
     member = create_member(tenant)
-    create_build(tenant)
+    create_build(tenant, version=True)
     client = client_for(member)
     urls = [reverse("home"), reverse("builds:list"), reverse("builds:list") + "?page=last",
             reverse("billing:tenant", args=[tenant.slug]), reverse("billing:statement", args=[tenant.slug]),
