@@ -111,10 +111,11 @@ class Build(models.Model):
             models.Index(fields=["ended_at"], name="build_ended_at"),
             models.Index(fields=["status", "-ended_at", "-id"], name="build_status_ended"),
             # The builds list's keyset pages: newest first, and longest/shortest first (builds.selectors.SORTS).
-            models.Index(F("created_at").desc(), F("id").desc(), name="build_created_id"),
-            models.Index(ExpressionWrapper(F("ended_at") - F("started_at"), output_field=models.DurationField()),
-                         F("id"), name="build_duration_id"),
-            models.Index(fields=["status", "-id"], name="build_status_id"),
+            # NULLS LAST as core.keyset orders (a plain DESC index puts NULLs first and would not serve it).
+            models.Index(F("created_at").desc(nulls_last=True), F("id").desc(), name="build_created_id"),
+            models.Index(ExpressionWrapper(F("ended_at") - F("started_at"), output_field=models.DurationField())
+                         .desc(nulls_last=True), F("id").desc(), name="build_duration_id"),
+            models.Index(fields=["status", "id"], name="build_status_id"),
         ]
 
     def __str__(self) -> str:
