@@ -148,7 +148,10 @@ def seed_marketplace_registration(*, plan: str):
     from tenants.marketplace import marketplace_access_request, marketplace_register
 
     customer = marketplace_register(token="demo-marketplace-token", resolve=lambda token: Resolved(
-        customer_aws_account_id=DEMO_MARKETPLACE_ACCOUNT, product_code=DEMO_MARKETPLACE_PRODUCT))
+        customer_aws_account_id=DEMO_MARKETPLACE_ACCOUNT, product_code=DEMO_MARKETPLACE_PRODUCT,
+        # moto's BatchMeterUsage names a customer only by CustomerIdentifier (it answers 500 without one),
+        # so the demo buyer has one, as a legacy integration's would; AWS also accepts the account id alone.
+        customer_identifier="demo-hooli-customer"))
     if customer.access_request is not None:
         return customer.access_request
     return marketplace_access_request(customer=customer, company="Hooli Wines", contact_email="owner@hooli.example",
