@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from builds.engines.local import _instances
+from builds.engines.sagemaker import pipeline_parameters
 from builds.intake import intake_event
 from builds.launch import launch_for
 from builds.models import Build
 from builds.tests.test_intake import put
 from mlaas_steps.runner import GIB, instance_limits
-from mlaas_steps.steps import PREPROCESS, TRAIN
 
 MIB = 1024**2
 
@@ -27,11 +26,12 @@ def test_small_and_large_uploads_run_on_their_bands_instances(make_tenant):
         "ml.m5.xlarge", "ml.m5.xlarge", 2)
     assert large.dataset_size == len(large_body)
     assert large.sizing_reason == "1.0 MiB of data: band 2 of the Standard plan (at most 2 GiB)"
-    # The launch carries the recorded choice to the engine; the local runtime limits each step by it.
-    small_launch, large_launch = launch_for(small), launch_for(large)
-    assert [instance_limits(_instances(PREPROCESS, launch)[0]) for launch in (small_launch, large_launch)] == [
+    # The launch carries the recorded choice to the pipeline's instance parameters (both engines pass the same);
+    # the local runtime limits each job by the instance type the definition resolves from them.
+    small_params, large_params = pipeline_parameters(launch_for(small)), pipeline_parameters(launch_for(large))
+    assert [instance_limits(params["ProcessingInstanceType"]) for params in (small_params, large_params)] == [
         (2, 8 * GIB), (4, 16 * GIB)]
-    assert _instances(TRAIN, large_launch) == ("ml.m5.xlarge", 1)
+    assert (large_params["TrainingInstanceType"], large_params["TrainingInstanceCount"]) == ("ml.m5.xlarge", "1")
 
 
 def test_the_band_is_fixed_when_the_build_is_created(make_tenant):
