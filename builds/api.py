@@ -141,6 +141,9 @@ class StepOut(Schema):
     instance_type: str
     instance_count: int
     failure_reason: str
+    definition_step: str = Field(..., description=(
+        "The pipeline definition's step that ran as this step (Preprocess, Train or Tune, Evaluate or "
+        "EvaluateTuned, CheckMetric or MetricBelowMinimum, Register); empty for a step not reached."))
 
 
 class TransitionOut(Schema):
@@ -174,7 +177,7 @@ def build_detail_out(b: Build) -> dict:
         "created_at": b.created_at, "started_at": b.started_at, "ended_at": b.ended_at,
         "steps": list(b.steps.order_by("order").values(
             "name", "status", "started_at", "ended_at", "billable_seconds", "instance_type", "instance_count",
-            "failure_reason")),
+            "failure_reason", "definition_step")),
         "transitions": list(b.transitions.values("from_status", "to_status", "reason", "at")),
         "metrics": b.metrics, "data_report": b.data_report,
         "model_package_arn": version.arn if version else None, "model_version": version.version if version else None,

@@ -187,6 +187,8 @@ class BuildStep(models.Model):
     instance_count = models.PositiveIntegerField(default=1)
     log = models.TextField(blank=True)
     failure_reason = models.TextField(blank=True)
+    definition_step = models.CharField(max_length=80, blank=True, help_text=(
+        "The pipeline definition's step that ran as this step (Preprocess, Train or Tune, EvaluateTuned, ...)."))
 
     class Meta:
         ordering = ["build", "order"]

@@ -58,6 +58,7 @@ class StepView:
     instance_count: int = 0
     log: str = ""
     failure_reason: str = ""
+    definition_step: str = ""
 
     @property
     def elapsed_seconds(self) -> float | None:
@@ -79,7 +80,8 @@ def build_timeline(build: Build) -> list[StepView]:
         rows.append(StepView(name=step.name, status=step.status, started_at=step.started_at,
                              ended_at=step.ended_at, billable_seconds=step.billable_seconds,
                              instance_type=step.instance_type, instance_count=step.instance_count,
-                             log=step.log, failure_reason=step.failure_reason))
+                             log=step.log, failure_reason=step.failure_reason,
+                             definition_step=step.definition_step))
     return rows
 
 

@@ -236,6 +236,7 @@ def build_record_steps(build: Build, steps) -> None:
         row.instance_type, row.instance_count = step.instance_type, step.instance_count
         row.log = step.log[-65536:]
         row.failure_reason = step.failure_reason
+        row.definition_step = step.definition_step or row.definition_step
         row.save()
 
 

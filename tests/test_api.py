@@ -257,7 +257,7 @@ def test_get_build_exact_and_stranger_404(two, api_client_for):
         **build_json(build),
         "steps": [{"name": s.name, "status": "succeeded", "started_at": iso(s.started_at), "ended_at": iso(s.ended_at),
                    "billable_seconds": s.billable_seconds, "instance_type": s.instance_type,
-                   "instance_count": s.instance_count, "failure_reason": ""} for s in steps],
+                   "instance_count": s.instance_count, "failure_reason": "", "definition_step": ""} for s in steps],
         "transitions": [{"from_status": "", "to_status": "received", "reason": "upload", "at": iso(T0)}],
         "metrics": {"accuracy": 0.96, "f1": 0.97}, "data_report": {"rows_in": 569, "rows_out": 569},
         "model_package_arn": "arn:aws:sagemaker:us-east-1:123456789012:model-package/mlaas-acme-models/1",

@@ -61,6 +61,9 @@ def test_upload_becomes_registered_model_with_cost(make_tenant, samples, clean_r
     assert build.status == Build.Status.SUCCEEDED, build.failure_reason
     assert [s.name for s in build.steps.all()] == ["preprocess", "train", "evaluate", "condition", "register"]
     assert {s.status for s in build.steps.all()} == {"succeeded"}
+    # The local runtime executed the deployed definition: each step carries the definition step that ran as it.
+    assert [s.definition_step for s in build.steps.all()] == [
+        "Preprocess", "Train", "Evaluate", "CheckMetric", "Register"]
     assert build.metrics["accuracy"] > 0.9
     version = ModelVersion.objects.get(build=build)
     assert (version.version, version.approval_status) == (1, "PendingManualApproval")

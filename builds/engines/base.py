@@ -85,6 +85,8 @@ class StepStatus:
     instance_count: int = 1
     log: str = ""
     failure_reason: str = ""
+    # The definition step that ran as this step (Preprocess, Train or Tune, EvaluateTuned, CheckMetric, ...).
+    definition_step: str = ""
 
 
 @dataclass

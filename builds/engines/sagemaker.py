@@ -295,6 +295,7 @@ def portal_steps(remote_steps: list[dict], state: str, launch: BuildLaunch, *,
         if ours is None:  # UseTuning: routing, not work a tenant sees
             continue
         step = steps[ours]
+        step.definition_step = remote.get("StepName", "")
         if base == step_names.DEFINITION_FAIL:
             step.status = "failed"
             step.failure_reason = _below_minimum(launch)
