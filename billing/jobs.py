@@ -30,9 +30,10 @@ def billing_tick() -> dict[str, int]:
     from billing.services import metering_run
 
     global _last_cost_sync_check, _last_marketplace_metering
-    counts = {"metered": metering_run(), "cost_sync_enqueued": 0}
+    counts = {"metered": metering_run(), "cost_sync_enqueued": 0, "rollup_rows": 0}
     if time.monotonic() - _last_cost_sync_check > COST_SYNC_CHECK_SECONDS:
         counts["cost_sync_enqueued"] = int(cost_sync_if_due())
+        counts["rollup_rows"] = rollups_refresh_current_month()
         _last_cost_sync_check = time.monotonic()
     if time.monotonic() - _last_marketplace_metering > MARKETPLACE_METERING_CHECK_SECONDS:
         _last_marketplace_metering = time.monotonic()
@@ -55,6 +56,23 @@ def marketplace_metering() -> dict[str, int]:
     except AwsError as exc:
         logger.warning("AWS Marketplace metering failed; pending records are sent on the next check: %s", exc)
         return {}
+
+
+def rollups_refresh_current_month() -> int:
+    """Hourly: recompute this month's (and, on its first days, last month's) rollups from their sources.
+
+    Metering and the Cost Explorer sync keep the rollups exact as they write; this repairs anything
+    written past them (a row edited in the admin, a restore), within a bounded cost: one month of rows.
+    """
+    from datetime import timedelta
+
+    from billing.periods import utc_today
+    from billing.rollups import rollups_refresh
+
+    today = utc_today()
+    start = (today - timedelta(days=3)).replace(day=1)
+    counts = rollups_refresh(start=start, end=today)
+    return counts["daily"] + counts["monthly"]
 
 
 def cost_sync_if_due() -> bool:

@@ -154,3 +154,41 @@ class BillingSetupCheck(models.Model):
     class Meta:
         ordering = ["-checked_at"]
         get_latest_by = "checked_at"
+class DailyUsage(models.Model):
+    """Rollup: one tenant's (or, with slug "", the untagged) usage and cost on one UTC day.
+
+    Filled and kept exact by billing.rollups from the rows it sums (cost lines, ended build steps,
+    Cost Explorer rows), so pages read a day per tenant instead of aggregating history.
+    """
+
+    day = models.DateField()
+    tenant_slug = models.CharField(max_length=40, blank=True, help_text="'' = untagged (Cost Explorer only)")
+    metered = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True,
+                                  help_text="Sum of the day's cost lines; empty: none")
+    billable_seconds = models.PositiveBigIntegerField(default=0, help_text="Of the steps that ended that day")
+    cost_explorer = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True,
+                                        help_text="Sum of the day's Cost Explorer rows, all services; empty: none")
+
+    class Meta:
+        ordering = ["-day", "tenant_slug"]
+        constraints = [models.UniqueConstraint(fields=["day", "tenant_slug"], name="uniq_daily_usage")]
+        indexes = [models.Index(fields=["tenant_slug", "day"], name="daily_usage_tenant_day")]
+
+
+class MonthlyUsage(models.Model):
+    """Rollup: one tenant's usage and cost in one billing month, what its statement is made of.
+
+    aws_cost is Cost Explorer's figure for the days a sync has fetched and the metered one for the
+    other days, as the month was when billing.rollups last refreshed it.
+    """
+
+    month = models.DateField(help_text="First day of the month")
+    tenant_slug = models.CharField(max_length=40, blank=True)
+    billable_seconds = models.PositiveBigIntegerField(default=0)
+    metered = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    cost_explorer = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    aws_cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+
+    class Meta:
+        ordering = ["-month", "tenant_slug"]
+        constraints = [models.UniqueConstraint(fields=["month", "tenant_slug"], name="uniq_monthly_usage")]

@@ -12,10 +12,11 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import DecimalField, Q, QuerySet, Sum, Value
+from django.db.models.functions import Abs, Coalesce
 from django.utils import timezone
 
-from billing.models import BudgetAlert, CostLine, CostSyncRun, DailyCost, InstancePrice
+from billing.models import BudgetAlert, CostLine, CostSyncRun, DailyCost, DailyUsage, InstancePrice, MonthlyUsage
 from billing.periods import billing_month_start
 from builds.models import Build, BuildStep
 from tenants.models import Tenant
@@ -170,27 +171,27 @@ def tenant_spend_this_month(tenant, today: date) -> Decimal:
 
 
 def spend_this_month_total(today: date) -> Decimal:
-    return _amount(CostLine.objects.filter(day__gte=billing_month_start(today)).aggregate(
-        total=Sum("amount"))["total"])
+    """Metered spend of every tenant this billing month (the monthly rollup: one row per tenant)."""
+    return _amount(MonthlyUsage.objects.filter(month=billing_month_start(today)).aggregate(
+        total=Sum("metered"))["total"])
 
 
 def metered_daily_by_tenant(*, start: date, end: date, tenant: Tenant | None = None) -> dict[tuple[date, str], Decimal]:
-    """(day, tenant slug) -> metered cost."""
-    qs = CostLine.objects.filter(day__gte=start, day__lte=end)
+    """(day, tenant slug) -> metered cost (the daily rollup)."""
+    qs = DailyUsage.objects.filter(day__gte=start, day__lte=end, metered__isnull=False)
     if tenant is not None:
-        qs = qs.filter(tenant=tenant)
-    return {(day, slug): _amount(total) for day, slug, total in
-            qs.values("day", "tenant__slug").annotate(total=Sum("amount")).values_list("day", "tenant__slug", "total")}
+        qs = qs.filter(tenant_slug=tenant.slug)
+    return {(day, slug): _amount(total) for day, slug, total in qs.values_list("day", "tenant_slug", "metered")}
 
 
 def explorer_daily_by_tenant(*, start: date, end: date, tenant_slug: str | None = None,
                              ) -> dict[tuple[date, str], Decimal]:
-    """(day, tenant slug; "" = untagged) -> Cost Explorer cost, all services."""
-    qs = DailyCost.objects.filter(day__gte=start, day__lte=end)
+    """(day, tenant slug; "" = untagged) -> Cost Explorer cost, all services (the daily rollup)."""
+    qs = DailyUsage.objects.filter(day__gte=start, day__lte=end, cost_explorer__isnull=False)
     if tenant_slug is not None:
         qs = qs.filter(tenant_slug=tenant_slug)
     return {(day, slug): _amount(total) for day, slug, total in
-            qs.values("day", "tenant_slug").annotate(total=Sum("amount")).values_list("day", "tenant_slug", "total")}
+            qs.values_list("day", "tenant_slug", "cost_explorer")}
 
 
 def build_costs_for_tenant(*, tenant: Tenant, start: date, end: date, limit: int = 30) -> list[dict]:
@@ -273,6 +274,23 @@ def cost_reconciliation(*, start: date, end: date, tenant: Tenant | None = None)
                       covered=covered, final_day=cost_sync_last_final_day())
 
 
+def reconciliation_largest(*, start: date, end: date, covered: set[date], final_day: date | None,
+                           limit: int = 20) -> list[ReconciliationRow]:
+    """The tenant-days of [start, end] where metered and Cost Explorer differ most (one query, `limit` rows)."""
+    if not covered:
+        return []
+    zero = Value(ZERO, output_field=DecimalField(max_digits=14, decimal_places=6))
+    rows = (DailyUsage.objects.filter(day__in=sorted(covered), day__gte=start, day__lte=end)
+            .exclude(tenant_slug=DailyCost.UNTAGGED)
+            .filter(Q(metered__isnull=False) | Q(cost_explorer__isnull=False))
+            .annotate(difference=Coalesce("cost_explorer", zero) - Coalesce("metered", zero))
+            .annotate(size=Abs("difference")).order_by("-size", "day", "tenant_slug")
+            .values_list("day", "tenant_slug", "metered", "cost_explorer")[:limit])
+    return [ReconciliationRow(day=day, tenant_slug=slug, metered=_amount(metered), cost_explorer=_amount(explorer),
+                              final=final_day is not None and day <= final_day)
+            for day, slug, metered, explorer in rows]
+
+
 def _reconcile(*, metered: dict[tuple[date, str], Decimal], explorer: dict[tuple[date, str], Decimal],
                covered: set[date], final_day: date | None) -> list[ReconciliationRow]:
     keys = {key for key in (*metered, *explorer) if key[0] in covered and key[1] != DailyCost.UNTAGGED}
@@ -321,55 +339,41 @@ def statement_amounts(*, billable_seconds: int, included_hours: Decimal,
 
 def billable_tenants(*, month: date) -> QuerySet[Tenant]:
     """Tenants that get a statement for the month: active or suspended ones, and any with usage in it."""
-    used = CostLine.objects.filter(day__gte=month_first(month), day__lte=month_last(month)).values("tenant_id")
-    return Tenant.objects.filter(Q(status__in=[Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED]) | Q(pk__in=used))
+    used = (MonthlyUsage.objects.filter(month=month_first(month))
+            .filter(Q(metered__gt=0) | Q(billable_seconds__gt=0)).values("tenant_slug"))
+    return Tenant.objects.filter(Q(status__in=[Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED]) | Q(slug__in=used))
 
 
 def statements_for_month(*, month: date, tenants: QuerySet[Tenant] | None = None) -> list[Statement]:
     """Monthly statements: plan fee, build hours used vs included, overage, and the AWS cost underneath.
 
     Build hours are the billable seconds of the tenant's steps that ended in the month / 3600. AWS cost
-    is Cost Explorer's figure for the days a sync has fetched, metered cost for the other days.
+    is Cost Explorer's figure for the days a sync has fetched, metered cost for the other days. Both
+    come from the monthly rollup (billing.rollups), one row per tenant: two queries whatever the history.
     """
-    first, last = month_first(month), month_last(month)
+    first = month_first(month)
     tenants = list((tenants if tenants is not None else billable_tenants(month=month))
                    .select_related("plan").order_by("slug"))
     if not tenants:
         return []
-    ids = [t.pk for t in tenants]
-    seconds = dict(BuildStep.objects.filter(build__tenant__in=ids, ended_at__gte=_utc_midnight(first),
-                                            ended_at__lt=_utc_midnight(last + timedelta(days=1)))
-                   .values("build__tenant_id").annotate(total=Sum("billable_seconds"))
-                   .values_list("build__tenant_id", "total"))
-    metered: dict[int, dict[date, Decimal]] = defaultdict(dict)
-    for tenant_id, day, total in (CostLine.objects.filter(tenant__in=ids, day__gte=first, day__lte=last)
-                                  .values("tenant_id", "day").annotate(total=Sum("amount"))
-                                  .values_list("tenant_id", "day", "total")):
-        metered[tenant_id][day] = _amount(total)
-    explorer: dict[str, dict[date, Decimal]] = defaultdict(dict)
-    for slug, day, total in (DailyCost.objects.filter(tenant_slug__in=[t.slug for t in tenants], day__gte=first,
-                                                      day__lte=last)
-                             .values("tenant_slug", "day").annotate(total=Sum("amount"))
-                             .values_list("tenant_slug", "day", "total")):
-        explorer[slug][day] = _amount(total)
-    covered = explorer_covered_days(start=first, end=last)
-
+    usage_rows = MonthlyUsage.objects.filter(month=first)
+    if len(tenants) <= 100:
+        usage_rows = usage_rows.filter(tenant_slug__in=[t.slug for t in tenants])
+    usage = {row.tenant_slug: row for row in usage_rows}
     statements = []
     for tenant in tenants:
         plan = tenant.plan
+        row = usage.get(tenant.slug)
         used, overage, overage_amount = statement_amounts(
-            billable_seconds=seconds.get(tenant.pk) or 0, included_hours=plan.included_build_hours,
+            billable_seconds=row.billable_seconds if row else 0, included_hours=plan.included_build_hours,
             overage_rate=plan.overage_price_per_hour)
-        metered_days, explorer_days = metered.get(tenant.pk, {}), explorer.get(tenant.slug, {})
-        aws_cost = (sum((explorer_days.get(day, ZERO) for day in covered), ZERO)
-                    + sum((total for day, total in metered_days.items() if day not in covered), ZERO))
         statements.append(Statement(
             month=first, tenant_slug=tenant.slug, tenant_name=tenant.name, plan_slug=plan.slug,
             plan_name=plan.name, monthly_fee=plan.monthly_fee, included_hours=plan.included_build_hours,
             used_hours=used, overage_hours=overage, overage_rate=plan.overage_price_per_hour,
-            overage_amount=overage_amount, metered_cost=sum(metered_days.values(), ZERO),
-            cost_explorer_cost=sum(explorer_days.values(), ZERO) if explorer_days else None,
-            aws_cost=aws_cost))
+            overage_amount=overage_amount, metered_cost=_amount(row.metered) if row else ZERO,
+            cost_explorer_cost=_amount(row.cost_explorer) if row and row.cost_explorer is not None else None,
+            aws_cost=_amount(row.aws_cost) if row else ZERO))
     return statements
 
 
@@ -438,14 +442,13 @@ def overview_data(*, today: date, month: date) -> dict:
     runs = cost_sync_recent_runs()
     final_day = cost_sync_last_final_day()
     statements = statements_for_month(month=month)
-    reconciliation = _reconcile(metered=metered, explorer=explorer, covered=covered, final_day=final_day)
     return {
         "start": start, "end": end, "days": days_between(start, end), "month": month_first(month),
         "metered": metered, "explorer": explorer, "covered": covered,
         "statements": statements, "totals": statement_totals(statements), "by_plan": statements_by_plan(statements),
         "top_tenants": sorted((s for s in statements if s.metered_cost or s.aws_cost),
                               key=lambda s: (-s.aws_cost, s.tenant_slug))[:10],
-        "reconciliation": sorted(reconciliation, key=lambda r: (-abs(r.difference), r.day, r.tenant_slug))[:20],
+        "reconciliation": reconciliation_largest(start=start, end=end, covered=covered, final_day=final_day),
         "untagged": untagged_cost(start=start, end=end),
         "sync_runs": runs,
         "last_success": next((r for r in runs if r.status == CostSyncRun.Status.SUCCEEDED), None),

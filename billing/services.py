@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from billing import periods
 from billing.models import BudgetAlert, BuildCharge, CostLine, CostSyncRun, DailyCost, InstancePrice
+from billing.rollups import rollups_refresh
 from billing.rules import (  # noqa: F401 - step_cost is part of this module's interface
     FINAL_AFTER_DAYS,
     SYNC_BACKFILL_DAYS,
@@ -116,6 +117,9 @@ def build_meter(*, build) -> list[CostLine]:
                               day=step.ended_at.astimezone(UTC).date()),
             )
             lines.append(line)
+        if lines:
+            days = [line.day for line in lines]
+            rollups_refresh(start=min(days), end=max(days), tenant_slugs=[build.tenant.slug])
     if lines:
         budget_check(tenant=build.tenant)
     return lines
@@ -245,7 +249,10 @@ def cost_sync_run(*, triggered_by: str = "schedule", today: date | None = None,
         _cost_sync_finish(run, status=CostSyncRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
         raise
     run.last_final_day = _last_final_day(rows=rows, start=start, end=end, today=today)
-    _cost_sync_finish(run, status=CostSyncRun.Status.SUCCEEDED)
+    with transaction.atomic():
+        _cost_sync_finish(run, status=CostSyncRun.Status.SUCCEEDED)
+        # The window's days now count Cost Explorer's figure as the AWS cost: every tenant's rollup changes.
+        rollups_refresh(start=start, end=end)
     return run
 
 

@@ -5,6 +5,7 @@ from datetime import date, timedelta
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -15,14 +16,21 @@ from billing.models import InstancePrice
 from tenants import access
 from tenants.models import Plan, Tenant
 
+STATEMENTS_PAGE_SIZE = 25
+
 
 @access.staff_required
 def overview(request):
     today = services.utc_today()
     month = parse_month(request.GET.get("month"), today)
     data = selectors.overview_data(today=today, month=month)
+    # Totals, plans and top tenants sum every statement; the table shows a page of them.
+    statements_page = Paginator(data["statements"], STATEMENTS_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
     return render(request, "billing/overview.html", {
         **data,
+        "page_obj": statements_page, "query_without_page": query.urlencode() + "&" if query else "",
         "charts": [
             charts.daily_spend_by_tenant(days=data["days"], metered=data["metered"]),
             charts.revenue_vs_cost_by_plan(by_plan=data["by_plan"]),

@@ -65,8 +65,10 @@ class AlgorithmForm(forms.ModelForm):
 
 
 class BuildFilterForm(forms.Form):
-    tenant = forms.ModelChoiceField(queryset=Tenant.objects.all(), to_field_name="slug", required=False,
-                                    empty_label="Any tenant")
+    # A text field with suggestions (static/js/tenant_autocomplete.js asks tenants:autocomplete), not a
+    # select: a select would render every tenant on every page (10,000 tenants: half a megabyte).
+    tenant = forms.CharField(required=False, max_length=40, widget=forms.TextInput(attrs={
+        "list": "tenant-options", "autocomplete": "off", "placeholder": "Any tenant", "data-tenant-autocomplete": ""}))
     plan = forms.ModelChoiceField(queryset=Plan.objects.all(), to_field_name="slug", required=False,
                                   empty_label="Any plan")
     status = forms.ChoiceField(choices=[("", "Any status")] + list(Build.Status.choices), required=False)
@@ -78,8 +80,17 @@ class BuildFilterForm(forms.Form):
 
     def __init__(self, *args, tenants=None, **kwargs):
         super().__init__(*args, **kwargs)
-        if tenants is not None:
-            self.fields["tenant"].queryset = tenants
+        self.tenants = tenants if tenants is not None else Tenant.objects.all()
+
+    def clean_tenant(self) -> Tenant | None:
+        """The tenant of that slug among the ones the viewer may filter by (one query)."""
+        slug = self.cleaned_data["tenant"].strip()
+        if not slug:
+            return None
+        tenant = self.tenants.filter(slug=slug).first()
+        if tenant is None:
+            raise forms.ValidationError(f"No tenant with the slug “{slug}”.")
+        return tenant
 
     def clean(self):
         data = super().clean()

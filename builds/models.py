@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.db.models import ExpressionWrapper, F
 from django.utils import timezone
 
 from mlaas_steps import metrics
@@ -126,6 +127,15 @@ class Build(models.Model):
             # Recent run times per plan (queue estimates, a dispatch pick's provisional charge).
             models.Index(fields=["plan", "-ended_at"], condition=models.Q(status="succeeded"),
                          name="build_plan_recent_end"),
+            # The staff home: builds that ended in the window, the latest failures.
+            models.Index(fields=["ended_at"], name="build_ended_at"),
+            models.Index(fields=["status", "-ended_at", "-id"], name="build_status_ended"),
+            # The builds list's keyset pages: newest first, and longest/shortest first (builds.selectors.SORTS).
+            # NULLS LAST as core.keyset orders (a plain DESC index puts NULLs first and would not serve it).
+            models.Index(F("created_at").desc(nulls_last=True), F("id").desc(), name="build_created_id"),
+            models.Index(ExpressionWrapper(F("ended_at") - F("started_at"), output_field=models.DurationField())
+                         .desc(nulls_last=True), F("id").desc(), name="build_duration_id"),
+            models.Index(fields=["status", "id"], name="build_status_id"),
         ]
 
     def __str__(self) -> str:
@@ -180,6 +190,8 @@ class BuildStep(models.Model):
 
     class Meta:
         ordering = ["build", "order"]
+        # The billing rollups sum the billable seconds of the steps that ended on a day.
+        indexes = [models.Index(fields=["ended_at"], name="build_step_ended_at")]
         constraints = [models.UniqueConstraint(fields=["build", "name"], name="uniq_build_step")]
 
 

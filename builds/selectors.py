@@ -12,15 +12,20 @@ from builds.models import Algorithm, Build, BuildStep, ModelVersion, RejectedUpl
 from mlaas_steps.steps import STEP_NAMES
 from tenants.models import Tenant
 
-SORTS = {"created": "created_at", "-created": "-created_at", "status": "status", "-status": "-status",
-         "tenant": "tenant__slug", "-tenant": "-tenant__slug", "algorithm": "algorithm__slug",
-         "-algorithm": "-algorithm__slug", "plan": "plan__slug", "-plan": "-plan__slug",
-         "duration": "duration", "-duration": "-duration"}
+# Sort name -> the value the list is ordered by (ties broken by id, in the same direction).
+SORT_VALUES = {"created": F("created_at"), "status": F("status"), "tenant": F("tenant__slug"),
+               "algorithm": F("algorithm__slug"), "plan": F("plan__slug"),
+               "duration": ExpressionWrapper(F("ended_at") - F("started_at"), output_field=DurationField())}
+SORT_KEY = "sort_value"
 
 
 def build_list(*, base: QuerySet[Build], tenant: str = "", plan: str = "", status: str = "", algorithm: str = "",
-               date_from=None, date_to=None, sort: str = "-created") -> QuerySet[Build]:
-    """Builds filtered and sorted for the list page; created dates compare in the active (user's) zone."""
+               date_from=None, date_to=None, sort: str = "-created") -> tuple[QuerySet[Build], bool]:
+    """Builds filtered for the list page, annotated with SORT_KEY, and whether that sort is descending.
+
+    Created dates compare in the active (user's) zone. The caller pages with core.keyset (by
+    SORT_KEY, then id): the indexes build_created_id and build_duration_id serve the usual sorts.
+    """
     qs = base.select_related("tenant", "plan", "algorithm")
     if tenant:
         qs = qs.filter(tenant__slug=tenant)
@@ -34,11 +39,10 @@ def build_list(*, base: QuerySet[Build], tenant: str = "", plan: str = "", statu
         qs = qs.filter(created_at__date__gte=date_from)
     if date_to:
         qs = qs.filter(created_at__date__lte=date_to)
-    order = SORTS.get(sort, "-created_at")
-    if order.lstrip("-") == "duration":
-        qs = qs.annotate(duration=ExpressionWrapper(F("ended_at") - F("started_at"), output_field=DurationField()))
-        order = F("duration").desc(nulls_last=True) if order.startswith("-") else F("duration").asc(nulls_last=True)
-    return qs.order_by(order, "-id")
+    name = sort.lstrip("-")
+    if name not in SORT_VALUES:
+        name, sort = "created", "-created"
+    return qs.annotate(**{SORT_KEY: SORT_VALUES[name]}), sort.startswith("-")
 
 
 @dataclass

@@ -4,7 +4,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
@@ -14,10 +14,12 @@ from builds import selectors, services
 from builds.forms import AlgorithmForm, BuildFilterForm, StartBuildForm
 from builds.models import Algorithm, Build, RejectedUpload
 from core.aws.errors import AwsError, AwsNotFound
+from core.keyset import BadCursor, keyset_page
 from tenants import access as tenant_access
 from tenants.models import Tenant
 
 PAGE_SIZE = 25
+PAGE_PARAMS = ("page", "after", "before")  # keyset page links (core.keyset); a new filter or sort starts over
 
 # Sortable columns of the build table: (column, label, sort key).
 SORTABLE = [("created", "Created", "created"), ("tenant", "Tenant", "tenant"), ("plan", "Plan", "plan"),
@@ -37,7 +39,7 @@ DESCENDING_FIRST = {"created", "duration"}  # newest and longest first is what o
 
 def _sort_headers(request, current: str) -> dict[str, dict]:
     """Per column: the link that sorts by it (toggling the direction when it is the current sort)."""
-    base = _query_without(request, "sort", "page")
+    base = _query_without(request, "sort", *PAGE_PARAMS)
     descending = current.startswith("-")
     headers = {}
     for column, label, key in SORTABLE:
@@ -57,13 +59,19 @@ def build_list(request):
     form = BuildFilterForm(request.GET or None,
                            tenants=None if request.user.is_staff else tenant_access.tenants_for_user(request.user))
     filters = form.filters() if request.GET else {"sort": "-created"}
-    qs = selectors.build_list(base=build_access.builds_for_user(request.user), **filters)
-    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    qs, descending = selectors.build_list(base=build_access.builds_for_user(request.user), **filters)
+    try:
+        page = keyset_page(qs, key=selectors.SORT_KEY, descending=descending, size=PAGE_SIZE,
+                           after=request.GET.get("after"), before=request.GET.get("before"),
+                           last=request.GET.get("page") == "last")
+    except BadCursor:
+        return HttpResponseBadRequest("This page link is not valid (it was changed or belongs to another list): "
+                                      "open the builds list again from its first page.")
     template = "builds/_rows.html" if request.htmx else "builds/list.html"
     return render(request, template, {
-        "form": form, "page_obj": page, "builds": page.object_list, "tenant": tenant,
-        "query_without_page": _query_without(request, "page"), "sort_headers": _sort_headers(request,
-                                                                                           filters["sort"]),
+        "form": form, "keyset": page, "builds": page.items, "tenant": tenant,
+        "query_without_page": _query_without(request, *PAGE_PARAMS),
+        "sort_headers": _sort_headers(request, filters["sort"]),
         "filtered": any(v for k, v in filters.items() if k != "sort"),
         "uploaded": request.GET.get("uploaded", "")[:1024],
     })

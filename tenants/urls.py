@@ -7,6 +7,7 @@ urlpatterns = [
     path("new/", views.tenant_onboard, name="onboard"),
     path("plans/", views.plan_list, name="plans"),
     path("plans/<slug:slug>/", views.plan_edit, name="plan_edit"),
+    path("autocomplete/", views.tenant_autocomplete, name="autocomplete"),
     path("requests/", views.access_requests, name="access_requests"),
     path("requests/<uuid:code>/done/", views.access_request_done, name="access_request_done"),
     path("<slug:slug>/", views.tenant_detail, name="detail"),

@@ -284,3 +284,15 @@ def marketplace_details(request, code):
 
 def _marketplace_page(request, state: str, *, status: int = 200, **context):
     return render(request, "marketplace/register.html", {"state": state, **context}, status=status)
+AUTOCOMPLETE_LIMIT = 20
+
+
+@access.staff_required
+def tenant_autocomplete(request):
+    """Staff: JSON suggestions for a tenant picker, up to 20 tenants whose slug or name matches `q`."""
+    from django.http import JsonResponse
+
+    from tenants.selectors import tenant_suggestions
+
+    query = request.GET.get("q", "").strip()[:40]
+    return JsonResponse({"results": tenant_suggestions(query=query, limit=AUTOCOMPLETE_LIMIT)})

@@ -24,6 +24,10 @@ def spend(tenant, build, amount: str, *, days_ago: int = 0) -> None:
                             instance_type="ml.m5.large", instance_count=1, billable_seconds=60,
                             price_per_hour=Decimal("0.115"), amount=Decimal(amount),
                             day=utc_today() - timedelta(days=days_ago))
+    # Written past metering (which keeps the billing rollups current): refresh them as the billing tick does.
+    from billing.rollups import rollups_refresh
+
+    rollups_refresh(start=utc_today() - timedelta(days=40), end=utc_today(), tenant_slugs=[tenant.slug])
 
 
 def ended_ago(hours: float, duration_s: int):

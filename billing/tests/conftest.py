@@ -55,6 +55,7 @@ def build_factory(reference_data):
 def populate(reference_data):
     """n_tenants tenants, each with one metered build per day over n_days days and synced Cost Explorer rows."""
     from billing.models import BudgetAlert, CostLine, CostSyncRun, DailyCost
+    from billing.rollups import rollups_refresh
     from builds.models import Algorithm, Build, BuildStep
     from tenants.models import Plan, Tenant
 
@@ -94,6 +95,8 @@ def populate(reference_data):
         BudgetAlert.objects.bulk_create([
             BudgetAlert(tenant=t, month=today.replace(day=1), threshold_amount=Decimal("0.80"),
                         spend_at_crossing=Decimal("0.92")) for t in tenants])
+        # The rows above bypass the writers that keep the rollups current; the billing tick's refresh catches up.
+        rollups_refresh(start=days[-1], end=days[0])
         started = datetime.now(UTC) - timedelta(minutes=5)
         for t in tenants[:3]:
             running = Build.objects.create(tenant=t, plan=t.plan, algorithm=algorithm, target="y",

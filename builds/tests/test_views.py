@@ -24,7 +24,7 @@ def globex(reference_data):
 
 
 def codes(response) -> list[str]:
-    return [str(b.code) for b in response.context["page_obj"].object_list]
+    return [str(b.code) for b in response.context["builds"]]
 
 
 # ----- list -----
@@ -86,12 +86,24 @@ def test_build_list_paginates_and_keeps_filters_in_page_links(acme):
     client = client_for(create_member(acme))
 
     first = client.get(reverse("builds:list"), {"status": "succeeded"})
-    second = client.get(reverse("builds:list"), {"status": "succeeded", "page": 2})
+    next_link = first.context["keyset"].next_cursor
+    second = client.get(reverse("builds:list"), {"status": "succeeded", "after": next_link})
 
     assert (len(codes(first)), len(codes(second))) == (25, 2)
     assert set(codes(first)).isdisjoint(codes(second))
-    assert 'href="?status=succeeded&amp;page=2"' in first.content.decode()
-    assert "Page 1 of 2 · 27 in all" in text_of(first)
+    assert f'href="?status=succeeded&amp;after={next_link}" rel="next"' in first.content.decode()
+    assert 'href="?status=succeeded&amp;page=last" aria-label="Last page"' in first.content.decode()
+    assert 'rel="prev"' not in first.content.decode()
+    back = client.get(reverse("builds:list"), {"status": "succeeded",
+                                               "before": second.context["keyset"].previous_cursor})
+    assert codes(back) == codes(first)
+
+
+def test_build_list_bad_page_link_is_a_clear_400(acme):
+    response = client_for(create_member(acme)).get(reverse("builds:list"), {"after": "not-a-cursor"})
+
+    assert response.status_code == 400
+    assert "This page link is not valid" in response.content.decode()
 
 
 def test_build_list_htmx_refresh_returns_only_the_rows(acme):
