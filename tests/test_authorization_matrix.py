@@ -6,8 +6,9 @@ A new route or API operation without an entry fails `test_every_url_has_an_entry
 `test_every_api_operation_has_an_entry` with the exact line to add. Path parameters are filled with real
 objects of the first tenant (its build, model version, ...). Every case runs inside a savepoint that is rolled
 back afterwards, so a POST that changes a row (cancel, invite, approve) leaves the next case a fresh object,
-and nothing reaches Redis or AWS (jobs are enqueued on commit, and nothing commits). The data is made once for
-the module.
+and nothing reaches Redis (jobs are enqueued on commit, and nothing commits). AWS is the session's emulator, asked
+only where the product must ask it (the step image's digest, a model artifact's presence, the billing setup check).
+The data is made once for the module.
 
 Outcomes: an int is the expected status code; LOGIN is a redirect to the portal's login with `next` set to the
 path asked; ADMIN_LOGIN the same for the admin's login page.
@@ -161,6 +162,7 @@ WEB: dict[tuple[str, str], tuple[Row, Case] | Row] = {
     ("tenants/plans/<slug:slug>/", "GET"): STAFF_PAGE,
     ("tenants/plans/<slug:slug>/", "POST"): (STAFF_PAGE, Case(data=lambda d: {})),
     ("tenants/requests/", "GET"): STAFF_PAGE,
+    ("tenants/autocomplete/", "GET"): (STAFF_PAGE, Case(query="q=matrix")),  # staff's tenant picker (JSON)
     ("tenants/requests/<uuid:code>/done/", "GET"): STAFF_POST_ONLY_GET,
     ("tenants/requests/<uuid:code>/done/", "POST"): STAFF_POST,
     ("tenants/<slug:slug>/", "GET"): TENANT,
