@@ -214,7 +214,7 @@ WEB: dict[tuple[str, str], tuple[Row, Case] | Row] = {
     ("builds/<uuid:code>/cancel/", "GET"): POST_ONLY_GET,
     ("builds/<uuid:code>/cancel/", "POST"): Row(LOGIN, 302, 302, 404, 302),
     ("builds/<uuid:code>/retry/", "GET"): POST_ONLY_GET,
-    # This run has no AWS: the dataset check fails and the tenant is told so (302 back to the build).
+    # The dataset is not in the emulator's bucket: the check fails and the tenant is told so (302 back to the build).
     ("builds/<uuid:code>/retry/", "POST"): Row(LOGIN, 302, 302, 404, 302),
     ("billing/", "GET"): STAFF_PAGE,
     ("billing/sync/", "GET"): STAFF_POST_ONLY_GET,
