@@ -94,15 +94,26 @@ def test_regression_insight_predicted_vs_actual_residuals_and_importance(tmp_pat
 
 def test_permutation_importance_stops_at_its_deadline():
     rows = pd.DataFrame({"a": np.arange(50.0), "b": np.ones(50)})
-    calls = []
+    calls, predicted_rows = [], []
+
+    class Model:
+        classes_ = np.array([0, 1])
+
+        def predict(self, features):
+            predicted_rows.append(len(features))
+            return np.zeros(len(features))
+
+        def predict_proba(self, features):
+            return np.zeros((len(features), 2))
 
     def score(model, features, labels):
         calls.append(1)
         return 1.0
 
-    bounded = permutation_importance(None, rows, np.zeros(50), score=score, seed=1, seconds=0)
+    bounded = permutation_importance(Model(), rows, np.zeros(50), score=score, seed=1, seconds=0)
 
     assert (bounded["features"], bounded["complete"], len(calls)) == ([], False, 1)  # the baseline only
-    full = permutation_importance(None, rows, np.zeros(50), score=score, seed=1, seconds=60, repeats=2)
+    full = permutation_importance(Model(), rows, np.zeros(50), score=score, seed=1, seconds=60, repeats=2)
     assert [f["name"] for f in full["features"]] == ["a", "b"] and full["complete"] is True
     assert len(calls) == 1 + 1 + 2 * 2
+    assert predicted_rows == [100, 100]  # each column's two repeats predicted in one call
