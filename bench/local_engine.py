@@ -7,7 +7,9 @@
     every artifact a build writes (Parquet splits, reports, model.joblib).
 (b) baseline: the script a data scientist would write — pandas.read_csv,
     drop rows without a target and duplicates, one-hot the text columns,
-    stratified 70/30 split, HistGradientBoostingClassifier, accuracy/F1/AUC.
+    stratified 70/30 split, HistGradientBoostingClassifier, accuracy/F1/AUC, and the insight the engine's
+    evaluate step draws for the version page (confusion matrix, ROC curve, permutation importance on 2,000
+    test rows with 3 repeats, sklearn.inspection's), so both do the same work.
 
 Both fit the same estimator with the same seed on the same 70 % of rows.
 Runs alternate (engine first on even runs, baseline first on odd ones); one
@@ -37,7 +39,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.datasets import make_classification  # noqa: E402
 from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
-from sklearn.metrics import accuracy_score, f1_score, roc_auc_score  # noqa: E402
+from sklearn.inspection import permutation_importance  # noqa: E402
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score, roc_curve  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 from mlaas_steps import StepPaths, place_dataset  # noqa: E402
@@ -96,6 +99,11 @@ def baseline(csv_path: Path) -> dict:
     model = HistGradientBoostingClassifier(random_state=42).fit(x_train, y_train)
     probabilities = model.predict_proba(x_test)
     predicted = model.classes_[probabilities.argmax(axis=1)]
+    confusion_matrix(y_test, predicted)
+    roc_curve(y_test == "yes", probabilities[:, 1])
+    sample = x_test.sample(n=min(2000, len(x_test)), random_state=42)
+    permutation_importance(model, sample, y_test.loc[sample.index], n_repeats=3, random_state=42,
+                           scoring="accuracy")
     return {"accuracy": accuracy_score(y_test, predicted), "f1": f1_score(y_test, predicted, pos_label="yes"),
             "roc_auc": roc_auc_score(y_test == "yes", probabilities[:, 1])}
 

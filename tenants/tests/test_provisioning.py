@@ -58,7 +58,7 @@ def test_provisioning_records_every_step_with_status_and_arn(make_tenant, isolat
         (f"mlaas-t-{tenant.slug}-{account}", "", f"s3://mlaas-t-{tenant.slug}-{account}/uploads/")
         if isolation == "silo" else
         (f"mlaas-pool-{account}", f"tenants/{tenant.slug}/", f"s3://mlaas-pool-{account}/tenants/{tenant.slug}/uploads/"))
-    assert list(tenant.provisioning_steps.values_list("attempts", flat=True)) == [1] * 5
+    assert list(tenant.provisioning_steps.values_list("attempts", flat=True)) == [1] * len(provisioning.STEPS)
 
 
 def test_tenant_resources_carry_tenant_and_plan_tags(make_tenant):
@@ -237,12 +237,12 @@ def test_provisioning_rerun_is_idempotent(make_tenant, isolation):
     rerun_all = provisioning.run_provisioning(tenant)
 
     assert (rerun_active, rerun_all, tenant.status) == (True, True, "active")
-    assert attempts_after_noop == [1] * 5
+    assert attempts_after_noop == [1] * len(provisioning.STEPS)
     assert _steps(tenant) == first_steps
-    assert list(tenant.provisioning_steps.values_list("attempts", flat=True)) == [2] * 5
+    assert list(tenant.provisioning_steps.values_list("attempts", flat=True)) == [2] * len(provisioning.STEPS)
     second_inventory = _aws_inventory(tenant)
     assert {k: v for k, v in second_inventory.items() if k != "probe_versions"} == {
-        "roles": [naming.role_name(tenant.slug)], "role_policies": ["tenant-data"],
+        "roles": [naming.role_name(tenant.slug)], "role_policies": ["tenant-data", "tenant-jobs"],
         "model_package_groups": [naming.model_package_group(tenant.slug)],
         "rules": ["mlaas-intake-pool", "mlaas-intake-silo"], "buckets": [tenant.bucket]}
     assert {k: v for k, v in first_inventory.items() if k != "probe_versions"} == {
