@@ -139,7 +139,7 @@ def sample_csv(tmp_path):
 
 @pytest.mark.django_db(transaction=True)
 def test_onboard_upload_build_model_spend_and_isolation(chromium, live_server, settings, emulator, reference_data,
-                                                        staff_user, clean_redis, sample_csv):
+                                                        staff_user, clean_redis, sample_csv, local_runtime):
     import django_rq
     from rq import SimpleWorker
 
