@@ -230,9 +230,9 @@ def test_status_running_then_succeeded_with_steps_and_model_package(engine, stub
 
     assert running == EngineStatus(state="running", steps=[
         StepStatus("preprocess", "succeeded", at(0), at(4), 240, "ml.m5.large", 1,
-                   log="ProcessingJob pipelines-abc-Preprocess-1"),
+                   log="ProcessingJob pipelines-abc-Preprocess-1", definition_step="Preprocess"),
         StepStatus("train", "running", at(5), None, 1500, "ml.m5.xlarge", 2,
-                   log="TrainingJob pipelines-abc-Train-2"),
+                   log="TrainingJob pipelines-abc-Train-2", definition_step="Train"),
         StepStatus("evaluate", "pending"),
         StepStatus("condition", "pending"),
         StepStatus("register", "pending"),
@@ -378,7 +378,8 @@ def test_status_metric_below_minimum_fails_the_condition_step(engine, stub):
     sentence = "The model's f1 did not meet the plan's minimum (at least 0.7), so it was not registered."
     assert status.state == "failed"
     assert status.failure_reason == sentence
-    assert status.steps[3] == StepStatus("condition", "failed", at(6), at(6.2), 0, "", 0, failure_reason=sentence)
+    assert status.steps[3] == StepStatus("condition", "failed", at(6), at(6.2), 0, "", 0, failure_reason=sentence,
+                                         definition_step="MetricBelowMinimum")
     assert status.steps[4] == StepStatus("register", "skipped")
 
 
