@@ -285,7 +285,7 @@ def portal_steps(remote_steps: list[dict], state: str, launch: BuildLaunch, *,
     The one conversion both engines use: definition step names map to portal
     steps (mlaas_steps.steps), routing steps are dropped, the Fail step
     overrides the condition it follows."""
-    not_run = "pending" if state == ENGINE_RUNNING else ("cancelled" if state == ENGINE_STOPPED else "skipped")
+    not_run = "pending" if state == ENGINE_RUNNING else "skipped"  # stopped or ended: the rest never ran
     steps = {name: StepStatus(name=name, status=not_run) for name in STEP_NAMES}
     # The Fail step overrides the condition step it follows, whatever the listing order.
     for remote in sorted(remote_steps,
