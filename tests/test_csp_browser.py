@@ -33,6 +33,7 @@ document.addEventListener("securitypolicyviolation", function (e) {
 
 def _billing_data(tenant, days: int = 5) -> None:
     """A metered build per day for the last few days, so every billing chart has something to draw."""
+    from billing.rollups import rollups_refresh
     from billing.services import utc_today
     from tests.factories import CostLineFactory
     from tests.web_support import create_build
@@ -42,6 +43,7 @@ def _billing_data(tenant, days: int = 5) -> None:
         day = today - timedelta(days=n)
         build = create_build(tenant, created_at=datetime(day.year, day.month, day.day, 8, tzinfo=UTC))
         CostLineFactory(step=build.steps.get(name="train"), day=day)
+    rollups_refresh(start=today - timedelta(days=days), end=today)  # what metering does as it writes cost lines
 
 
 class Watch:
