@@ -6,35 +6,21 @@ Each chart has a stable element id so a browser test can check it is drawn.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
 import plotly.graph_objects as go
 
+from core.charts import Chart, figure_json
+
 OTHER_TENANTS = "other tenants"
 MAX_STACKED_TENANTS = 10
 
 
-@dataclass(frozen=True)
-class Chart:
-    id: str
-    title: str
-    figure: dict | None
-    empty_text: str
-
-    @property
-    def data_id(self) -> str:
-        return f"{self.id}-data"
-
-
 def _figure(fig: go.Figure, **layout) -> dict:
-    fig.update_layout(margin={"l": 55, "r": 10, "t": 10, "b": 40}, height=320,
-                      legend={"orientation": "h", "y": -0.2}, paper_bgcolor="rgba(0,0,0,0)",
-                      plot_bgcolor="rgba(0,0,0,0)", **layout)
-    return json.loads(fig.to_json())
+    return figure_json(fig, **{"margin": {"l": 55, "r": 10, "t": 10, "b": 40}, "height": 320,
+                               "legend": {"orientation": "h", "y": -0.2}, **layout})
 
 
 def _usd(value: Decimal | None) -> float | None:

@@ -7,31 +7,16 @@ these functions only shape it for plotly.js (static/vendor/plotly.min.js, drawn 
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-
 import plotly.graph_objects as go
+
+from core.charts import Chart, figure_json
 
 MAX_IMPORTANCE_BARS = 20
 
 
-@dataclass(frozen=True)
-class Chart:
-    id: str
-    title: str
-    figure: dict | None
-    empty_text: str
-
-    @property
-    def data_id(self) -> str:
-        return f"{self.id}-data"
-
-
 def _figure(fig: go.Figure, **layout) -> dict:
-    layout = {"margin": {"l": 70, "r": 10, "t": 10, "b": 50}, "height": 340, "legend": {"orientation": "h", "y": -0.25},
-              "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)", **layout}
-    fig.update_layout(**layout)
-    return json.loads(fig.to_json())
+    return figure_json(fig, **{"margin": {"l": 70, "r": 10, "t": 10, "b": 50}, "height": 340,
+                               "legend": {"orientation": "h", "y": -0.25}, **layout})
 
 
 def insight_charts(insight: dict) -> list[Chart]:

@@ -5,7 +5,7 @@ plotly.js injects its stylesheet as a <style> element when it loads (blocked by 
 that when the page already has an element `#plotly.js-style-global.no-inline-styles`, and skips its bundled
 maplibre stylesheet (maps, which the portal does not draw) when an element with that stylesheet's id exists.
 The billing pages link the file this script writes under the first id and carry an empty <meta> with the
-second (templates/billing/_plotly_head.html).
+second (templates/_plotly_head.html).
 
 Run after upgrading static/vendor/plotly.min.js (needs Chromium and Playwright):
     .venv/bin/python scripts/plotly_css.py
