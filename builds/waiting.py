@@ -212,7 +212,7 @@ def queue_overview(*, longest: int = 10) -> dict:
                   .annotate(n=Count("id")).values_list("tenant__plan_id", "n"))
     tenants_waiting = dict(Build.objects.filter(status=Build.Status.QUEUED).values("tenant__plan_id")
                            .annotate(n=Count("tenant_id", distinct=True)).values_list("tenant__plan_id", "n"))
-    oldest = list(Build.objects.filter(status=Build.Status.QUEUED).select_related("tenant", "plan", "algorithm")
+    oldest = list(Build.objects.filter(status=Build.Status.QUEUED).select_related("tenant__plan", "plan", "algorithm")
                   .order_by("created_at", "id")[:longest])
     facts = waiting_for_builds(oldest, now=now)
     plans = [{"plan": plan, "running": state.running_by_plan.get(plan.id, 0), "queued": queued.get(plan.id, 0),
