@@ -185,19 +185,21 @@ def ledger_costs_write(*, limit: int = 200) -> int:
 # ----- budgets -----
 
 def budget_check(*, tenant, today: date | None = None) -> BudgetAlert | None:
-    """Record a BudgetAlert the first time this month's metered spend reaches the alert threshold.
+    """Record a BudgetAlert the first time this month's metered spend reaches the alert threshold, and the
+    month's spend on the tenant (for the budget hard cap, `tenants.budgets`).
 
     Returns the month's alert (new or already recorded), or None while under the threshold.
     """
     from billing.selectors import budget_threshold, tenant_spend_this_month
+    from tenants.services import tenant_spend_record
 
     threshold = budget_threshold(tenant)
-    if threshold is None:
-        return None
     today = today or utc_today()
     month = periods.billing_month_start(today)
     spend = tenant_spend_this_month(tenant, today)
-    if spend < threshold:
+    # The hard cap reads this from the tenant (builds may not import billing): recorded on every check.
+    tenant_spend_record(tenant_id=tenant.pk, month=month, spend=spend.quantize(Decimal("0.0001")))
+    if threshold is None or spend < threshold:
         return None
     alert, created = BudgetAlert.objects.get_or_create(
         tenant=tenant, month=month,

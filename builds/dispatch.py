@@ -42,7 +42,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from builds.models import Build, BuildTransition
-from tenants import fairshare
+from tenants import budgets, fairshare
 from tenants.models import Plan, Tenant
 
 logger = logging.getLogger(__name__)
@@ -263,16 +263,18 @@ def waiting_tenants(plan: PlanLimits, state: DispatchState, now: datetime, limit
     """The first `limit` tenants of a plan in fair-share order that have a build that could start now.
 
     Raw SQL: this and `oldest_startable` run on every round, and building them with the ORM
-    cost more than running them. Tenants at their limit are skipped here rather than in SQL.
+    cost more than running them. Tenants at their limit are skipped here rather than in SQL;
+    tenants held by their budget cap (`tenants.budgets`) are left out in SQL.
     """
     full = {t for t, n in state.running_by_tenant.items() if n >= plan.tenant_limit}
     rows = _rows(
         f"SELECT t.id, t.usage_log2, t.fair_share_key, t.fair_share_weight, t.last_dispatched_at "
-        f"FROM {Tenant._meta.db_table} t WHERE t.plan_id = %s AND t.status = %s AND EXISTS ("
-        f"SELECT 1 FROM {Build._meta.db_table} b WHERE b.tenant_id = t.id AND b.status = %s "
+        f"FROM {Tenant._meta.db_table} t WHERE t.plan_id = %s AND t.status = %s AND {budgets.NOT_CAPPED_SQL} "
+        f"AND EXISTS (SELECT 1 FROM {Build._meta.db_table} b WHERE b.tenant_id = t.id AND b.status = %s "
         "AND (b.not_before IS NULL OR b.not_before <= %s)) "
         "ORDER BY t.fair_share_key ASC NULLS FIRST, t.last_dispatched_at ASC NULLS FIRST, t.id LIMIT %s",
-        [plan.plan_id, Tenant.Status.ACTIVE, Build.Status.QUEUED, now, limit + len(full)])
+        [plan.plan_id, Tenant.Status.ACTIVE, budgets.billing_month(now), Build.Status.QUEUED, now,
+         limit + len(full)])
     names = ("id", "usage_log2", "fair_share_key", "fair_share_weight", "last_dispatched_at")
     found = [dict(zip(names, row, strict=True)) for row in rows if row[0] not in full]
     for row in found:

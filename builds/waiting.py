@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from builds import dispatch
 from builds.models import Build
-from tenants import fairshare
+from tenants import budgets, fairshare
 from tenants.models import Tenant
 
 
@@ -34,6 +34,7 @@ class Reason:
     ACCOUNT_LIMIT = "account_limit"
     FAIR_SHARE_TURN = "fair_share_turn"
     STARTING_SOON = "starting_soon"
+    BUDGET_CAP = "budget_cap"
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,8 @@ def _tenant_facts(tenant_ids: set[int], state: dispatch.DispatchState, now: date
     page: as many rows as tenants waiting in the plan.
     """
     rows = {row["id"]: row for row in Tenant.objects.filter(pk__in=tenant_ids)
-            .values("id", "plan_id", "status", "usage_log2")}
+            .values("id", "plan_id", "status", "usage_log2", "budget_hard_cap", "monthly_budget",
+                    "metered_spend_month", "metered_spend")}
     for plan_id in {row["plan_id"] for row in rows.values()}:
         plan = state.plans[plan_id]
         order = [t["id"] for t in dispatch.waiting_tenants(plan, state, now, limit=10**9)]
@@ -128,6 +130,12 @@ def _waiting(build: Build, state: dispatch.DispatchState, own_ahead: int, tenant
     if tenant["status"] != Tenant.Status.ACTIVE:
         return Waiting(position, after, before, Reason.TENANT_INACTIVE,
                        f"The tenant is {tenant['status']}; its builds start when it is active again.")
+    if budgets.is_capped(hard_cap=tenant["budget_hard_cap"], budget=tenant["monthly_budget"],
+                         spend_month=tenant["metered_spend_month"], spend=tenant["metered_spend"], at=now):
+        return Waiting(position, after, before, Reason.BUDGET_CAP,
+                       f"This month's spend (${tenant['metered_spend']:,.2f}) has reached the tenant's monthly budget "
+                       f"(${tenant['monthly_budget']:,.2f}) and the budget is a hard cap; its builds start when "
+                       "the budget is raised or the next month begins (UTC).")
     if tenant_running >= plan.tenant_limit:
         return Waiting(position, after, before, Reason.TENANT_LIMIT,
                        f"The tenant already runs {tenant_running} build(s), its plan's limit per tenant "

@@ -62,6 +62,9 @@ class TenantSettingsForm(forms.Form):
     default_target = forms.CharField(max_length=120, required=False)
     monthly_budget = forms.DecimalField(max_digits=10, decimal_places=2, required=False, min_value=0)
     budget_alert_percent = forms.IntegerField(min_value=1, max_value=100, initial=80, required=False)
+    budget_hard_cap = forms.BooleanField(
+        required=False, label="Hard cap: hold new builds at the budget",
+        help_text="Queued builds wait once this month's spend reaches the budget; running builds finish.")
 
 
 class ChangePlanForm(forms.Form):

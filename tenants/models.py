@@ -87,6 +87,14 @@ class Tenant(models.Model):
     default_target = models.CharField(max_length=120, blank=True)
     monthly_budget = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
     budget_alert_percent = models.PositiveIntegerField(default=80)
+    budget_hard_cap = models.BooleanField(
+        default=False, help_text="Hold queued builds back once this month's metered spend reaches the monthly "
+                                 "budget (running builds are never stopped); a raised budget or the next month "
+                                 "releases them.")
+    # This month's metered spend as billing last recorded it (tenants.services.tenant_spend_record): the
+    # dispatcher compares it with the budget without reading billing (builds may not import billing).
+    metered_spend_month = models.DateField(null=True, blank=True, editable=False)
+    metered_spend = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True, editable=False)
     offboard_data_choice = models.CharField(max_length=16, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)

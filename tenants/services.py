@@ -143,7 +143,10 @@ def tenant_change_plan(*, tenant: Tenant, plan: Plan, actor: User | None = None)
 
 
 def tenant_update_defaults(*, tenant: Tenant, default_algorithm, default_target: str,
-                           monthly_budget=None, budget_alert_percent: int | None = None) -> None:
+                           monthly_budget=None, budget_alert_percent: int | None = None,
+                           budget_hard_cap: bool | None = None) -> None:
+    """Defaults and budget. A raised budget (or the cap switched off) releases held builds at the next
+    dispatch round: the dispatcher compares the recorded spend with the budget of the moment."""
     tenant.default_algorithm = default_algorithm
     tenant.default_target = default_target.strip()
     fields = ["default_algorithm", "default_target"]
@@ -151,7 +154,16 @@ def tenant_update_defaults(*, tenant: Tenant, default_algorithm, default_target:
         tenant.monthly_budget = monthly_budget
         tenant.budget_alert_percent = budget_alert_percent or 80
         fields += ["monthly_budget", "budget_alert_percent"]
+    if budget_hard_cap is not None:
+        tenant.budget_hard_cap = budget_hard_cap
+        fields.append("budget_hard_cap")
     tenant.save(update_fields=fields)
+
+
+def tenant_spend_record(*, tenant_id: int, month, spend) -> None:
+    """Billing records the month's metered spend on the tenant (after every metering), so the dispatcher
+    can hold a capped tenant's builds without reading billing (`tenants.budgets`)."""
+    Tenant.objects.filter(pk=tenant_id).update(metered_spend_month=month, metered_spend=spend)
 
 
 @dataclass

@@ -91,7 +91,8 @@ def _detail_context(request, tenant):
         "invite_form": InviteForm(),
         "settings_form": TenantSettingsForm(initial={
             "default_algorithm": tenant.default_algorithm, "default_target": tenant.default_target,
-            "monthly_budget": tenant.monthly_budget, "budget_alert_percent": tenant.budget_alert_percent}),
+            "monthly_budget": tenant.monthly_budget, "budget_alert_percent": tenant.budget_alert_percent,
+            "budget_hard_cap": tenant.budget_hard_cap}),
         "plan_form": ChangePlanForm(initial={"plan": tenant.plan}),
         "live": tenant.status == Tenant.Status.PROVISIONING,
     }

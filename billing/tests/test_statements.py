@@ -131,3 +131,22 @@ def test_budget_warning_shown_to_tenant_and_staff(client, staff_user, tenant_fac
     overview = client.get(reverse("billing:overview")).content.decode()
     assert 'id="budget-alerts"' in overview
     assert "Acme Corp</a> reached $1.15 (alert at $0.50, 50% of $1.00)" in overview
+
+
+def test_metering_records_the_months_spend_on_the_tenant_for_the_hard_cap(tenant_factory, build_factory):
+    from builds.dispatch import dispatch_pending
+    from builds.models import Build
+    from builds.waiting import Reason, waiting_for_builds
+    from tenants.models import Tenant
+
+    tenant = tenant_factory(budget=Decimal("1.00"))
+    Tenant.objects.filter(pk=tenant.pk).update(budget_hard_cap=True)
+    tenant.refresh_from_db()
+    now = datetime.now(UTC)
+    metered_build(build_factory, tenant, hours=10, ended=now)  # $1.15: over the $1.00 budget
+
+    tenant.refresh_from_db()
+    assert (tenant.metered_spend_month, tenant.metered_spend) == (now.date().replace(day=1), Decimal("1.1500"))
+    held = build_factory(tenant, status=Build.Status.QUEUED)
+    assert dispatch_pending() == []
+    assert waiting_for_builds([held])[held.pk].waiting_reason == Reason.BUDGET_CAP
