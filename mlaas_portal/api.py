@@ -52,7 +52,27 @@ def _unknown_path(request, *args, **kwargs):
     return JsonResponse(error_body("not_found", "No such API path; see /api/v1/docs."), status=404)
 
 
+RATE_LIMITED_RESPONSE = {
+    "description": "Too many requests for this token or its tenant (tenants.api_limits): the JSON error shape "
+                   "with code `rate_limited`; retry after the seconds in Retry-After.",
+    "headers": {"Retry-After": {"description": "Whole seconds to wait before retrying.",
+                                "schema": {"type": "integer", "minimum": 1}}},
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}},
+}
+
+
 class PortalAPI(NinjaAPI):
+    def get_openapi_schema(self, *, path_prefix=None, path_params=None):
+        """Every authenticated operation may answer 429 (the limit is checked with the token, in
+        tenants.api.BearerToken): declared once here, with its Retry-After header, which ninja's
+        per-operation `response=` cannot describe. The anonymous catalog is not rate limited."""
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                if operation.get("security"):
+                    operation["responses"][429] = RATE_LIMITED_RESPONSE
+        return schema
+
     def _get_urls(self):
         patterns = super()._get_urls()
         for pattern in patterns:

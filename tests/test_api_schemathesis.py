@@ -82,3 +82,18 @@ def test_api_never_answers_5xx(api_schema, known):
 
     assert len(operations) == 24  # 12 + the catalog (plans, algorithms), statements, models (4) and endpoints (5)
     assert sorted(calls) == sorted(f"{op.method.upper()} {op.path}" for op in operations)
+
+
+def test_every_authenticated_operation_declares_429_with_retry_after(db):
+    """The rate limit (tenants.api_limits) answers 429 on any authenticated operation: the schema says so."""
+    from mlaas_portal.api import api
+
+    schema = api.get_openapi_schema()
+    operations = {f"{method.upper()} {path}": op for path, ops in schema["paths"].items() for method, op in ops.items()}
+    limited = {name for name, op in operations.items() if 429 in op["responses"]}
+    assert limited == {name for name, op in operations.items() if op.get("security")}
+    assert len(limited) == 22 and set(operations) - limited == {"GET /api/v1/plans", "GET /api/v1/algorithms"}
+    for name in limited:
+        response = operations[name]["responses"][429]
+        assert response["headers"]["Retry-After"]["schema"]["type"] == "integer", name
+        assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorOut"}, name
