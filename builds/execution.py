@@ -230,11 +230,9 @@ def _after_finish(build: Build) -> None:
     (Billing meters the steps the ledger reads.)
     """
     from builds import queues
-    from tenants.services import tenant_usage_charge
+    from builds.usage import build_usage_settle
 
-    if build.started_at and build.ended_at:
-        tenant_usage_charge(tenant_id=build.tenant_id, seconds=(build.ended_at - build.started_at).total_seconds(),
-                            at=build.ended_at)
+    build_usage_settle(build)  # what the scheduler tick has not charged while it ran (builds.usage)
 
     transaction.on_commit(lambda: queues.enqueue_ledger(build.pk))
     transaction.on_commit(services._kick_dispatch)
@@ -327,6 +325,8 @@ def reconcile() -> dict[str, int]:
         except Exception:  # noqa: BLE001 - one bad build never stops the reconciler
             logger.exception("recovering build %s failed", build.code)
     from builds.dispatch import dispatch_pending
+    from builds.usage import running_usage_charge
 
+    counts["usage_charged_tenants"] = running_usage_charge()  # before the round: it orders by this usage
     dispatch_pending()
     return counts

@@ -115,6 +115,9 @@ class Build(models.Model):
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    usage_charged_until = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="Run time up to here is already charged to the tenant's fair-share usage (builds.usage).")
 
     class Meta:
         ordering = ["-created_at", "-id"]
