@@ -22,8 +22,25 @@ class PlanForm(forms.ModelForm):
                   "processing_instance_type", "processing_instance_count", "training_instance_type",
                   "training_instance_count", "tuning_included", "max_tuning_jobs", "upload_size_limit_bytes",
                   "monthly_fee", "included_build_hours", "overage_price_per_hour", "size_bands",
-                  "marketplace_dimension"]
+                  "marketplace_dimension", "borrowing_limit", "api_requests_per_minute"]
         widgets = {"size_bands": forms.Textarea(attrs={"rows": 8, "spellcheck": "false"})}
+
+    def clean_borrowing_limit(self):
+        from django.conf import settings
+
+        value = self.cleaned_data.get("borrowing_limit")
+        account = settings.MLAAS_ACCOUNT_CONCURRENT_LIMIT
+        if value is not None and not 0 <= value <= account:
+            raise forms.ValidationError(f"The borrowing limit must be between 0 and the account's concurrent limit "
+                                        f"({account}).")
+        return value
+
+    def clean_api_requests_per_minute(self):
+        value = self.cleaned_data.get("api_requests_per_minute")
+        if value is not None and value < 1:
+            raise forms.ValidationError("Allow at least 1 API request a minute (0 would lock the plan's tenants "
+                                        "out of the API).")
+        return value
 
     def clean_size_bands(self):
         from tenants.sizing import size_bands_clean
@@ -84,3 +101,27 @@ class MarketplaceRegistrationForm(forms.Form):
     company = forms.CharField(max_length=120)
     contact_email = forms.EmailField(help_text="We send the login for your portal here.")
     plan = forms.ModelChoiceField(queryset=Plan.objects.all(), required=False, empty_label="Not sure yet")
+
+
+class SchedulingPolicyForm(forms.Form):
+    """Staff: the fair-share memory and the share held for newly active tenants (tenants.SchedulingPolicy)."""
+
+    usage_half_life_hours = forms.FloatField(
+        label="Usage half-life (hours)", min_value=0.1, max_value=24 * 90,
+        error_messages={"min_value": "The half-life must be more than 0: at least 0.1 hours.",
+                        "max_value": "The half-life must be at most 90 days (2160 hours)."},
+        help_text="Build time used this long ago counts half as much in fair-share ordering.")
+    new_tenant_reserved_share = forms.FloatField(
+        label="Share reserved for newly active tenants", min_value=0.0, max_value=0.5,
+        error_messages={"min_value": "The reserved share cannot be negative.",
+                        "max_value": "Reserve at most half of the account (0.5)."},
+        help_text="0 to 0.5 of the account's concurrent limit; only tenants with nothing running and under a "
+                  "build-minute of decayed usage may start builds on it.")
+
+
+class FairShareWeightForm(forms.Form):
+    fair_share_weight = forms.FloatField(
+        label="Fair-share weight", min_value=0.01, max_value=1000,
+        error_messages={"min_value": "The weight must be more than 0: at least 0.01.",
+                        "max_value": "The weight must be at most 1000."},
+        help_text="Share of its plan's capacity relative to the plan's other tenants (default 1).")

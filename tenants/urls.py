@@ -7,6 +7,7 @@ urlpatterns = [
     path("new/", views.tenant_onboard, name="onboard"),
     path("plans/", views.plan_list, name="plans"),
     path("plans/<slug:slug>/", views.plan_edit, name="plan_edit"),
+    path("scheduling/", views.scheduling_policy_edit, name="scheduling"),
     path("autocomplete/", views.tenant_autocomplete, name="autocomplete"),
     path("requests/", views.access_requests, name="access_requests"),
     path("requests/<uuid:code>/done/", views.access_request_done, name="access_request_done"),
@@ -16,5 +17,6 @@ urlpatterns = [
     path("<slug:slug>/invite/", views.tenant_invite, name="invite"),
     path("<slug:slug>/settings/", views.tenant_settings, name="settings"),
     path("<slug:slug>/credentials/", views.tenant_credentials, name="credentials"),
+    path("<slug:slug>/fair-share/", views.tenant_fair_share, name="fair_share"),
     path("<slug:slug>/<str:action>/", views.tenant_action, name="action"),
 ]

@@ -13,7 +13,16 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from core.aws.errors import AwsError
 from tenants import access, services
-from tenants.forms import ChangePlanForm, InviteForm, OffboardForm, OnboardForm, PlanForm, TenantSettingsForm
+from tenants.forms import (
+    ChangePlanForm,
+    FairShareWeightForm,
+    InviteForm,
+    OffboardForm,
+    OnboardForm,
+    PlanForm,
+    SchedulingPolicyForm,
+    TenantSettingsForm,
+)
 from tenants.models import AccessRequest, Plan, Tenant
 from tenants.provisioning import STEP_DESCRIPTIONS
 
@@ -94,6 +103,8 @@ def _detail_context(request, tenant):
             "monthly_budget": tenant.monthly_budget, "budget_alert_percent": tenant.budget_alert_percent,
             "budget_hard_cap": tenant.budget_hard_cap}),
         "plan_form": ChangePlanForm(initial={"plan": tenant.plan}),
+        "weight_form": FairShareWeightForm(initial={"fair_share_weight": tenant.fair_share_weight})
+        if request.user.is_staff else None,
         "live": tenant.status == Tenant.Status.PROVISIONING,
     }
 
@@ -132,6 +143,43 @@ def tenant_action(request, slug, action):
     except AwsError as exc:
         messages.error(request, f"AWS refused the change, nothing was changed: {exc}")
     return redirect("tenants:detail", slug=tenant.slug)
+
+
+@access.staff_required
+@require_POST
+def tenant_fair_share(request, slug):
+    """Staff set a tenant's fair-share weight (its stored ordering key follows)."""
+    tenant = access.get_tenant_for_user(request.user, slug)
+    form = FairShareWeightForm(request.POST)
+    if form.is_valid():
+        try:
+            services.tenant_set_fair_share_weight(tenant=tenant, weight=form.cleaned_data["fair_share_weight"],
+                                                  actor=request.user)
+        except ValidationError as exc:
+            _apply_errors(form, exc)
+        else:
+            messages.success(request, f"Fair-share weight set to {tenant.fair_share_weight:g}.")
+            return redirect("tenants:detail", slug=tenant.slug)
+    return render(request, "tenants/detail.html", {**_detail_context(request, tenant), "weight_form": form},
+                  status=400)
+
+
+@access.staff_required
+def scheduling_policy_edit(request):
+    """Staff: the fair-share half-life and the share reserved for newly active tenants."""
+    policy = services.scheduling_policy()
+    form = SchedulingPolicyForm(request.POST or None, initial={
+        "usage_half_life_hours": policy.usage_half_life_hours,
+        "new_tenant_reserved_share": policy.new_tenant_reserved_share})
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.scheduling_policy_update(actor=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            _apply_errors(form, exc)
+        else:
+            messages.success(request, "Scheduling policy saved; stored usage was rescaled to the new half-life.")
+            return redirect("tenants:scheduling")
+    return render(request, "tenants/scheduling.html", {"policy": policy, "form": form})
 
 
 @access.staff_required

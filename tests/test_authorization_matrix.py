@@ -162,6 +162,8 @@ WEB: dict[tuple[str, str], tuple[Row, Case] | Row] = {
     ("tenants/plans/<slug:slug>/", "GET"): STAFF_PAGE,
     ("tenants/plans/<slug:slug>/", "POST"): (STAFF_PAGE, Case(data=lambda d: {})),
     ("tenants/requests/", "GET"): STAFF_PAGE,
+    ("tenants/scheduling/", "GET"): STAFF_PAGE,
+    ("tenants/scheduling/", "POST"): (STAFF_PAGE, Case(data=lambda d: {})),  # form errors, nothing saved
     ("tenants/autocomplete/", "GET"): (STAFF_PAGE, Case(query="q=matrix")),  # staff's tenant picker (JSON)
     ("tenants/requests/<uuid:code>/done/", "GET"): STAFF_POST_ONLY_GET,
     ("tenants/requests/<uuid:code>/done/", "POST"): STAFF_POST,
@@ -176,6 +178,8 @@ WEB: dict[tuple[str, str], tuple[Row, Case] | Row] = {
     ("tenants/<slug:slug>/credentials/", "GET"): POST_ONLY_GET,
     # Past the access check without AWS: a suspended tenant is told no (the AWS path: tests/test_api.py).
     ("tenants/<slug:slug>/credentials/", "POST"): (Row(LOGIN, 302, 302, 404, 302), Case(setup=_suspended)),
+    ("tenants/<slug:slug>/fair-share/", "GET"): STAFF_POST_ONLY_GET,
+    ("tenants/<slug:slug>/fair-share/", "POST"): (STAFF_POST, Case(data=lambda d: {"fair_share_weight": "2"})),
     ("tenants/<slug:slug>/<str:action>/", "GET"): STAFF_POST_ONLY_GET,
     ("tenants/<slug:slug>/<str:action>/", "POST"): STAFF_POST,
     ("builds/", "GET"): SIGNED_IN,  # each sees its own tenant's builds (tests/test_api.py, builds/tests)
