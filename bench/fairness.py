@@ -9,8 +9,12 @@ every arrival and every finish (an event-driven simulation, no database):
 - round robin: higher tiers first, tenants of a plan take turns (least recently served first),
   the dispatcher before issue 14 (`builds.dispatch.choose` with no fair-share facts);
 - policy: `builds.dispatch.choose` as the portal runs it: decayed usage per weight
-  (`tenants.fairshare`, charged when a build ends, half-life `--half-life-hours`), the
-  newcomer reservation (`--reserved-share`) and borrowing between plans (`--borrowing`).
+  (`tenants.fairshare`, half-life `--half-life-hours`) charged while builds run, as the
+  scheduler tick does (`builds.usage`: a running build's time at most once a simulated minute,
+  the rest when it ends), the newcomer reservation (`--reserved-share`) and borrowing between
+  plans (`--borrowing`);
+- policy, end charge: the same, with usage charged only when a build ends (before issue 14's
+  running charge), for comparison.
 
 Printed per policy: per-tenant wait (upload -> start) p50 / p95 / max, shown as the median
 tenant's and the worst tenant's; Jain's fairness index of normalised service (build-seconds
@@ -92,6 +96,9 @@ def fifo_choose(candidates, plans, running_plan, running_tenant, account_running
     return chosen
 
 
+RUNNING_CHARGE_EVERY = 60.0  # seconds, as builds.usage.CHARGE_EVERY_SECONDS
+
+
 def simulate(policy: str, jobs: list[Job], plans: dict[int, PlanLimits], plan_of: dict[int, int],
              account_limit: int, *, half_life_hours: float, reserved_share: float) -> dict:
     jobs = [Job(j.build_id, j.tenant_id, j.plan_id, j.arrival, j.duration) for j in jobs]
@@ -103,6 +110,14 @@ def simulate(policy: str, jobs: list[Job], plans: dict[int, PlanLimits], plan_of
     running_tenant: dict[int, int] = {}
     last_served: dict[int, object] = {}
     usage: dict[int, float | None] = {}
+    charged_until: dict[int, float] = {}  # running build -> simulated time its run is charged up to
+    charge_running = policy == "policy"
+
+    def charge(tenant_id: int, seconds: float, at_s: float) -> None:
+        usage[tenant_id] = fairshare.charge_log2(usage.get(tenant_id), seconds=seconds,
+                                                 at=fairshare.EPOCH + timedelta(seconds=at_s),
+                                                 half_life_hours=half_life_hours)
+
     violations, busy = 0, 0.0
     running_now, last_t = 0, 0.0
     while events:
@@ -117,12 +132,15 @@ def simulate(policy: str, jobs: list[Job], plans: dict[int, PlanLimits], plan_of
             running_now -= 1
             running_plan[job.plan_id] -= 1
             running_tenant[job.tenant_id] -= 1
-            usage[job.tenant_id] = fairshare.charge_log2(usage.get(job.tenant_id), seconds=job.duration,
-                                                         at=fairshare.EPOCH + timedelta(seconds=now),
-                                                         half_life_hours=half_life_hours)
+            charge(job.tenant_id, now - charged_until.pop(job.build_id, job.start), now)  # the rest of its run
         if events and events[0][0] == now:
             continue  # everything that happens at this instant first: one round for them all
         at = fairshare.EPOCH + timedelta(seconds=now)
+        if charge_running:  # the scheduler tick's charge of running builds (builds.usage.running_usage_charge)
+            for running_id, since in list(charged_until.items()):
+                if now - since >= RUNNING_CHARGE_EVERY:
+                    charge(by_id[running_id].tenant_id, now - since, now)
+                    charged_until[running_id] = now
         # as the dispatcher fetches them: per tenant only its oldest builds that its limit lets start
         candidates = [Candidate(j.build_id, j.tenant_id, j.plan_id, fairshare.EPOCH + timedelta(seconds=j.arrival))
                       for t, q in queued.items() for j in q[:plans[plan_of[t]].tenant_limit]]
@@ -148,6 +166,7 @@ def simulate(policy: str, jobs: list[Job], plans: dict[int, PlanLimits], plan_of
             if not queued[job.tenant_id]:
                 del queued[job.tenant_id]
             job.start = now
+            charged_until[job.build_id] = now
             running_now += 1
             running_plan[job.plan_id] = running_plan.get(job.plan_id, 0) + 1
             running_tenant[job.tenant_id] = running_tenant.get(job.tenant_id, 0) + 1
@@ -207,15 +226,16 @@ def main() -> None:
           f"18/tenant 8; seed {args.seed}")
     print(f"policy: half-life {args.half_life_hours:g} h, reserved share {args.reserved_share:g}, borrowing limit "
           f"{args.borrowing} per plan")
-    header = (f"{'':14} {'wait p50 (median/worst tenant)':>32} {'wait p95 (median/worst tenant)':>32} "
+    header = (f"{'':18} {'wait p50 (median/worst tenant)':>32} {'wait p95 (median/worst tenant)':>32} "
               f"{'max wait':>10} {'Jain':>6} {'utilisation':>12} {'violations':>11}")
     print(header)
     results = {}
-    for name, plans in (("fifo", base), ("round robin", base), ("policy", borrowing)):
+    for name, plans in (("fifo", base), ("round robin", base), ("policy", borrowing),
+                        ("policy, end charge", borrowing)):
         r = simulate(name, jobs, plans, plan_of, args.account_limit, half_life_hours=args.half_life_hours,
                      reserved_share=args.reserved_share)
         results[name] = r
-        print(f"{name:14} {_m(r['p50_median_tenant']):>15} / {_m(r['p50_worst_tenant']):>14} "
+        print(f"{name:18} {_m(r['p50_median_tenant']):>15} / {_m(r['p50_worst_tenant']):>14} "
               f"{_m(r['p95_median_tenant']):>15} / {_m(r['p95_worst_tenant']):>14} {_m(r['max_wait']):>10} "
               f"{r['jain']:6.3f} {r['utilisation']:11.1%} {r['violations']:>11}")
     rr, new = results["round robin"], results["policy"]
