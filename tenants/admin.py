@@ -31,6 +31,15 @@ class TenantAdmin(admin.ModelAdmin):
     search_fields = ["slug", "name", "owner_email"]
     list_select_related = ["plan"]
     inlines = [ProvisioningStepInline]
+    readonly_fields = ["metered_spend_month", "metered_spend"]  # recorded by billing, read by the budget cap
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "fair_share_weight" in form.changed_data:
+            from tenants.services import tenant_set_fair_share_weight
+
+            # the stored ordering key follows the weight (a plain save would leave it stale)
+            tenant_set_fair_share_weight(tenant=obj, weight=obj.fair_share_weight, actor=request.user)
 
 
 @admin.register(Membership)

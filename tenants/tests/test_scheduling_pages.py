@@ -129,3 +129,18 @@ def test_scheduling_knobs_are_staff_only(tenant_row, member_of, logged_in):
     assert 'id="fair-share"' not in owner.get(reverse("tenants:detail", args=[tenant.slug])).content.decode()
     assert Tenant.objects.get(pk=tenant.pk).fair_share_weight == 1.0
     assert scheduling_policy().usage_half_life_hours == 24.0
+
+
+def test_admin_weight_change_keeps_the_ordering_key(tenant_row, staff_user):
+    from types import SimpleNamespace
+
+    from django.contrib import admin
+
+    tenant = tenant_row()
+    tenant_usage_charge(tenant_id=tenant.pk, seconds=600)
+    tenant.refresh_from_db()
+    tenant.fair_share_weight = 2.0
+    admin.site._registry[Tenant].save_model(SimpleNamespace(user=staff_user), tenant,
+                                            SimpleNamespace(changed_data=["fair_share_weight"]), True)
+    tenant.refresh_from_db()
+    assert (tenant.fair_share_weight, tenant.fair_share_key) == (2.0, pytest.approx(tenant.usage_log2 - 1.0))
