@@ -10,6 +10,7 @@ from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from builds.models import Build, ModelVersion, RejectedUpload
+from tenants import budgets
 from tenants.models import AccessRequest, Plan, Tenant
 
 WINDOW_DAYS = 7
@@ -120,6 +121,9 @@ def tenant_home_context(user, tenant: Tenant) -> dict:
         "budget": budget,
         "budget_percent": (float(spend) / float(budget) * 100) if budget else None,
         "over_alert": bool(budget and float(spend) >= float(budget) * tenant.budget_alert_percent / 100),
+        # what the dispatcher holds builds by: the spend billing recorded on the tenant (tenants.budgets)
+        "budget_capped": budgets.is_capped(hard_cap=tenant.budget_hard_cap, budget=budget,
+                                           spend_month=tenant.metered_spend_month, spend=tenant.metered_spend),
         "counts": counts,
         "active": sum(counts.get(s, 0) for s in Build.ACTIVE),
         "waiting": counts.get(Build.Status.QUEUED, 0) + counts.get(Build.Status.RECEIVED, 0),

@@ -132,6 +132,23 @@ def test_tenant_home_shows_builds_models_and_spend_against_budget(vendor):
     assert len(c["recent_builds"]) == 8 and all(b.tenant_id == acme.id for b in c["recent_builds"])
     assert "globex" not in response.content.decode() and "report.xlsx" not in text
     assert 'hx-trigger="every 5s"' in response.content.decode()  # builds running: the list refreshes
+    assert c["budget_capped"] is False and 'id="budget-capped"' not in response.content.decode()  # cap off
+
+
+def test_tenant_home_says_builds_are_held_by_the_budget_cap(vendor):
+    from tenants import budgets
+    from tenants.services import tenant_spend_record
+
+    acme = vendor[0]
+    acme.monthly_budget, acme.budget_hard_cap = Decimal("0.30"), True
+    acme.save()
+    tenant_spend_record(tenant_id=acme.pk, month=budgets.billing_month(), spend=Decimal("0.31"))
+
+    response = client_for(create_member(acme)).get(reverse("home"))
+
+    assert response.context["budget_capped"] is True
+    assert ("Your budget is a hard cap and this month's spend ($0.31) has reached it ($0.30): queued builds wait"
+            in text_of(response))
 
 
 def test_tenant_home_empty_states(reference_data):
