@@ -80,8 +80,10 @@ def test_budget_cap_off_only_alerts(standard):
     assert dispatch_pending() == [held.pk]
 
 
-def test_budget_cap_under_budget_starts(standard):
-    held = queued(capped_tenant(standard, spend="9.99"))
+@pytest.mark.parametrize(("spend", "budget"), [("9.99", "10.00"), ("5.00", "0")])  # under it; 0 is no budget
+def test_budget_cap_under_budget_or_without_one_starts(standard, spend, budget):
+    held = queued(capped_tenant(standard, spend=spend, budget=budget))
+    assert waiting_for_builds([held])[held.pk].waiting_reason == Reason.STARTING_SOON
     assert dispatch_pending() == [held.pk]
 
 
