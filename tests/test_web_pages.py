@@ -242,7 +242,7 @@ def test_plans_page_lists_limits_prices_and_tenant_counts(reference_data, staff_
 
     assert [(p.slug, p.tenant_count) for p in response.context["plans"]] == [
         ("premium", 0), ("standard", 0), ("basic", 1)]
-    assert ("Basic basic 1 1 4 / 1 2 size bands 1 × ml.m5.large, 1 × ml.m5.xlarge – 50.0 MB $99.00 10 $4.00 "
+    assert ("Basic basic 1 1 4 / 1 / 0 2 size bands 1 × ml.m5.large, 1 × ml.m5.xlarge – 50.0 MB $99.00 10 $4.00 "
             "Edit") in text_of(response)
 
 
