@@ -284,8 +284,9 @@ def test_main_pages_fit_a_phone_and_a_desktop(chromium, live_server, reference_d
                      failure_reason="column `label` not found; columns are: `a`, `b`, `c`" if n % 4 == 1 else "")
     running = tenant.builds.filter(status="running").first()
     pages = {
-        staff_user.username: ["/", "/builds/", "/tenants/", "/tenants/plans/", "/builds/algorithms/",
-                              "/tenants/requests/", f"/builds/{running.code}/"],
+        staff_user.username: ["/", "/builds/", "/tenants/", "/tenants/plans/", "/tenants/scheduling/",
+                              f"/tenants/{tenant.slug}/", "/builds/algorithms/", "/tenants/requests/",
+                              f"/builds/{running.code}/"],
         owner.username: ["/", "/builds/", f"/builds/models/{tenant.slug}/", f"/builds/{running.code}/", "/tokens/",
                          f"/tenants/{tenant.slug}/"],
         None: ["/catalog/", "/login/"],

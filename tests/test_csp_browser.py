@@ -92,7 +92,8 @@ def test_main_pages_report_no_csp_violation_and_keep_working(chromium, live_serv
                         created_at=timezone.now() - timedelta(hours=2))
     pages = {
         staff_user.username: ["/", "/builds/", "/tenants/", f"/tenants/{tenant.slug}/", "/tenants/plans/",
-                              "/tenants/requests/", "/tenants/new/", "/builds/algorithms/", "/billing/",
+                              "/tenants/scheduling/", "/tenants/plans/basic/", "/tenants/requests/",
+                              "/tenants/new/", "/builds/algorithms/", "/billing/",
                               "/billing/prices/", f"/billing/tenants/{tenant.slug}/", f"/builds/{done.code}/",
                               "/admin/"],
         owner.username: ["/", "/builds/", f"/builds/upload/{tenant.slug}/", f"/builds/models/{tenant.slug}/",
