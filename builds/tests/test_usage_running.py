@@ -92,3 +92,16 @@ def test_build_never_charged_while_running_is_charged_in_full_at_its_end(standar
     assert build_usage_settle(build) == pytest.approx(1800)
     assert decayed(tenant, now) == pytest.approx(1800, rel=1e-6)
     assert Tenant.objects.get(pk=tenant.pk).fair_share_key is not None
+
+
+def test_scheduler_tick_charges_running_builds_before_its_round(standard):
+    from builds import execution
+
+    now = timezone.now()
+    tenant = TenantFactory(plan=standard)
+    BuildFactory(tenant=tenant, status=Build.Status.RUNNING, started_at=now - timedelta(hours=1), heartbeat_at=now)
+
+    counts = execution.reconcile()
+
+    assert counts["usage_charged_tenants"] == 1
+    assert decayed(tenant, timezone.now()) == pytest.approx(3600, rel=1e-3)
