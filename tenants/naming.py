@@ -48,3 +48,9 @@ def tenant_tags(slug: str, plan_slug: str) -> dict[str, str]:
 
 def platform_tags() -> dict[str, str]:
     return {"mlaas:component": "platform"}
+
+
+# Tenant pages live at /tenants/<slug>/, beside the staff pages at /tenants/<word>/: a tenant may not take one of
+# these words as its slug (tenants/tests/test_onboarding.py checks the list against tenants/urls.py).
+RESERVED_SLUGS = frozenset({"new", "plans", "scheduling", "autocomplete", "requests"})
+

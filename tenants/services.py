@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from tenants import naming
 from tenants.models import AccessRequest, ApiToken, Membership, Plan, SchedulingPolicy, Tenant, TenantEvent
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ def tenant_onboard(*, slug: str, name: str = "", plan: Plan | str, isolation: st
     if not SLUG_RE.match(slug):
         errors["slug"] = ("Use 3-30 characters: lowercase letters, digits and hyphens, starting with a letter "
                           "and not ending with a hyphen.")
+    elif slug in naming.RESERVED_SLUGS:
+        errors["slug"] = f"`{slug}` is the name of a portal page; choose another slug."
     elif Tenant.objects.filter(slug=slug).exists():
         errors["slug"] = f"A tenant with slug `{slug}` already exists."
     if isinstance(plan, str):

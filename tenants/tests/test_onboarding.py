@@ -228,3 +228,15 @@ def test_onboard_command_wait_fails_when_provisioning_fails(emulator, reference_
     assert output.splitlines() == ["tenant wait-fails created; provisioning queued",
                                    f"  bucket: failed {failed_step.error}"]
     assert failed_step.error.startswith("AWS endpoint unreachable")
+
+
+def test_onboard_refuses_a_slug_that_names_a_staff_page(reference_data):
+    from tenants import naming, urls
+
+    with pytest.raises(ValidationError) as reserved:
+        services.tenant_onboard(slug="scheduling", plan="basic", isolation="pool")
+
+    assert reserved.value.message_dict == {"slug": ["`scheduling` is the name of a portal page; choose another slug."]}
+    fixed_words = {str(pattern.pattern).split("/")[0] for pattern in urls.urlpatterns
+                   if not str(pattern.pattern).startswith("<")}
+    assert fixed_words == naming.RESERVED_SLUGS
