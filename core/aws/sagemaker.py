@@ -273,6 +273,36 @@ class SageMakerGateway(Gateway):
             self._call("delete_model", ModelName=model)
 
 
+    # -- batch transform -----------------------------------------------------
+
+    def create_transform_job(self, *, job_name: str, image_uri: str, model_data_url: str, role_arn: str,
+                             input_uri: str, output_uri: str, instance_type: str, instance_count: int,
+                             tags: dict[str, str]) -> str:
+        """A model of this version (as the endpoint path makes it: the step image's `serve`, the tenant role),
+        then a batch transform job scoring the CSV lines under `input_uri` into `output_uri`. Returns its name.
+
+        Mini-batches of whole lines (MultiRecord, at most 6 MB, what `serve` accepts) go to /invocations as
+        text/csv; each answer (JSON, one prediction per line) is written as one line of `<input>.out`.
+        """
+        self._call("create_model", ModelName=job_name, ExecutionRoleArn=role_arn, Tags=_tag_list(tags),
+                   PrimaryContainer={"Image": image_uri, "ModelDataUrl": model_data_url,
+                                     "Environment": {"SAGEMAKER_PROGRAM": "serve"}})
+        self._call("create_transform_job", TransformJobName=job_name, ModelName=job_name,
+                   BatchStrategy="MultiRecord", MaxPayloadInMB=6,
+                   TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_uri}},
+                                   "ContentType": "text/csv", "SplitType": "Line"},
+                   TransformOutput={"S3OutputPath": output_uri, "Accept": "application/json",
+                                    "AssembleWith": "Line"},
+                   TransformResources={"InstanceType": instance_type, "InstanceCount": instance_count},
+                   Tags=_tag_list(tags))
+        return job_name
+
+    def transform_job_status(self, job_name: str) -> tuple[str, str]:
+        """(TransformJobStatus, FailureReason): InProgress, Completed, Failed, Stopping or Stopped."""
+        described = self._call("describe_transform_job", TransformJobName=job_name)
+        return described["TransformJobStatus"], described.get("FailureReason", "")
+
+
 def _is_missing(exc: AwsError) -> bool:
     from core.aws.errors import AwsNotFound
 
