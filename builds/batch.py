@@ -207,9 +207,8 @@ def batch_download_link(*, job: BatchJob, expires: int = DOWNLOAD_EXPIRES) -> st
     from core.aws import gateways
     from tenants.credentials import tenant_assume
 
-    creds = tenant_assume(job.tenant, purpose="batch", duration=900)
-    s3 = gateways.tenant_s3(creds)
-    s3.head_object(job.tenant.bucket, job.output_key)  # AwsNotFound when it is gone
+    gateways.platform_s3().head_object(job.tenant.bucket, job.output_key)  # AwsNotFound: a link would only 403
+    s3 = gateways.tenant_s3(tenant_assume(job.tenant, purpose="batch", duration=900))
     return s3.presigned_get(job.tenant.bucket, job.output_key, expires=expires,
                             filename=f"batch-{job.code}-predictions.csv")
 
