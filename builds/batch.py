@@ -504,7 +504,7 @@ def batch_jobs_tick(now=None) -> dict[str, int]:
             counts["batch_abandoned"] += 1
         elif BatchJob.objects.filter(pk=job.pk, status=BatchJob.Status.RUNNING, updated_at__lt=stale).update(
                 status=BatchJob.Status.QUEUED, rows_done=0, updated_at=now):
-            transaction.on_commit(lambda pk=job.pk: _enqueue(pk))
+            _enqueue(job.pk)
             counts["batch_requeued"] += 1
     for job in BatchJob.objects.select_related("tenant").filter(
             engine="sagemaker", status=BatchJob.Status.RUNNING).exclude(transform_job_name=""):

@@ -296,3 +296,61 @@ def test_model_page_and_tenant_nav_link_to_batch_scoring(reference_data):
     html = page.content.decode()
     assert f'href="{reverse("builds:batch_jobs", args=["acme"])}?version=1"' in html
     assert f'<a href="{reverse("builds:batch_jobs", args=["acme"])}" >Batch scoring</a>' in html
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_the_model_cannot_take_fails_the_job_with_a_reason_the_page_shows(make_tenant, make_member,
+                                                                                 clean_redis, trained, settings):
+    from builds import batch
+
+    settings.MLAAS_ENDPOINT_START_TIMEOUT_SECONDS = 90
+    tenant = make_tenant(isolation="pool", plan="basic")
+    version = _version_with_artifact(tenant, trained)
+    body = _input_csv(trained).decode().splitlines()
+    body.insert(3, body[3] + ",1")  # data row 3 has one value too many
+    job = batch.batch_job_create(tenant=tenant, version=version, actor=None)
+    batch.batch_input_put(job=job, body="\n".join(body).encode())
+    batch.batch_job_start(job=job)
+
+    assert batch.batch_job_run(job.pk) == "failed"
+
+    job.refresh_from_db()
+    assert (job.status, job.error_message, job.rows_in, job.rows_done) == (
+        "failed", "data row 3 has 31 values; the header has 30", 570, 0)
+    page = client_for(make_member(tenant)).get(reverse("builds:batch_job_detail", args=[tenant.slug, job.code]),
+                                               HTTP_HX_REQUEST="true")
+    assert "Failed: data row 3 has 31 values; the header has 30" in text_of(page)
+    assert "hx-get" not in page.content.decode()  # finished: the page stops refreshing
+
+
+def test_the_tick_requeues_lost_jobs_and_gives_up_after_three_attempts(reference_data, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from builds import batch, queues
+    from tests.web_support import create_tenant
+
+    acme = create_tenant(slug="acme")
+    version = create_build(acme, version=True).model_version
+    old = timezone.now() - timedelta(minutes=11)
+
+    def job(status: str, attempts: int, updated_at) -> BatchJob:
+        return BatchJob.objects.create(tenant=acme, model_version=version, engine="local", status=status,
+                                       attempts=attempts, updated_at=updated_at, rows_done=7,
+                                       input_key="batch/x/input.csv", output_key="batch/x/output.csv")
+
+    lost_queued, lost_running, given_up, busy = (job("queued", 0, old), job("running", 1, old),
+                                                 job("running", 3, old), job("running", 1, timezone.now()))
+    enqueued: list[int] = []
+    monkeypatch.setattr(queues, "enqueue_batch_job", enqueued.append)
+
+    counts = batch.batch_jobs_tick()
+
+    assert counts == {"batch_requeued": 2, "batch_abandoned": 1, "batch_polled": 0}
+    assert sorted(enqueued) == sorted([lost_queued.pk, lost_running.pk])
+    states = {j.pk: (j.status, j.rows_done) for j in BatchJob.objects.all()}
+    assert states == {lost_queued.pk: ("queued", 7), lost_running.pk: ("queued", 0), given_up.pk: ("failed", 7),
+                      busy.pk: ("running", 7)}
+    assert BatchJob.objects.get(pk=given_up.pk).error_message == (
+        "the batch job stopped without finishing 3 times; start a new one")
