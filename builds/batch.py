@@ -337,8 +337,12 @@ def _local_run(job: BatchJob) -> str:
             if problem:
                 return _fail(job, problem)
             output = work / "output.csv"
+            def progress(done: int) -> None:
+                BatchJob.objects.filter(pk=job.pk, status=BatchJob.Status.RUNNING).update(
+                    rows_done=done, updated_at=timezone.now())
+
             try:
-                done = _score_local(job, started.port, header, source, output)
+                done = score_rows(started.port, header, source, output, progress=progress)
             except _Scored as exc:
                 return _fail(job, str(exc))
         finally:
@@ -349,14 +353,17 @@ def _local_run(job: BatchJob) -> str:
     return _succeed(job, done)
 
 
-def _score_local(job: BatchJob, port: int, header: list[str], source: Path, output: Path) -> int:
+def score_rows(port: int, header: list[str], source: Path, output: Path, *, progress=lambda done: None,
+               chunk_rows: int | None = None) -> int:
+    """Stream `source`'s data rows to the `serve` on `port` in chunks; write each row with its prediction
+    columns to `output`; `progress(rows done)` after every chunk. Returns the rows scored."""
     from builds import serving
 
     done, columns = 0, None
     width = len(header)
     with output.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        for chunk in _chunks(_data_rows(source), BATCH_CHUNK_ROWS):
+        for chunk in _chunks(_data_rows(source), chunk_rows or BATCH_CHUNK_ROWS):
             for offset, row in enumerate(chunk, start=done + 1):
                 if len(row) != width:
                     raise _Scored(f"data row {offset} has {len(row)} values; the header has {width}")
@@ -371,8 +378,7 @@ def _score_local(job: BatchJob, port: int, header: list[str], source: Path, outp
             writer.writerows([*row, *prediction_cells(p, columns)] for row, p in zip(chunk, predictions,
                                                                                      strict=True))
             done += len(chunk)
-            BatchJob.objects.filter(pk=job.pk, status=BatchJob.Status.RUNNING).update(
-                rows_done=done, updated_at=timezone.now())
+            progress(done)
         if columns is None:
             writer.writerow(header)
     return done
