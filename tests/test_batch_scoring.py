@@ -187,22 +187,23 @@ def test_bad_header_is_refused_naming_the_columns_and_the_input_stays(make_tenan
 
 @pytest.mark.django_db(transaction=True)
 def test_the_page_uploads_through_the_portal_and_reports_a_bad_header(make_tenant, make_member, clean_redis,
-                                                                      trained, django_capture_on_commit_callbacks):
+                                                                      trained):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     tenant = make_tenant(isolation="pool", plan="basic")
     _version_with_artifact(tenant, trained)
     page = client_for(make_member(tenant))
 
-    with django_capture_on_commit_callbacks() as queued:
-        good = page.post(reverse("builds:batch_job_new", args=[tenant.slug]), {
-            "model_version": 1, "file": SimpleUploadedFile("rows.csv", _input_csv(trained), "text/csv")}, follow=True)
+    good = page.post(reverse("builds:batch_job_new", args=[tenant.slug]), {
+        "model_version": 1, "file": SimpleUploadedFile("rows.csv", _input_csv(trained), "text/csv")}, follow=True)
     bad = page.post(reverse("builds:batch_job_new", args=[tenant.slug]), {
         "model_version": 1, "file": SimpleUploadedFile("rows.csv", b"colour\nred\n", "text/csv")}, follow=True)
     listed = page.get(reverse("builds:batch_jobs", args=[tenant.slug]))
 
     first, second = BatchJob.objects.order_by("created_at", "id")
-    assert (first.status, second.status, len(queued)) == ("queued", "awaiting_input", 1)
+    queued = django_rq.get_queue("default").get_jobs()
+    assert (first.status, second.status) == ("queued", "awaiting_input")
+    assert [(j.func_name, j.args) for j in queued] == [("builds.jobs.batch_job_run", (first.pk,))]  # after commit
     assert "Scoring rows.csv with model version 1." in text_of(good)
     assert "missing columns: mean radius, " in text_of(bad) and "unknown columns: colour." in text_of(bad)
     assert bad.request["PATH_INFO"] == reverse("builds:batch_job_detail", args=[tenant.slug, second.code])
