@@ -180,17 +180,38 @@ def batch_job_start(*, job: BatchJob) -> BatchJob:
     if problems:
         raise InputHeaderError(header_message(job.model_version, problems), problems=problems)
     sizing = sizing_for(tenant.plan, size)
+    instance_type, instance_count, note = transform_instances(sizing.band)
     now = timezone.now()
     with transaction.atomic():
         changed = BatchJob.objects.filter(pk=job.pk, status=BatchJob.Status.AWAITING_INPUT).update(
             status=BatchJob.Status.QUEUED, input_version=version_id, input_size=size,
-            instance_type=sizing.band.processing_instance_type,
-            instance_count=sizing.band.processing_instance_count, sizing_reason=sizing.reason, error_message="",
+            instance_type=instance_type, instance_count=instance_count, sizing_reason=sizing.reason + note,
+            error_message="",
             updated_at=now)
         if changed:
             transaction.on_commit(lambda: _enqueue(job.pk))
     job.refresh_from_db()
     return job
+
+
+FALLBACK_TRANSFORM_INSTANCE = "ml.m5.large"
+
+
+def transform_instances(band) -> tuple[str, int, str]:
+    """(instance type, count, a note) for scoring an input of this size band: its processing instances when
+    batch transform runs on them, else its training ones, else FALLBACK_TRANSFORM_INSTANCE."""
+    from core.aws.sagemaker import transform_instance_types
+
+    valid = transform_instance_types()
+    for instance_type, count in ((band.processing_instance_type, band.processing_instance_count),
+                                 (band.training_instance_type, band.training_instance_count)):
+        if instance_type in valid:
+            note = "" if instance_type == band.processing_instance_type else (
+                f"; {band.processing_instance_type} does not run batch transform, so the band's training "
+                f"instances do")
+            return instance_type, count, note
+    return FALLBACK_TRANSFORM_INSTANCE, 1, (f"; neither of the band's instances runs batch transform: "
+                                            f"{FALLBACK_TRANSFORM_INSTANCE}")
 
 
 def read_header(first_bytes: bytes) -> list[str]:

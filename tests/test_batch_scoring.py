@@ -91,7 +91,7 @@ def test_batch_score_end_to_end_on_the_local_engine(make_tenant, make_member, ap
 
     started = api.post(f"{base}/{code}/start")
     assert (started.status_code, started.json()["status"], started.json()["input_size"]) == (202, "queued", len(body))
-    assert started.json()["instance_type"] == tenant.plan.processing_instance_type or tenant.plan.size_bands
+    assert (started.json()["instance_type"], started.json()["instance_count"]) == ("ml.m5.large", 1)  # basic, band 1
     drain()
 
     done = api.get(f"{base}/{code}").json()

@@ -62,6 +62,15 @@ def test_create_transform_job_makes_the_model_and_the_job_tagged(sagemaker_clien
     assert name == "mlaas-batch-1"
 
 
+def test_transform_instances_prefer_the_bands_processing_type_when_batch_transform_runs_on_it():
+    from builds.batch import transform_instances
+    from tenants.sizing import SizeBand
+
+    assert transform_instances(SizeBand(None, "ml.m5.xlarge", 2, "ml.m5.2xlarge", 1)) == ("ml.m5.xlarge", 2, "")
+    assert transform_instances(SizeBand(None, "ml.t3.medium", 1, "ml.t3.large", 1)) == (
+        "ml.m5.large", 1, "; neither of the band's instances runs batch transform: ml.m5.large")
+
+
 def test_transform_status_until_completed_or_failed_with_the_reason(sagemaker_client, stub):
     for status, reason in (("InProgress", ""), ("Completed", ""), ("Failed", "ClientError: model server 400")):
         stub.add_response("describe_transform_job", _described("j", status, reason), {"TransformJobName": "j"})
@@ -116,9 +125,11 @@ def test_a_transform_job_runs_on_the_plans_instances_and_its_answers_join_the_in
     name = batch.transform_job_name(job)
     s3 = gateways.platform_s3()
 
-    # The basic plan's first size band (inputs up to 1 MiB).
+    # The basic plan's first size band (inputs up to 1 MiB): its processing type cannot run a transform job.
     assert (job.engine, job.status, job.instance_type, job.instance_count) == ("sagemaker", "queued",
-                                                                               "ml.t3.medium", 1)
+                                                                               "ml.m5.large", 1)
+    assert job.sizing_reason.endswith("; ml.t3.medium does not run batch transform, so the band's training "
+                                      "instances do")
     assert batch.batch_job_run(job.pk) == "running"
     # Headerless, in training column order: each mini-batch is scored like the first.
     assert s3.get_bytes(tenant.bucket, batch.transform_input_key(job)) == b"1.5,red,x\n2,blue,\n3,green,z\n"

@@ -7,6 +7,7 @@ leaves as an `errors.AwsError` that says whether a retry can help.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -15,6 +16,16 @@ from core.aws.errors import AwsError
 
 PENDING_MANUAL_APPROVAL = "PendingManualApproval"
 APPROVAL_STATUSES = ("Approved", "Rejected", PENDING_MANUAL_APPROVAL)
+
+
+@functools.lru_cache(maxsize=1)
+def transform_instance_types() -> frozenset[str]:
+    """The instance types a batch transform job accepts (botocore's model of the API: `ml.t3.medium`, a
+    processing type of small plans, is not one)."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    return frozenset(model.shape_for("TransformInstanceType").enum)
 
 
 def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
