@@ -428,12 +428,15 @@ def _sagemaker_start(job: BatchJob) -> str:
 
     tenant, version = job.tenant, job.model_version
     found = training_columns(version)
+    if found is None:  # mini-batches after the first carry no header: the column order must be known
+        return _fail(job, f"model version {version.version} has no recorded training columns, so its rows cannot "
+                          "be ordered for a batch transform; score it on the local engine or build it again")
     s3 = gateways.tenant_s3(tenant_assume(tenant, purpose="batch", duration=3600))
     with tempfile.TemporaryDirectory(prefix=f"batch-{job.code}-") as scratch:
         source, ordered = Path(scratch) / "input.csv", Path(scratch) / "transform.csv"
         s3.download_file(tenant.bucket, job.input_key, source, version_id=job.input_version)
         header = _header_of(source)
-        columns = found[0] if found else header
+        columns = found[0]
         where = {name: header.index(name) for name in header}
         total = 0
         with ordered.open("w", newline="", encoding="utf-8") as handle:

@@ -170,3 +170,19 @@ def test_a_failed_transform_job_fails_the_row_with_its_reason(sagemaker_job, stu
 
     job.refresh_from_db()
     assert (job.status, job.error_message, job.ended_at is not None) == ("failed", reason, True)
+
+
+def test_a_version_without_recorded_columns_is_refused_before_any_transform(reference_data, stub):
+    from builds import batch
+    from tests.web_support import create_build, create_tenant
+
+    acme = create_tenant(slug="acme")
+    version = create_build(acme, version=True).model_version  # no data report
+    job = BatchJob.objects.create(tenant=acme, model_version=version, engine="sagemaker", status="queued",
+                                  input_key="batch/x/input.csv", output_key="batch/x/output.csv")
+
+    assert batch.batch_job_run(job.pk) == "failed"  # the stub expects no call: none was made
+
+    job.refresh_from_db()
+    assert job.error_message == ("model version 1 has no recorded training columns, so its rows cannot be ordered "
+                                 "for a batch transform; score it on the local engine or build it again")
