@@ -10,7 +10,7 @@ import uuid
 from django.db.models import QuerySet
 from django.http import Http404
 
-from builds.models import Build, Endpoint, ModelVersion
+from builds.models import BatchJob, Build, Endpoint, ModelVersion
 from tenants.access import get_tenant_for_user, tenants_for_user
 
 
@@ -47,4 +47,18 @@ def get_endpoint_for_user(user, slug: str, name: str) -> Endpoint:
              .filter(tenant=tenant, name=name).exclude(status=Endpoint.Status.DELETED).first())
     if found is None:
         raise Http404("No such endpoint")
+    return found
+
+
+def get_batch_job_for_user(user, slug: str, code) -> BatchJob:
+    """A batch job of the user's tenant, by its code."""
+    tenant = get_tenant_for_user(user, slug)
+    try:
+        code = code if isinstance(code, uuid.UUID) else uuid.UUID(str(code))
+    except ValueError:
+        raise Http404("No such batch job") from None
+    found = (BatchJob.objects.select_related("tenant", "tenant__plan", "model_version", "model_version__build")
+             .filter(tenant=tenant, code=code).first())
+    if found is None:
+        raise Http404("No such batch job")
     return found

@@ -476,3 +476,111 @@ def invoke_endpoint(request, slug: str, name: str):
     fields = {k: [str(x) for x in v] for k, v in fields.items()} if isinstance(fields, dict) else None
     return Status(status if status in (400, 413, 415) else 502,
                   error_body(code, str(document.get("message") or "The model could not score the rows."), fields))
+
+
+# ----- batch scoring -----
+
+class BatchJobIn(Schema):
+    model_version: int = Field(..., ge=1, description="A version of the tenant's model (approved or pending).")
+
+
+class BatchUploadOut(Schema):
+    url: str
+    fields: dict[str, str]
+    key: str
+    max_bytes: int
+    expires_in: int
+
+
+class BatchJobOut(Schema):
+    code: UUID
+    model_version: int
+    status: str = Field(..., description="awaiting_input, queued, running, succeeded or failed.")
+    engine: str
+    input_key: str
+    input_size: int
+    output_key: str
+    instance_type: str = Field(..., description="The plan's size band for the input (the transform's instances).")
+    instance_count: int
+    rows_in: int | None = Field(None, description="Data rows in the input, once the run has read it.")
+    rows_done: int = Field(..., description="Rows scored so far.")
+    rows_out: int | None
+    progress_percent: int | None
+    error_message: str
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+
+    @staticmethod
+    def resolve_model_version(obj) -> int:
+        return obj.model_version.version
+
+
+class BatchJobCreatedOut(BatchJobOut):
+    upload: BatchUploadOut = Field(..., description=(
+        "POST `fields` plus `file` as multipart/form-data to `url`, then POST .../batch-jobs/{code}/start."))
+
+
+@router.post("/tenants/{slug}/batch-jobs", response={201: BatchJobCreatedOut, 400: ErrorOut, **SCOPED_ERRORS},
+             tags=["batch"], summary="Create a batch scoring job and a presigned upload for its input CSV")
+def create_batch_job(request, slug: str, payload: BatchJobIn):
+    from builds.batch import batch_job_create, batch_upload_presign
+
+    tenant = tenant_access.get_tenant_for_user(request.auth, slug)
+    version = ModelVersion.objects.select_related("build").filter(tenant=tenant,
+                                                                  version=payload.model_version).first()
+    if version is None:
+        return Status(404, error_body("not_found", "Not found."))
+    job = batch_job_create(tenant=tenant, version=version, actor=request.auth)
+    out = build_access.get_batch_job_for_user(request.auth, slug, job.code)
+    out.upload = batch_upload_presign(job=out)
+    return Status(201, out)
+
+
+@router.get("/tenants/{slug}/batch-jobs", response={200: list[BatchJobOut], **SCOPED_ERRORS}, tags=["batch"],
+            summary="List the tenant's batch scoring jobs, newest first")
+@paginate(Pagination, page_size=50)
+def list_batch_jobs(request, slug: str):
+    from builds.selectors import batch_jobs
+
+    return batch_jobs(tenant=tenant_access.get_tenant_for_user(request.auth, slug))
+
+
+@router.get("/tenants/{slug}/batch-jobs/{code}", response={200: BatchJobOut, **SCOPED_ERRORS}, tags=["batch"],
+            summary="Get a batch scoring job: status, progress, error")
+def get_batch_job(request, slug: str, code: str):
+    return build_access.get_batch_job_for_user(request.auth, slug, code)
+
+
+@router.post("/tenants/{slug}/batch-jobs/{code}/start", response={202: BatchJobOut, 400: ErrorOut, **SCOPED_ERRORS},
+             tags=["batch"], summary="Start scoring the uploaded input")
+def start_batch_job(request, slug: str, code: str):
+    """The input's header must name the model's training columns without the target: a missing or unknown
+    column is a 400 `invalid_header` naming them (`fields.missing`, `fields.unknown`); the input stays, so a
+    corrected file can be uploaded to the same job and started again."""
+    from builds.batch import InputHeaderError, batch_job_start
+
+    job = build_access.get_batch_job_for_user(request.auth, slug, code)
+    try:
+        return Status(202, batch_job_start(job=job))
+    except InputHeaderError as exc:
+        return Status(400, error_body("invalid_header", exc.messages[0], exc.problems))
+
+
+@router.get("/tenants/{slug}/batch-jobs/{code}/download",
+            response={200: DownloadOut, 409: ErrorOut, 410: ErrorOut, **SCOPED_ERRORS},
+            tags=["batch"], summary="A short-lived link to the output CSV (input rows and their predictions)")
+def download_batch_job(request, slug: str, code: str):
+    from builds.batch import DOWNLOAD_EXPIRES as BATCH_DOWNLOAD_EXPIRES
+    from builds.batch import batch_download_link
+
+    job = build_access.get_batch_job_for_user(request.auth, slug, code)
+    if job.status != job.Status.SUCCEEDED:
+        return Status(409, error_body("not_finished", f"Batch job {job.code} is {job.get_status_display().lower()};"
+                                                      " its output is ready once it has succeeded."))
+    try:
+        url = batch_download_link(job=job, expires=BATCH_DOWNLOAD_EXPIRES)
+    except AwsNotFound:
+        return Status(410, error_body("output_gone", "The output of this batch job is no longer in storage; "
+                                                     "score the input again."))
+    return {"url": url, "expires_in": BATCH_DOWNLOAD_EXPIRES}

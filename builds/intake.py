@@ -102,8 +102,8 @@ def intake_event(event: UploadEvent) -> Build | None:
     if existing is not None:
         return existing
     tenant = resolve_tenant(event.bucket, event.key)
-    if tenant is not None and event.key.startswith(tenant.output_prefix):
-        return None  # the platform's own build outputs, not an upload
+    if tenant is not None and event.key.startswith((tenant.output_prefix, tenant.batch_prefix)):
+        return None  # the platform's own build outputs, or batch scoring's input and output: not an upload
     metadata = _object_metadata(event) if tenant is not None else {}
     reason = _rejection_reason(tenant, event, metadata)
     if reason:

@@ -40,7 +40,14 @@ def endpoint_teardown(endpoint_id: int) -> str:
     return endpoint_teardown(endpoint_id)
 
 
+def batch_job_run(job_id: int) -> str:
+    from builds.batch import batch_job_run
+
+    return batch_job_run(job_id)
+
+
 def reconcile() -> dict:
+    from builds.batch import batch_jobs_tick
     from builds.endpoints import endpoints_tick
     from builds.execution import poll_running, reconcile
     from builds.ledger import ledger_backfill
@@ -49,4 +56,5 @@ def reconcile() -> dict:
     counts["polled"] = poll_running()
     counts["ledger_backfilled"] = ledger_backfill()
     counts.update(endpoints_tick())
+    counts.update(batch_jobs_tick())
     return counts

@@ -291,3 +291,67 @@ class Endpoint(models.Model):
     @property
     def is_live(self) -> bool:
         return self.status in self.LIVE
+
+
+class BatchJob(models.Model):
+    """A tenant's CSV scored against one model version: the input rows with their predictions, as a CSV.
+
+    The input lands at `<prefix>batch/<code>/input.csv` (a presigned upload, outside `uploads/`, so intake
+    never takes it for a training upload) and the output at `<prefix>batch/<code>/output.csv`. Locally the
+    step image's `serve` entry point scores it in chunks; on AWS a SageMaker batch transform job does
+    (`transform_job_name`). The row is the truth; the RQ job only reminds a worker to look at it.
+    """
+
+    class Status(models.TextChoices):
+        AWAITING_INPUT = "awaiting_input", "Awaiting input"
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+    FINISHED = (Status.SUCCEEDED, Status.FAILED)
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="batch_jobs")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="batch_jobs")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.AWAITING_INPUT, db_index=True)
+    engine = models.CharField(max_length=12, help_text="MLAAS_ENGINE when the job was created.")
+    input_key = models.CharField(max_length=1024)
+    input_version = models.CharField(max_length=200, blank=True, help_text="The object version that was scored.")
+    input_size = models.PositiveBigIntegerField(default=0)
+    output_key = models.CharField(max_length=1024)
+    # Sizing of the input: the plan's size band for input_size (the transform job's instances on AWS).
+    instance_type = models.CharField(max_length=40, blank=True)
+    instance_count = models.PositiveIntegerField(default=1)
+    sizing_reason = models.TextField(blank=True)
+    rows_in = models.PositiveIntegerField(null=True, blank=True, help_text="Data rows in the input (once known).")
+    rows_done = models.PositiveIntegerField(default=0, help_text="Rows scored so far (progress).")
+    rows_out = models.PositiveIntegerField(null=True, blank=True, help_text="Rows written to the output.")
+    error_message = models.TextField(blank=True)
+    transform_job_name = models.CharField(max_length=63, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="batch_job_tenant_created")]
+
+    def __str__(self) -> str:
+        return f"batch job {self.code}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def progress_percent(self) -> int | None:
+        if self.status == self.Status.SUCCEEDED:
+            return 100
+        if not self.rows_in:
+            return None
+        return min(100, int(100 * self.rows_done / self.rows_in))

@@ -8,7 +8,7 @@ from datetime import datetime
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, QuerySet
 from django.utils import timezone
 
-from builds.models import Algorithm, Build, BuildStep, ModelVersion, RejectedUpload
+from builds.models import Algorithm, BatchJob, Build, BuildStep, ModelVersion, RejectedUpload
 from mlaas_steps.steps import STEP_NAMES
 from tenants.models import Tenant
 
@@ -109,6 +109,12 @@ def build_detail(build: Build) -> dict:
 def model_versions(*, tenant: Tenant) -> QuerySet[ModelVersion]:
     return (ModelVersion.objects.filter(tenant=tenant)
             .select_related("build", "build__algorithm", "decided_by").order_by("-version"))
+
+
+def batch_jobs(*, tenant: Tenant) -> QuerySet[BatchJob]:
+    """The tenant's batch scoring jobs, newest first, with their model versions (one query per page)."""
+    return BatchJob.objects.filter(tenant=tenant).select_related("tenant", "model_version").order_by(
+        "-created_at", "-id")
 
 
 def tenant_datasets(*, tenant: Tenant, limit: int = 100) -> list[dict] | None:

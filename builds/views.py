@@ -398,3 +398,105 @@ def _prediction_rows(predictions: list[dict]) -> dict:
              "probabilities": [p.get("probabilities", {}).get(label) for label in labels]}
             for i, p in enumerate(predictions, start=1)]
     return {"labels": labels, "rows": rows}
+
+
+# ----- batch scoring -----
+
+BATCH_PAGE_MAX_BYTES = 5 * 1024 * 1024  # through the portal; larger files take the API's presigned upload
+
+
+@login_required
+def batch_jobs(request, slug):
+    """The tenant's batch scoring jobs (status, rows, progress, download) and the form to score a CSV."""
+    tenant = tenant_access.get_tenant_for_user(request.user, slug)
+    page = Paginator(selectors.batch_jobs(tenant=tenant), PAGE_SIZE).get_page(request.GET.get("page"))
+    versions = selectors.model_versions(tenant=tenant).exclude(approval_status="Rejected")
+    return render(request, "builds/batch_jobs.html", {
+        "tenant": tenant, "page_obj": page, "jobs": page.object_list, "versions": versions[:50],
+        "query_without_page": _query_without(request, "page"), "max_bytes": BATCH_PAGE_MAX_BYTES,
+        "chosen": request.GET.get("version", "")})
+
+
+@login_required
+@require_POST
+def batch_job_new(request, slug):
+    """Create a job, upload the chosen file through the portal (tenant role's credentials), and start it."""
+    from builds.batch import batch_input_put, batch_job_create, batch_job_start
+
+    tenant = tenant_access.get_tenant_for_user(request.user, slug)
+    try:
+        number = int(request.POST.get("model_version", ""))
+    except ValueError:
+        number = 0
+    version = selectors.model_versions(tenant=tenant).filter(version=number).first()
+    upload = request.FILES.get("file")
+    if version is None:
+        messages.error(request, "Choose a model version to score with.")
+        return redirect("builds:batch_jobs", slug=slug)
+    if upload is None or upload.size == 0:
+        messages.error(request, "Choose a CSV file to score.")
+        return redirect("builds:batch_jobs", slug=slug)
+    if upload.size > BATCH_PAGE_MAX_BYTES:
+        messages.error(request, f"That file is over {BATCH_PAGE_MAX_BYTES:,} bytes; score large files with the "
+                                "API's presigned upload (POST /api/v1/tenants/{slug}/batch-jobs).")
+        return redirect("builds:batch_jobs", slug=slug)
+    try:
+        job = batch_job_create(tenant=tenant, version=version, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("builds:batch_jobs", slug=slug)
+    try:
+        batch_input_put(job=job, body=upload.read())
+        batch_job_start(job=job)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("builds:batch_job_detail", slug=slug, code=job.code)
+    except AwsError:
+        messages.error(request, "Could not store or read the input: the storage service is unavailable; try "
+                                "again in a minute.")
+        return redirect("builds:batch_job_detail", slug=slug, code=job.code)
+    messages.success(request, f"Scoring {upload.name} with model version {version.version}.")
+    return redirect("builds:batch_job_detail", slug=slug, code=job.code)
+
+
+@login_required
+def batch_job_detail(request, slug, code):
+    job = build_access.get_batch_job_for_user(request.user, slug, code)
+    context = {"tenant": job.tenant, "job": job, "live": job.status in job.ACTIVE}
+    if request.htmx:
+        return render(request, "builds/_batch_job_body.html", context)
+    return render(request, "builds/batch_job_detail.html", context)
+
+
+@login_required
+@require_POST
+def batch_job_start(request, slug, code):
+    from builds.batch import batch_job_start as start
+
+    job = build_access.get_batch_job_for_user(request.user, slug, code)
+    try:
+        start(job=job)
+        messages.success(request, "Batch job queued.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    except AwsError:
+        messages.error(request, "Could not read the input: the storage service is unavailable; try again.")
+    return redirect("builds:batch_job_detail", slug=slug, code=job.code)
+
+
+@login_required
+@require_GET
+def batch_job_download(request, slug, code):
+    from builds.batch import batch_download_link
+
+    job = build_access.get_batch_job_for_user(request.user, slug, code)
+    if job.status != job.Status.SUCCEEDED:
+        messages.error(request, "The output is ready once the batch job has succeeded.")
+        return redirect("builds:batch_job_detail", slug=slug, code=job.code)
+    try:
+        return redirect(batch_download_link(job=job))
+    except AwsNotFound:
+        messages.error(request, "The output of this batch job is no longer in storage; score the input again.")
+    except AwsError:
+        messages.error(request, "Storage is unavailable; try again in a minute.")
+    return redirect("builds:batch_job_detail", slug=slug, code=job.code)

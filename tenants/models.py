@@ -131,6 +131,11 @@ class Tenant(models.Model):
         return f"{self.prefix}models/"
 
     @property
+    def batch_prefix(self) -> str:
+        """Batch scoring inputs and outputs: outside `uploads/`, so intake never takes one for a training upload."""
+        return f"{self.prefix}batch/"
+
+    @property
     def upload_uri(self) -> str:
         return f"s3://{self.bucket}/{self.upload_prefix}" if self.bucket else ""
 

@@ -46,12 +46,18 @@ def api_schema(db, reference_data, clean_redis):
 @pytest.fixture
 def known(make_tenant, staff_user):
     """Ids of a provisioned tenant and of one of its queued builds, and a staff bearer token."""
+    from builds.models import BatchJob
     from tenants.services import api_token_create
     from tests.web_support import create_build
 
     tenant = make_tenant(isolation="pool", plan="basic")
     build = create_build(tenant, status="queued")
-    return {"ids": {"slug": tenant.slug, "build_id": str(build.code)}, "token": api_token_create(user=staff_user)}
+    version = create_build(tenant, version=True).model_version
+    batch_job = BatchJob.objects.create(tenant=tenant, model_version=version, engine="local",
+                                        input_key=f"{tenant.batch_prefix}known/input.csv",
+                                        output_key=f"{tenant.batch_prefix}known/output.csv")
+    return {"ids": {"slug": tenant.slug, "build_id": str(build.code), "code": str(batch_job.code)},
+            "token": api_token_create(user=staff_user)}
 
 
 def _call_examples(strategy, *, headers: dict, label: str, calls: dict[str, int]) -> None:
@@ -80,7 +86,8 @@ def test_api_never_answers_5xx(api_schema, known):
                 strategy = operation.as_strategy(generation_mode=mode, path_parameters=path_parameters)
                 _call_examples(strategy, headers=headers, label=label, calls=calls)
 
-    assert len(operations) == 24  # 12 + the catalog (plans, algorithms), statements, models (4) and endpoints (5)
+    # 12 + the catalog (plans, algorithms), statements, models (4), endpoints (5) and batch jobs (5)
+    assert len(operations) == 29
     assert sorted(calls) == sorted(f"{op.method.upper()} {op.path}" for op in operations)
 
 

@@ -108,6 +108,9 @@ ROUTE_PARAMS: dict[str, dict[str, Callable[[SimpleNamespace], object]]] = {
     "tenants/<slug:slug>/<str:action>/": {"action": lambda d: "suspend"},
     "builds/<uuid:code>/cancel/": {"code": lambda d: d.queued.code},  # the failed build is past cancelling
     "builds/algorithms/<slug:slug>/edit/": {"slug": lambda d: d.build.algorithm.slug},
+    "builds/batch/<slug:slug>/<uuid:code>/": {"code": lambda d: d.batch_job.code},
+    "builds/batch/<slug:slug>/<uuid:code>/start/": {"code": lambda d: d.batch_job.code},
+    "builds/batch/<slug:slug>/<uuid:code>/download/": {"code": lambda d: d.batch_job.code},
     "marketplace/register/<uuid:code>/": {"code": lambda d: d.marketplace_customer.code},
     "admin/r/<path:content_type_id>/<path:object_id>/": {
         "content_type_id": lambda d: d.tenant_content_type.pk, "object_id": lambda d: d.tenant.pk},
@@ -135,6 +138,11 @@ def _suspended(d):
 def _unregistered(d):
     d.version.arn = ""
     d.version.save(update_fields=["arn"])
+
+
+def _rejected(d):
+    d.version.approval_status = "Rejected"
+    d.version.save(update_fields=["approval_status"])
 
 
 WEB: dict[tuple[str, str], tuple[Row, Case] | Row] = {
@@ -205,6 +213,16 @@ WEB: dict[tuple[str, str], tuple[Row, Case] | Row] = {
         TENANT_OWNER_POST, Case(data=lambda d: {"decision": "reject"})),
     # The artifact is not in storage: the tenant is told so (302 back to its models), a stranger gets 404.
     ("builds/models/<slug:slug>/<int:version>/download/", "GET"): Row(LOGIN, 302, 302, 404, 302),
+    ("builds/batch/<slug:slug>/", "GET"): TENANT,
+    ("builds/batch/<slug:slug>/new/", "GET"): POST_ONLY_GET,
+    # No version chosen: the member is told so (302 back to the list) before any job or upload.
+    ("builds/batch/<slug:slug>/new/", "POST"): (Row(LOGIN, 302, 302, 404, 302), Case(data=lambda d: {})),
+    ("builds/batch/<slug:slug>/<uuid:code>/", "GET"): TENANT,
+    ("builds/batch/<slug:slug>/<uuid:code>/start/", "GET"): POST_ONLY_GET,
+    # The job has succeeded: starting it again is refused (302 back with the reason), nothing is read.
+    ("builds/batch/<slug:slug>/<uuid:code>/start/", "POST"): Row(LOGIN, 302, 302, 404, 302),
+    # Its output is not in storage: 302 back to the job with the reason.
+    ("builds/batch/<slug:slug>/<uuid:code>/download/", "GET"): Row(LOGIN, 302, 302, 404, 302),
     ("builds/endpoints/<slug:slug>/", "GET"): TENANT,
     ("builds/endpoints/<slug:slug>/deploy/", "GET"): POST_ONLY_GET,
     # No version chosen: the owner is told so (302 back to the endpoints) before any deploy.
@@ -350,10 +368,20 @@ API: dict[str, tuple[Row, Case] | Row] = {
     "DELETE /api/v1/tenants/{slug}/endpoints/{name}": Row(401, 403, 202, 404, 202),  # teardown job on commit
     # The endpoint is still Creating: 409 for the tenant, nothing is invoked.
     "POST /api/v1/tenants/{slug}/endpoints/{name}/invocations": Row(401, 409, 409, 404, 409),
+    "GET /api/v1/tenants/{slug}/batch-jobs": API_TENANT,
+    # A rejected version does not score: 400 before any job or presigned upload.
+    "POST /api/v1/tenants/{slug}/batch-jobs": (Row(401, 400, 400, 404, 400), Case(
+        data=lambda d: {"model_version": d.version.version}, setup=_rejected)),
+    "GET /api/v1/tenants/{slug}/batch-jobs/{code}": API_TENANT,
+    "POST /api/v1/tenants/{slug}/batch-jobs/{code}/start": Row(401, 400, 400, 404, 400),  # already succeeded
+    "GET /api/v1/tenants/{slug}/batch-jobs/{code}/download": Row(401, 410, 410, 404, 410),  # output not in storage
 }
 
 API_PARAMS: dict[str, dict[str, Callable[[SimpleNamespace], object]]] = {
     "POST /api/v1/builds/{build_id}/cancel": {"build_id": lambda d: d.queued.code},
+    "GET /api/v1/tenants/{slug}/batch-jobs/{code}": {"code": lambda d: d.batch_job.code},
+    "POST /api/v1/tenants/{slug}/batch-jobs/{code}/start": {"code": lambda d: d.batch_job.code},
+    "GET /api/v1/tenants/{slug}/batch-jobs/{code}/download": {"code": lambda d: d.batch_job.code},
 }
 
 
@@ -449,7 +477,7 @@ def _make_data(rq_job) -> SimpleNamespace:
     from django.contrib.auth.models import User
     from django.contrib.contenttypes.models import ContentType
 
-    from builds.models import Endpoint, ModelVersion
+    from builds.models import BatchJob, Endpoint, ModelVersion
     from mlaas_portal.demo import seed_reference_data
     from tenants.models import AccessRequest, MarketplaceCustomer, Plan, Tenant
     from tenants.services import api_token_create
@@ -464,6 +492,9 @@ def _make_data(rq_job) -> SimpleNamespace:
     version = ModelVersion.objects.get(build=build)
     endpoint = Endpoint.objects.create(tenant=tenant, name="matrix-first-test", model_version=version,
                                        engine="local")  # Creating: nothing serves it, nothing is invoked
+    batch_job = BatchJob.objects.create(  # succeeded, its output not in storage
+        tenant=tenant, model_version=version, engine="local", status="succeeded",
+        input_key=f"{tenant.batch_prefix}matrix/input.csv", output_key=f"{tenant.batch_prefix}matrix/output.csv")
     marketplace_customer = MarketplaceCustomer.objects.create(customer_aws_account_id="111122223333",
                                                               product_code="prod-matrix")
     users = {
@@ -482,6 +513,7 @@ def _make_data(rq_job) -> SimpleNamespace:
         for m in admin.site._registry}
     return SimpleNamespace(
         tenant=tenant, other=other, build=build, queued=queued, version=version, endpoint=endpoint,
+        batch_job=batch_job,
         marketplace_customer=marketplace_customer,
         users=users,
         tokens=tokens, rq_job=rq_job,

@@ -117,6 +117,13 @@ class S3Gateway(Gateway):
     def get_json(self, bucket: str, key: str) -> Any:
         return json.loads(self.get_bytes(bucket, key))
 
+    def get_first_bytes(self, bucket: str, key: str, count: int, version_id: str = "") -> bytes:
+        """The object's first `count` bytes (a ranged GET): enough to read a CSV's header line."""
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Range": f"bytes=0-{max(0, count - 1)}"}
+        if version_id:
+            kwargs["VersionId"] = version_id
+        return self._call("get_object", **kwargs)["Body"].read()
+
     def head_object(self, bucket: str, key: str, version_id: str = "") -> dict[str, Any]:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if version_id:

@@ -7,6 +7,7 @@ leaves as an `errors.AwsError` that says whether a retry can help.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -15,6 +16,16 @@ from core.aws.errors import AwsError
 
 PENDING_MANUAL_APPROVAL = "PendingManualApproval"
 APPROVAL_STATUSES = ("Approved", "Rejected", PENDING_MANUAL_APPROVAL)
+
+
+@functools.lru_cache(maxsize=1)
+def transform_instance_types() -> frozenset[str]:
+    """The instance types a batch transform job accepts (botocore's model of the API: `ml.t3.medium`, a
+    processing type of small plans, is not one)."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    return frozenset(model.shape_for("TransformInstanceType").enum)
 
 
 def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
@@ -271,6 +282,36 @@ class SageMakerGateway(Gateway):
         self._call("delete_endpoint_config", EndpointConfigName=config)
         for model in models:
             self._call("delete_model", ModelName=model)
+
+
+    # -- batch transform -----------------------------------------------------
+
+    def create_transform_job(self, *, job_name: str, image_uri: str, model_data_url: str, role_arn: str,
+                             input_uri: str, output_uri: str, instance_type: str, instance_count: int,
+                             tags: dict[str, str]) -> str:
+        """A model of this version (as the endpoint path makes it: the step image's `serve`, the tenant role),
+        then a batch transform job scoring the CSV lines under `input_uri` into `output_uri`. Returns its name.
+
+        Mini-batches of whole lines (MultiRecord, at most 6 MB, what `serve` accepts) go to /invocations as
+        text/csv; each answer (JSON, one prediction per line) is written as one line of `<input>.out`.
+        """
+        self._call("create_model", ModelName=job_name, ExecutionRoleArn=role_arn, Tags=_tag_list(tags),
+                   PrimaryContainer={"Image": image_uri, "ModelDataUrl": model_data_url,
+                                     "Environment": {"SAGEMAKER_PROGRAM": "serve"}})
+        self._call("create_transform_job", TransformJobName=job_name, ModelName=job_name,
+                   BatchStrategy="MultiRecord", MaxPayloadInMB=6,
+                   TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_uri}},
+                                   "ContentType": "text/csv", "SplitType": "Line"},
+                   TransformOutput={"S3OutputPath": output_uri, "Accept": "application/json",
+                                    "AssembleWith": "Line"},
+                   TransformResources={"InstanceType": instance_type, "InstanceCount": instance_count},
+                   Tags=_tag_list(tags))
+        return job_name
+
+    def transform_job_status(self, job_name: str) -> tuple[str, str]:
+        """(TransformJobStatus, FailureReason): InProgress, Completed, Failed, Stopping or Stopped."""
+        described = self._call("describe_transform_job", TransformJobName=job_name)
+        return described["TransformJobStatus"], described.get("FailureReason", "")
 
 
 def _is_missing(exc: AwsError) -> bool:
