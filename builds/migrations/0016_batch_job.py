@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('builds', '0014_build_step_definition_step'),
+        ('builds', '0015_build_usage_charged_until'),
         ('tenants', '0007_plan_api_requests_tenant_storage_location_index'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
