@@ -206,3 +206,15 @@ def test_tenant_spend_page_lists_builds_only_in_build_costs(acme):
     assert build_costs_for_tenant(tenant=tenant, start=month, end=utc_today()) == []
     response = client_for(owner).get(reverse("billing:tenant", args=["acme"]))
     assert response.status_code == 200 and 'id="statement-endpoint-hours"' in response.content.decode()
+
+
+def test_staff_overview_shows_endpoint_hours_in_revenue(acme, staff_user):
+    tenant, _ = acme
+    month = utc_today().replace(day=1)
+    make_endpoint(tenant, in_service_at=at(1, day=month), service_ended_at=at(3, day=month), status="Deleted")
+    endpoints_metering_run(now=at(4, day=month))
+
+    page = client_for(staff_user).get(reverse("billing:overview")).content.decode()
+
+    row = page.split('href="/billing/tenants/acme/')[1].split("</tr>")[0]
+    assert "<td>2.00 h · $0.11</td><td>$99.11</td>" in row
