@@ -11,7 +11,8 @@ class InstancePriceAdmin(admin.ModelAdmin):
 
 @admin.register(CostLine)
 class CostLineAdmin(admin.ModelAdmin):
-    list_display = ["day", "tenant", "build", "instance_type", "instance_count", "billable_seconds", "amount"]
+    list_display = ["day", "tenant", "build", "endpoint_name", "instance_type", "instance_count", "billable_seconds",
+                    "amount"]
     list_filter = ["day"]
     list_select_related = ["tenant", "build"]
 

@@ -116,21 +116,27 @@ class StatementQuery(Schema):
     month: str | None = Field(None, max_length=20, description="YYYY-MM; default: this month (UTC).")
 
 
+MONEY = "USD, 2 decimals, as the pages show it."
+
+
 class StatementOut(Schema):
     tenant: str
     month: str = Field(..., description="YYYY-MM")
     plan: str
-    monthly_fee: str
+    monthly_fee: str = Field(..., description=MONEY)
     included_hours: str
-    used_hours: str
+    used_hours: str = Field(..., description="Build hours used (4 decimals).")
     overage_hours: str
-    overage_rate: str
-    overage_amount: str
-    total: str = Field(..., description="What the tenant is charged: the plan fee plus overage (USD).")
-    metered_cost: str = Field(..., description="Compute cost underneath, metered.")
-    cost_explorer_cost: str | None = Field(None, description="AWS cost from Cost Explorer, once synced.")
-    aws_cost: str | None = Field(None, description="Staff only.")
-    margin: str | None = Field(None, description="Staff only: total minus AWS cost.")
+    overage_rate: str = Field(..., description=MONEY)
+    overage_amount: str = Field(..., description=MONEY)
+    endpoint_hours: str = Field(..., description="Hours the tenant's test endpoints were in service (4 decimals).")
+    endpoint_amount: str = Field(..., description="What the endpoint hours cost the tenant. " + MONEY)
+    total: str = Field(..., description="What the tenant is charged: the plan fee, overage and endpoint hours "
+                                        "(USD, 2 decimals).")
+    metered_cost: str = Field(..., description="Compute cost underneath, metered. " + MONEY)
+    cost_explorer_cost: str | None = Field(None, description="AWS cost from Cost Explorer, once synced. " + MONEY)
+    aws_cost: str | None = Field(None, description="Staff only. " + MONEY)
+    margin: str | None = Field(None, description="Staff only: total minus AWS cost. " + MONEY)
 
 
 def parse_statement_month(raw: str | None) -> date:
@@ -147,16 +153,22 @@ def parse_statement_month(raw: str | None) -> date:
 @router.get("/tenants/{slug}/statements", response={200: StatementOut, 400: ErrorOut, **SCOPED_ERRORS},
             tags=["costs"], summary="The tenant's statement for a month")
 def tenant_statement(request, slug: str, q: Query[StatementQuery]):
-    from billing.selectors import statement_for_tenant
+    from billing.selectors import _money, statement_for_tenant
 
     tenant = tenant_access.get_tenant_for_user(request.auth, slug)
     statement = statement_for_tenant(tenant=tenant, month=parse_statement_month(q.month))
     staff = request.auth.is_staff
+
+    def money(value):
+        return None if value is None else str(_money(value))
+
     return {
         "tenant": statement.tenant_slug, "month": f"{statement.month:%Y-%m}", "plan": statement.plan_slug,
         **{name: str(getattr(statement, name)) for name in (
-            "monthly_fee", "included_hours", "used_hours", "overage_hours", "overage_rate", "overage_amount",
-            "total", "metered_cost")},
-        "cost_explorer_cost": None if statement.cost_explorer_cost is None else str(statement.cost_explorer_cost),
-        "aws_cost": str(statement.aws_cost) if staff else None, "margin": str(statement.margin) if staff else None,
+            "included_hours", "used_hours", "overage_hours", "endpoint_hours")},
+        **{name: money(getattr(statement, name)) for name in (
+            "monthly_fee", "overage_rate", "overage_amount", "endpoint_amount", "total", "metered_cost",
+            "cost_explorer_cost")},
+        "aws_cost": money(statement.aws_cost) if staff else None,
+        "margin": money(statement.margin) if staff else None,
     }

@@ -16,7 +16,7 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 COST_COLUMNS = ["day", "tenant", "tenant_name", "metered_usd", "cost_explorer_usd", "difference_usd"]
 STATEMENT_COLUMNS = ["month", "tenant", "tenant_name", "plan", "monthly_fee_usd", "included_hours", "used_hours",
-                     "overage_hours", "overage_rate_usd", "overage_usd", "total_usd"]
+                     "overage_hours", "overage_rate_usd", "overage_usd", "endpoint_hours", "endpoint_usd", "total_usd"]
 STATEMENT_STAFF_COLUMNS = ["metered_cost_usd", "cost_explorer_cost_usd", "aws_cost_usd", "margin_usd"]
 
 
@@ -67,7 +67,7 @@ def statement_rows(statements: Iterable[Statement], *, staff: bool) -> list[list
     for s in statements:
         row: list[object] = [s.month.strftime("%Y-%m"), s.tenant_slug, s.tenant_name, s.plan_name, s.monthly_fee,
                              s.included_hours, s.used_hours, s.overage_hours, s.overage_rate, s.overage_amount,
-                             s.total]
+                             s.endpoint_hours, s.endpoint_amount, s.total]
         if staff:
             row += [s.metered_cost, s.cost_explorer_cost, s.aws_cost, s.margin]
         rows.append(row)

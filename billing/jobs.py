@@ -24,13 +24,15 @@ _last_cost_sync_check = 0.0
 
 
 def billing_tick() -> dict[str, int]:
-    """Billing's share of the scheduler loop: meter what builds recorded; check the Cost Explorer sync hourly."""
+    """Billing's share of the scheduler loop: meter what builds and endpoints recorded; check the Cost Explorer
+    sync hourly."""
     import time
 
-    from billing.services import metering_run
+    from billing.services import endpoints_metering_run, metering_run
 
     global _last_cost_sync_check, _last_marketplace_metering
-    counts = {"metered": metering_run(), "cost_sync_enqueued": 0, "rollup_rows": 0}
+    counts = {"metered": metering_run(), "endpoints_metered": endpoints_metering_run(), "cost_sync_enqueued": 0,
+              "rollup_rows": 0}
     if time.monotonic() - _last_cost_sync_check > COST_SYNC_CHECK_SECONDS:
         counts["cost_sync_enqueued"] = int(cost_sync_if_due())
         counts["rollup_rows"] = rollups_refresh_current_month()

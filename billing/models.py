@@ -20,12 +20,25 @@ class InstancePrice(models.Model):
 
 
 class CostLine(models.Model):
-    """Metered cost of one finished build step: billable seconds x count x price."""
+    """Metered cost of one source: a finished build step (billable seconds x count x price), or one metered
+    period of a test endpoint in service (seconds x price).
+
+    Exactly one source is set (a check constraint). An endpoint line keeps the endpoint's name and instance type,
+    so a statement still describes it after the endpoint is deleted; its period is unique per endpoint, so metering
+    that runs twice charges once.
+    """
 
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="cost_lines")
     plan = models.ForeignKey("tenants.Plan", on_delete=models.PROTECT, related_name="+")
-    build = models.ForeignKey("builds.Build", on_delete=models.CASCADE, related_name="cost_lines")
-    step = models.OneToOneField("builds.BuildStep", on_delete=models.CASCADE, related_name="cost_line")
+    build = models.ForeignKey("builds.Build", on_delete=models.CASCADE, related_name="cost_lines",
+                              null=True, blank=True)
+    step = models.OneToOneField("builds.BuildStep", on_delete=models.CASCADE, related_name="cost_line",
+                                null=True, blank=True)
+    endpoint = models.ForeignKey("builds.Endpoint", on_delete=models.PROTECT, related_name="cost_lines",
+                                 null=True, blank=True)
+    endpoint_name = models.CharField(max_length=63, blank=True)
+    period_start = models.DateTimeField(null=True, blank=True, help_text="Endpoint lines: the metered period.")
+    period_end = models.DateTimeField(null=True, blank=True)
     instance_type = models.CharField(max_length=40)
     instance_count = models.PositiveIntegerField()
     billable_seconds = models.PositiveIntegerField()
@@ -37,6 +50,20 @@ class CostLine(models.Model):
     class Meta:
         ordering = ["-day", "id"]
         indexes = [models.Index(fields=["tenant", "day"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(build__isnull=False, step__isnull=False, endpoint__isnull=True,
+                                    period_start__isnull=True)
+                           | models.Q(build__isnull=True, step__isnull=True, endpoint__isnull=False,
+                                      period_start__isnull=False, period_end__isnull=False)),
+                name="cost_line_one_source"),
+            models.UniqueConstraint(fields=["endpoint", "period_start"], condition=models.Q(endpoint__isnull=False),
+                                    name="uniq_endpoint_cost_period"),
+        ]
+
+    @property
+    def is_endpoint(self) -> bool:
+        return self.endpoint_id is not None
 
 
 class BuildCharge(models.Model):
@@ -166,6 +193,9 @@ class DailyUsage(models.Model):
     metered = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True,
                                   help_text="Sum of the day's cost lines; empty: none")
     billable_seconds = models.PositiveBigIntegerField(default=0, help_text="Of the steps that ended that day")
+    endpoint_seconds = models.PositiveBigIntegerField(default=0, help_text="Test endpoint time metered that day")
+    endpoint_metered = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True,
+                                           help_text="Of `metered`, the endpoint lines; empty: none")
     cost_explorer = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True,
                                         help_text="Sum of the day's Cost Explorer rows, all services; empty: none")
 
@@ -186,6 +216,9 @@ class MonthlyUsage(models.Model):
     tenant_slug = models.CharField(max_length=40, blank=True)
     billable_seconds = models.PositiveBigIntegerField(default=0)
     metered = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    endpoint_seconds = models.PositiveBigIntegerField(default=0, help_text="Test endpoint time (endpoint hours)")
+    endpoint_metered = models.DecimalField(max_digits=14, decimal_places=6, default=0,
+                                           help_text="Of `metered`, the test endpoints' cost")
     cost_explorer = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
     aws_cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
 

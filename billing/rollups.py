@@ -2,7 +2,7 @@
 
 A refresh recomputes the rollup rows of a range of days (for some tenants, or all) from the rows
 they sum, so it is exact and idempotent whatever ran before: the writers of those rows refresh what
-they touched (metering a build: its tenant's days; a Cost Explorer sync: its window, for everyone),
+they touched (metering a build or an endpoint: its tenant's days; a Cost Explorer sync: its window, for everyone),
 and the billing tick refreshes the current month hourly, which also repairs rows edited by hand.
 The cost of a refresh depends on the days and tenants it covers, not on the length of history.
 """
@@ -94,6 +94,11 @@ def _daily_refresh(*, start: date, end: date, slugs: list[str] | None) -> int:
     for day, slug, total in (lines.order_by().values("day", "tenant__slug").annotate(total=Sum("amount"))
                              .values_list("day", "tenant__slug", "total")):
         rows[(day, slug)]["metered"] = _exact(total)
+    for day, slug, total, seconds in (lines.filter(endpoint__isnull=False).order_by().values("day", "tenant__slug")
+                                      .annotate(total=Sum("amount"), seconds=Sum("billable_seconds"))
+                                      .values_list("day", "tenant__slug", "total", "seconds")):
+        rows[(day, slug)]["endpoint_metered"] = _exact(total)
+        rows[(day, slug)]["endpoint_seconds"] = seconds or 0
     for day, slug, seconds in (steps.order_by().annotate(day=TruncDate("ended_at", tzinfo=UTC))
                                .values("day", "build__tenant__slug").annotate(seconds=Sum("billable_seconds"))
                                .values_list("day", "build__tenant__slug", "seconds")):
@@ -123,12 +128,16 @@ def _monthly_refresh(*, month: date, slugs: list[str] | None) -> int:
         Coalesce(F("metered"), zero)
     rows = list(daily.order_by().values("tenant_slug").annotate(
         seconds=Sum("billable_seconds"), metered_total=Sum("metered"), explorer_total=Sum("cost_explorer"),
-        aws_total=Sum(aws_day)).values_list("tenant_slug", "seconds", "metered_total", "explorer_total", "aws_total"))
+        aws_total=Sum(aws_day), endpoint_seconds_total=Sum("endpoint_seconds"),
+        endpoint_total=Sum("endpoint_metered")).values_list(
+        "tenant_slug", "seconds", "metered_total", "explorer_total", "aws_total", "endpoint_seconds_total",
+        "endpoint_total"))
     existing.delete()
     MonthlyUsage.objects.bulk_create([
         MonthlyUsage(month=month, tenant_slug=slug, billable_seconds=seconds or 0, metered=_exact(metered),
-                     cost_explorer=None if explorer is None else _exact(explorer), aws_cost=_exact(aws))
-        for slug, seconds, metered, explorer, aws in rows], batch_size=2000)
+                     cost_explorer=None if explorer is None else _exact(explorer), aws_cost=_exact(aws),
+                     endpoint_seconds=endpoint_seconds or 0, endpoint_metered=_exact(endpoint_metered))
+        for slug, seconds, metered, explorer, aws, endpoint_seconds, endpoint_metered in rows], batch_size=2000)
     return len(rows)
 
 

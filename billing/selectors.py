@@ -196,7 +196,7 @@ def explorer_daily_by_tenant(*, start: date, end: date, tenant_slug: str | None 
 
 def build_costs_for_tenant(*, tenant: Tenant, start: date, end: date, limit: int = 30) -> list[dict]:
     """Metered cost per build of the tenant whose steps ended in [start, end], newest first."""
-    rows = list(CostLine.objects.filter(tenant=tenant, day__gte=start, day__lte=end)
+    rows = list(CostLine.objects.filter(tenant=tenant, day__gte=start, day__lte=end, build__isnull=False)
                 .values("build__code", "build__created_at", "build__status", "build__algorithm__name")
                 .annotate(total=Sum("amount"), seconds=Sum("billable_seconds"))
                 .order_by("-build__created_at")[:limit])
@@ -318,11 +318,13 @@ class Statement:
     metered_cost: Decimal
     cost_explorer_cost: Decimal | None
     aws_cost: Decimal
+    endpoint_hours: Decimal = ZERO
+    endpoint_amount: Decimal = ZERO
 
     @property
     def total(self) -> Decimal:
-        """What the vendor charges: the plan fee plus overage."""
-        return self.monthly_fee + self.overage_amount
+        """What the vendor charges: the plan fee, build hours overage and test endpoint hours (at their price)."""
+        return self.monthly_fee + self.overage_amount + self.endpoint_amount
 
     @property
     def margin(self) -> Decimal:
@@ -337,6 +339,10 @@ def statement_amounts(*, billable_seconds: int, included_hours: Decimal,
     return used, overage, _money(overage * overage_rate)
 
 
+def _hours(seconds: int) -> Decimal:
+    return (Decimal(seconds) / Decimal(3600)).quantize(HOURS_QUANTUM, rounding=ROUND_HALF_UP)
+
+
 def billable_tenants(*, month: date) -> QuerySet[Tenant]:
     """Tenants that get a statement for the month: active or suspended ones, and any with usage in it."""
     used = (MonthlyUsage.objects.filter(month=month_first(month))
@@ -347,7 +353,8 @@ def billable_tenants(*, month: date) -> QuerySet[Tenant]:
 def statements_for_month(*, month: date, tenants: QuerySet[Tenant] | None = None) -> list[Statement]:
     """Monthly statements: plan fee, build hours used vs included, overage, and the AWS cost underneath.
 
-    Build hours are the billable seconds of the tenant's steps that ended in the month / 3600. AWS cost
+    Build hours are the billable seconds of the tenant's steps that ended in the month / 3600. Endpoint hours are the
+    time its test endpoints were in service (billing.services.endpoint_meter), charged at their metered cost. AWS cost
     is Cost Explorer's figure for the days a sync has fetched, metered cost for the other days. Both
     come from the monthly rollup (billing.rollups), one row per tenant: two queries whatever the history.
     """
@@ -373,7 +380,9 @@ def statements_for_month(*, month: date, tenants: QuerySet[Tenant] | None = None
             used_hours=used, overage_hours=overage, overage_rate=plan.overage_price_per_hour,
             overage_amount=overage_amount, metered_cost=_amount(row.metered) if row else ZERO,
             cost_explorer_cost=_amount(row.cost_explorer) if row and row.cost_explorer is not None else None,
-            aws_cost=_amount(row.aws_cost) if row else ZERO))
+            aws_cost=_amount(row.aws_cost) if row else ZERO,
+            endpoint_hours=_hours(row.endpoint_seconds if row else 0),
+            endpoint_amount=_money(row.endpoint_metered if row else ZERO)))
     return statements
 
 
@@ -386,6 +395,7 @@ def statement_totals(statements: Iterable[Statement]) -> dict:
     return {"revenue": sum((s.total for s in statements), ZERO),
             "fees": sum((s.monthly_fee for s in statements), ZERO),
             "overage": sum((s.overage_amount for s in statements), ZERO),
+            "endpoints": sum((s.endpoint_amount for s in statements), ZERO),
             "metered_cost": sum((s.metered_cost for s in statements), ZERO),
             "aws_cost": sum((s.aws_cost for s in statements), ZERO),
             "margin": sum((s.margin for s in statements), ZERO),

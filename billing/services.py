@@ -6,7 +6,7 @@ import csv
 import logging
 import re
 from collections.abc import Iterable
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -150,6 +150,100 @@ def metering_run(*, limit: int = 200) -> int:
             build_charge_record(build=build)
         metered += 1
     ledger_costs_write()
+    return metered
+
+
+# ----- metering of test endpoints -----
+
+ENDPOINT_PERIOD = timedelta(hours=1)
+
+
+def _next_period_boundary(moment: datetime) -> datetime:
+    """The next whole UTC hour after `moment` (a period never crosses a UTC day, so each has one billing day)."""
+    hour = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return hour + ENDPOINT_PERIOD
+
+
+def endpoint_periods(*, start: datetime, end: datetime, closing: bool) -> list[tuple[datetime, datetime]]:
+    """The metered periods of [start, end): whole UTC hours (the first from `start`), and, when the service
+    period has ended (`closing`), the partial last one up to `end`. A running endpoint's current hour waits."""
+    periods = []
+    cursor = start
+    while (boundary := _next_period_boundary(cursor)) <= end:
+        periods.append((cursor, boundary))
+        cursor = boundary
+    if closing and cursor < end:
+        periods.append((cursor, end))
+    return periods
+
+
+def endpoint_meter(*, endpoint, now: datetime | None = None) -> list[CostLine]:
+    """Write the cost lines of the endpoint's service time not metered yet (idempotent: one line per period).
+
+    Endpoint hours are the time an endpoint is in service: from `in_service_at` to `service_ended_at` (failed or
+    deleted), or to now while it serves, priced like build steps (`price_for` x `step_cost`, one instance) at the
+    plan's endpoint instance type. Serverless endpoints are not metered by the hour: AWS bills them per request's
+    compute time, which the portal does not measure, so they write no lines.
+    """
+    from django.db.models import Max
+
+    now = now or timezone.now()
+    plan = endpoint.tenant.plan
+    if plan.endpoint_serverless or endpoint.in_service_at is None:
+        return []
+    if hasattr(endpoint, "metered_until"):  # annotated by endpoints_metering_run
+        metered_until = endpoint.metered_until
+    else:
+        metered_until = endpoint.cost_lines.aggregate(until=Max("period_end"))["until"]
+    start = max(endpoint.in_service_at, metered_until) if metered_until else endpoint.in_service_at
+    end = endpoint.service_ended_at or now
+    periods = endpoint_periods(start=start, end=end, closing=endpoint.service_ended_at is not None)
+    if not periods:
+        return []
+    instance_type = plan.endpoint_instance_type
+    price = price_for(instance_type)
+    lines = []
+    for period_start, period_end in periods:
+        seconds = int((period_end - period_start).total_seconds())
+        lines.append(CostLine(
+            tenant_id=endpoint.tenant_id, plan_id=plan.pk, endpoint=endpoint, endpoint_name=endpoint.name,
+            period_start=period_start, period_end=period_end, instance_type=instance_type, instance_count=1,
+            billable_seconds=seconds, price_per_hour=price,
+            amount=step_cost(billable_seconds=seconds, instance_count=1, price_per_hour=price),
+            day=period_start.astimezone(UTC).date()))
+    with transaction.atomic():
+        # Another run may have written some of these periods: the unique (endpoint, period start) keeps one.
+        CostLine.objects.bulk_create(lines, ignore_conflicts=True)
+        days = [line.day for line in lines]
+        rollups_refresh(start=min(days), end=max(days), tenant_slugs=[endpoint.tenant.slug])
+    budget_check(tenant=endpoint.tenant)
+    return lines
+
+
+def endpoints_metering_run(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Meter the endpoints with service time not metered yet: those serving (whole hours closed since the last
+    run) and those whose service ended after their last metered period (the last, partial period).
+
+    Builds only record when an endpoint served; billing reads it here, on the scheduler's tick. Returns how
+    many endpoints got new lines.
+    """
+    from django.db.models import F, Max, Q
+
+    from builds.models import Endpoint
+
+    now = now or timezone.now()
+    candidates = (Endpoint.objects.select_related("tenant", "tenant__plan")
+                  .filter(in_service_at__isnull=False, tenant__plan__endpoint_serverless=False)
+                  .annotate(metered_until=Max("cost_lines__period_end"))
+                  .filter(Q(metered_until__isnull=True) | Q(service_ended_at__isnull=True)
+                          | Q(service_ended_at__gt=F("metered_until")))
+                  .order_by("pk")[:limit])
+    metered = 0
+    for endpoint in candidates:
+        try:
+            metered += bool(endpoint_meter(endpoint=endpoint, now=now))
+        except UnknownInstanceType as exc:
+            logger.error("endpoint %s of %s cannot be metered: %s", endpoint.name, endpoint.tenant.slug, exc)
     return metered
 
 

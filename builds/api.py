@@ -89,6 +89,13 @@ class BuildOut(Schema):
     waiting_reason: str | None = Field(None, description="Queued builds only: stable code of why it waits "
                                                          "(builds.waiting.Reason).")
     waiting_message: str | None = Field(None, description="Queued builds only: the reason as a sentence.")
+    sizing: BuildSizingOut = Field(..., description="The instances chosen when the build was created, and why.")
+
+    @staticmethod
+    def resolve_sizing(obj):
+        from builds.sizing import build_sizing_out
+
+        return obj["sizing"] if isinstance(obj, dict) else build_sizing_out(obj)
 
     @staticmethod
     def resolve_queue_position(obj):
@@ -162,7 +169,6 @@ class BuildDetailOut(BuildOut):
     model_version: int | None
     cost: str = Field(..., description="USD: metered when finished, cost so far while it runs.")
     failure_reason: str
-    sizing: BuildSizingOut = Field(..., description="The instances chosen when the build was created, and why.")
 
 
 def build_detail_out(b: Build) -> dict:

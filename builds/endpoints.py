@@ -22,6 +22,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from builds.models import Endpoint, ModelVersion
@@ -147,8 +148,8 @@ def _local_provision(endpoint: Endpoint) -> str:
     changed = Endpoint.objects.filter(
         pk=endpoint.pk, model_version=version,
         status__in=(Endpoint.Status.CREATING, Endpoint.Status.UPDATING)).update(
-        status=Endpoint.Status.IN_SERVICE, pid=started.pid, port=started.port, in_service_at=now, updated_at=now,
-        last_invoked_at=now, failure_reason="")
+        status=Endpoint.Status.IN_SERVICE, pid=started.pid, port=started.port, in_service_at=_service_start(now),
+        service_ended_at=None, updated_at=now, last_invoked_at=now, failure_reason="")
     if not changed:  # deleted or redeployed while starting: this server is not wanted
         serving.stop_started(started, model_dir)
         return Endpoint.objects.get(pk=endpoint.pk).status
@@ -188,9 +189,25 @@ def _fetch_artifact(tenant: Tenant, version: ModelVersion, model_dir: Path) -> N
     partial.rename(target)
 
 
+def _service_start(now):
+    """in_service_at on reaching InService: kept when a newer version replaced the served one (it kept serving,
+    and billing meters that time), else now (a new service period)."""
+    return Case(When(status=Endpoint.Status.UPDATING, in_service_at__isnull=False, then=F("in_service_at")),
+                default=Value(now))
+
+
+def _service_end(now):
+    """service_ended_at when an endpoint stops serving: now if it was serving (Updating or InService), else kept
+    (a Creating endpoint serves nothing; an earlier service period already has its end)."""
+    return Case(When(status__in=(Endpoint.Status.UPDATING, Endpoint.Status.IN_SERVICE),
+                     in_service_at__isnull=False, then=Value(now)),
+                default=F("service_ended_at"))
+
+
 def _fail(endpoint: Endpoint, reason: str) -> str:
+    now = timezone.now()
     Endpoint.objects.filter(pk=endpoint.pk, status__in=(Endpoint.Status.CREATING, Endpoint.Status.UPDATING)).update(
-        status=Endpoint.Status.FAILED, failure_reason=reason[:2000], updated_at=timezone.now())
+        status=Endpoint.Status.FAILED, failure_reason=reason[:2000], updated_at=now, service_ended_at=_service_end(now))
     return Endpoint.Status.FAILED
 
 
@@ -210,8 +227,15 @@ def endpoint_teardown(endpoint_id: int) -> str:
         shutil.rmtree(Path(settings.MLAAS_ENDPOINT_DIR) / endpoint.tenant.slug / endpoint.name, ignore_errors=True)
     now = timezone.now()
     Endpoint.objects.filter(pk=endpoint.pk, status=Endpoint.Status.DELETING).update(
-        status=Endpoint.Status.DELETED, deleted_at=now, updated_at=now, pid=None, port=None)
+        status=Endpoint.Status.DELETED, deleted_at=now, updated_at=now, pid=None, port=None,
+        service_ended_at=_deleted_service_end(now))
     return Endpoint.Status.DELETED
+
+
+def _deleted_service_end(now):
+    """A deleted endpoint served until now unless its service period had ended already (it failed first)."""
+    return Case(When(in_service_at__isnull=False, service_ended_at__isnull=True, then=Value(now)),
+                default=F("service_ended_at"))
 
 
 # ----- scoring -----
@@ -249,7 +273,7 @@ def endpoints_tick(now=None) -> dict[str, int]:
             counts["endpoints_idle_deleted"] += 1
         elif endpoint.engine != "sagemaker" and not _local_alive(endpoint):
             Endpoint.objects.filter(pk=endpoint.pk, status=Endpoint.Status.IN_SERVICE).update(
-                status=Endpoint.Status.FAILED, updated_at=now,
+                status=Endpoint.Status.FAILED, updated_at=now, service_ended_at=_service_end(now),
                 failure_reason="the model server stopped; deploy the version again")
             counts["endpoints_lost"] += 1
     stale = now - timedelta(seconds=settings.MLAAS_ENDPOINT_START_TIMEOUT_SECONDS * 2)
@@ -307,6 +331,7 @@ def _sagemaker_poll(endpoint: Endpoint) -> None:
     now = timezone.now()
     if status == "InService":
         Endpoint.objects.filter(pk=endpoint.pk, status__in=(Endpoint.Status.CREATING, Endpoint.Status.UPDATING)) \
-            .update(status=Endpoint.Status.IN_SERVICE, in_service_at=now, last_invoked_at=now, updated_at=now)
+            .update(status=Endpoint.Status.IN_SERVICE, in_service_at=_service_start(now), service_ended_at=None,
+                    last_invoked_at=now, updated_at=now)
     elif status == "Failed":
         _fail(endpoint, reason or "SageMaker reported the endpoint failed")

@@ -275,7 +275,11 @@ class Endpoint(models.Model):
     requested_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
-    in_service_at = models.DateTimeField(null=True, blank=True)
+    in_service_at = models.DateTimeField(null=True, blank=True, help_text=(
+        "Start of the current service period (kept while a newer version replaces the served one)."))
+    service_ended_at = models.DateTimeField(null=True, blank=True, help_text=(
+        "When the current service period ended (failed or deleted); empty while it serves. Billing meters "
+        "endpoint hours from in_service_at to this (or to now)."))
     last_invoked_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
     delete_reason = models.CharField(max_length=200, blank=True)

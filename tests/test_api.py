@@ -40,7 +40,18 @@ def build_json(b: Build, waiting: dict | None = None) -> dict:
     return {"id": str(b.code), "tenant": b.tenant.slug, "plan": b.plan.slug, "status": b.status,
             "algorithm": b.algorithm.slug, "target": b.target, "dataset_key": b.dataset_key, "source": b.source,
             "created_at": iso(b.created_at), "started_at": iso(b.started_at), "ended_at": iso(b.ended_at),
-            **(waiting or dict.fromkeys(WAITING))}
+            **(waiting or dict.fromkeys(WAITING)), "sizing": sizing_json(b)}
+
+
+def sizing_json(b: Build) -> dict:
+    """The sizing a build row records; a row without it (made before size bands) shows its plan's instances."""
+    band = b.size_band or {}
+    return {"processing_instance_type": b.processing_instance_type or b.plan.processing_instance_type,
+            "processing_instance_count": b.processing_instance_count,
+            "training_instance_type": b.training_instance_type or b.plan.training_instance_type,
+            "training_instance_count": b.training_instance_count, "band": band.get("number", 0),
+            "max_bytes": band.get("max_bytes"), "dataset_size": b.dataset_size,
+            "reason": b.sizing_reason or "recorded before plans had size bands: the plan's instances"}
 
 
 # ----- tenants -----
@@ -233,6 +244,37 @@ def test_list_builds_exact_filters_and_scope(two, staff_user, api_client_for):
     assert [b["id"] for b in running.json()["items"]] == [str(new.code)]
     assert stranger.json() == {"count": 0, "items": []}
     assert staff.json() == {"count": 1, "items": [build_json(other)]}
+
+
+def test_list_builds_items_carry_the_recorded_sizing(two, api_client_for):
+    acme, acme_owner, _, _ = two
+    sized = create_build(acme, created_at=T0)
+    Build.objects.filter(pk=sized.pk).update(
+        processing_instance_type="ml.m5.large", processing_instance_count=2, training_instance_type="ml.m5.xlarge",
+        training_instance_count=3, size_band={"number": 2, "max_bytes": 2 * 1024**3}, dataset_size=5 * 1024**2,
+        sizing_reason="5.0 MB: band 2 of the plan")
+
+    item = api_client_for(acme_owner).get("/api/v1/builds").json()["items"][0]
+
+    assert item["sizing"] == {
+        "processing_instance_type": "ml.m5.large", "processing_instance_count": 2,
+        "training_instance_type": "ml.m5.xlarge", "training_instance_count": 3, "band": 2,
+        "max_bytes": 2 * 1024**3, "dataset_size": 5 * 1024**2, "reason": "5.0 MB: band 2 of the plan"}
+
+
+@pytest.mark.parametrize("rows", [1, 50])
+def test_list_builds_query_count_does_not_grow_with_rows(two, api_client_for, rows, django_assert_max_num_queries):
+    acme, acme_owner, _, _ = two
+    for n in range(rows):
+        create_build(acme, status="queued" if n % 2 else "succeeded", created_at=T0 + timedelta(minutes=n))
+    client = api_client_for(acme_owner)
+
+    with django_assert_max_num_queries(12):
+        response = client.get("/api/v1/builds")
+
+    items = response.json()["items"]
+    assert (response.status_code, len(items)) == (200, rows)
+    assert all(item["sizing"]["training_instance_type"] for item in items)
 
 
 def test_list_builds_bad_status_is_422(two, api_client_for):

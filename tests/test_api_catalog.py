@@ -84,9 +84,9 @@ def test_statement_for_a_month_and_stranger_404(acme, staff_user, api_client_for
     assert own.json() == {
         "tenant": "acme", "month": f"{month:%Y-%m}", "plan": "basic", "monthly_fee": "99.00",
         "included_hours": "10.00", "used_hours": "11.0000", "overage_hours": "1.0000", "overage_rate": "4.00",
-        "overage_amount": "4.00", "total": "103.00", "metered_cost": "0.000000", "cost_explorer_cost": None,
-        "aws_cost": None, "margin": None}
-    assert (staff.json()["aws_cost"], staff.json()["margin"]) == ("0.000000", "103.000000")
+        "overage_amount": "4.00", "endpoint_hours": "0.0000", "endpoint_amount": "0.00", "total": "103.00",
+        "metered_cost": "0.00", "cost_explorer_cost": None, "aws_cost": None, "margin": None}
+    assert (staff.json()["aws_cost"], staff.json()["margin"]) == ("0.00", "103.00")
     assert (other.status_code, other.json()) == (404, NOT_FOUND)
 
 

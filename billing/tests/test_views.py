@@ -126,8 +126,9 @@ def test_statement_export_margin_for_staff_only(client, two_tenants, staff_user)
 
     assert tenant_rows == [
         ["month", "tenant", "tenant_name", "plan", "monthly_fee_usd", "included_hours", "used_hours",
-         "overage_hours", "overage_rate_usd", "overage_usd", "total_usd"],
-        [month, "acme", "Acme", "Basic", "99.00", "10.00", "2.0000", "0", "4.00", "0.00", "99.00"]]
+         "overage_hours", "overage_rate_usd", "overage_usd", "endpoint_hours", "endpoint_usd",
+         "total_usd"],
+        [month, "acme", "Acme", "Basic", "99.00", "10.00", "2.0000", "0", "4.00", "0.00", "0.0000", "0.00", "99.00"]]
     assert staff_rows[0][-4:] == ["metered_cost_usd", "cost_explorer_cost_usd", "aws_cost_usd", "margin_usd"]
     assert staff_rows[1][-4:] == ["0.230000", "", "0.230000", "98.770000"]
 

@@ -113,7 +113,13 @@ def test_version_page_draws_classifier_insight_from_json_blocks_and_shows_lineag
     html = response.content.decode()
     assert response.status_code == 200 and page_title(response) == "Model v1 · Tenant acme · MLaaS Portal"
     assert sorted(figures) == ["chart-confusion-matrix", "chart-feature-importance", "chart-roc"]
-    assert figures["chart-confusion-matrix"]["data"][0]["z"] == [[50, 3], [2, 31]]
+    matrix = figures["chart-confusion-matrix"]
+    assert [(x, y, n) for x, y, n in zip(matrix["data"][0]["x"], matrix["data"][0]["y"],
+                                         matrix["data"][0]["customdata"], strict=True)] == [
+        ("benign", "benign", 50), ("malignant", "benign", 3), ("benign", "malignant", 2),
+        ("malignant", "malignant", 31)]  # (predicted, actual, count)
+    assert [(s["x0"], s["y0"]) for s in matrix["layout"]["shapes"]] == [(-0.5, -0.5), (0.5, -0.5), (-0.5, 0.5),
+                                                                        (0.5, 0.5)]
     assert figures["chart-roc"]["data"][0]["name"] == "malignant (AUC 0.970)"
     assert figures["chart-feature-importance"]["data"][0]["y"] == ["mean area", "worst radius"]
     assert "/static/vendor/plotly.min.js" in html and "/static/js/figures.js" in html
