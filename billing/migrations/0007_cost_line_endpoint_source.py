@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('billing', '0006_usage_rollups'),
-        ('builds', '0015_endpoint_service_ended_at'),
+        ('builds', '0017_endpoint_service_ended_at'),
         ('tenants', '0007_plan_api_requests_tenant_storage_location_index'),
     ]
 

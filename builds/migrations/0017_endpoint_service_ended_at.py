@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('builds', '0014_build_step_definition_step'),
+        ('builds', '0016_batch_job'),
     ]
 
     operations = [
