@@ -24,6 +24,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from builds import events
 from builds.models import Endpoint, ModelVersion
 from tenants.models import Tenant
 
@@ -152,6 +153,7 @@ def _local_provision(endpoint: Endpoint) -> str:
     if not changed:  # deleted or redeployed while starting: this server is not wanted
         serving.stop_started(started, model_dir)
         return Endpoint.objects.get(pk=endpoint.pk).status
+    events.endpoint_in_service(endpoint.pk)
     if previous_pid and previous_pid != started.pid:
         serving.stop(previous_pid)  # the replaced version's server, after the new one answers
         if previous_version and previous_version != version.version:
@@ -306,7 +308,8 @@ def _sagemaker_poll(endpoint: Endpoint) -> None:
         return
     now = timezone.now()
     if status == "InService":
-        Endpoint.objects.filter(pk=endpoint.pk, status__in=(Endpoint.Status.CREATING, Endpoint.Status.UPDATING)) \
-            .update(status=Endpoint.Status.IN_SERVICE, in_service_at=now, last_invoked_at=now, updated_at=now)
+        if Endpoint.objects.filter(pk=endpoint.pk, status__in=(Endpoint.Status.CREATING, Endpoint.Status.UPDATING)) \
+                .update(status=Endpoint.Status.IN_SERVICE, in_service_at=now, last_invoked_at=now, updated_at=now):
+            events.endpoint_in_service(endpoint.pk)
     elif status == "Failed":
         _fail(endpoint, reason or "SageMaker reported the endpoint failed")
