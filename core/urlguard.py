@@ -50,7 +50,7 @@ def _resolve(host: str, port: int) -> list[str]:
 def address_problem(address: Address, *, allow_private: bool) -> str:
     """Why this address is refused ('' when it is fine)."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return "an IPv4-mapped IPv6 address"
+        return f"an IPv4-mapped IPv6 address (of {address.ipv4_mapped})"
     if address.is_unspecified:
         return "an unspecified address"
     if address.is_link_local:
