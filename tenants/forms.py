@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django import forms
 
-from tenants.models import ACCESS_REQUEST_MESSAGE_MAX_LENGTH, Membership, Plan, Tenant
+from tenants.models import ACCESS_REQUEST_MESSAGE_MAX_LENGTH, Membership, Plan, Tenant, Webhook
 
 
 class OnboardForm(forms.Form):
@@ -81,3 +81,10 @@ class MarketplaceRegistrationForm(forms.Form):
     company = forms.CharField(max_length=120)
     contact_email = forms.EmailField(help_text="We send the login for your portal here.")
     plan = forms.ModelChoiceField(queryset=Plan.objects.all(), required=False, empty_label="Not sure yet")
+
+
+class WebhookForm(forms.Form):
+    url = forms.CharField(max_length=2000, label="URL", widget=forms.URLInput(attrs={"placeholder": "https://"}),
+                          help_text="https only; it must reach a public address.")
+    events = forms.MultipleChoiceField(choices=Webhook.Event.choices,
+                                       widget=forms.CheckboxSelectMultiple)

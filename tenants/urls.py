@@ -16,5 +16,10 @@ urlpatterns = [
     path("<slug:slug>/invite/", views.tenant_invite, name="invite"),
     path("<slug:slug>/settings/", views.tenant_settings, name="settings"),
     path("<slug:slug>/credentials/", views.tenant_credentials, name="credentials"),
+    path("<slug:slug>/webhooks/", views.tenant_webhooks, name="webhooks"),
+    path("<slug:slug>/webhooks/<uuid:code>/", views.tenant_webhook_deliveries, name="webhook_deliveries"),
+    path("<slug:slug>/webhooks/<uuid:code>/<str:action>/", views.tenant_webhook_action, name="webhook_action"),
+    path("<slug:slug>/webhooks/<uuid:code>/deliveries/<uuid:delivery>/resend/", views.tenant_webhook_resend,
+         name="webhook_resend"),
     path("<slug:slug>/<str:action>/", views.tenant_action, name="action"),
 ]

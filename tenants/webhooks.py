@@ -130,7 +130,7 @@ def webhook_create(*, tenant: Tenant, url: str, events: list[str], actor: User |
 def webhook_update(*, webhook: Webhook, url: str | None = None, events: list[str] | None = None,
                    status: str | None = None) -> Webhook:
     """Change the URL or events, pause or resume (resuming clears the failure count and sends what waited)."""
-    fields = ["updated_at"]
+    fields, resumed = ["updated_at"], False
     if url is not None:
         webhook.url = _checked_url(url)
         fields.append("url")
@@ -141,13 +141,14 @@ def webhook_update(*, webhook: Webhook, url: str | None = None, events: list[str
         if status not in Webhook.Status.values:
             raise ValidationError({"status": f"Status is active or paused, not {status!r}."})
         if status != webhook.status:
+            resumed = status == Webhook.Status.ACTIVE
             webhook.status = status
             webhook.paused_reason = "paused by its owner" if status == Webhook.Status.PAUSED else ""
             webhook.consecutive_failures = 0 if status == Webhook.Status.ACTIVE else webhook.consecutive_failures
             fields += ["status", "paused_reason", "consecutive_failures"]
     webhook.updated_at = timezone.now()
     webhook.save(update_fields=fields)
-    if status == Webhook.Status.ACTIVE:
+    if resumed:
         # What waited while paused is due now: the next sweep sends it.
         WebhookDelivery.objects.filter(webhook=webhook, status=WebhookDelivery.Status.PENDING).update(
             next_attempt_at=webhook.updated_at)
