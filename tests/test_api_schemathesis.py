@@ -80,5 +80,5 @@ def test_api_never_answers_5xx(api_schema, known):
                 strategy = operation.as_strategy(generation_mode=mode, path_parameters=path_parameters)
                 _call_examples(strategy, headers=headers, label=label, calls=calls)
 
-    assert len(operations) == 24  # 12 + the catalog (plans, algorithms), statements, models (4) and endpoints (5)
+    assert len(operations) == 31  # 12 + the catalog (2), statements, models (4), endpoints (5), webhooks (7)
     assert sorted(calls) == sorted(f"{op.method.upper()} {op.path}" for op in operations)
