@@ -46,12 +46,18 @@ def api_schema(db, reference_data, clean_redis):
 @pytest.fixture
 def known(make_tenant, staff_user):
     """Ids of a provisioned tenant and of one of its queued builds, and a staff bearer token."""
+    from tenants.models import Webhook, WebhookDelivery
     from tenants.services import api_token_create
     from tests.web_support import create_build
 
     tenant = make_tenant(isolation="pool", plan="basic")
     build = create_build(tenant, status="queued")
-    return {"ids": {"slug": tenant.slug, "build_id": str(build.code)}, "token": api_token_create(user=staff_user)}
+    webhook = Webhook.objects.create(tenant=tenant, url="https://93.184.215.14/hook", events=["build.failed"],
+                                     secret="whsec_c2NoZW1hdGhlc2lzLXNjaGVtYXRoZXNpcw==")
+    delivery = WebhookDelivery.objects.create(webhook=webhook, event="build.failed", msg_id="msg_schema",
+                                              status="failed", attempts=6)
+    return {"ids": {"slug": tenant.slug, "build_id": str(build.code), "webhook_id": str(webhook.code),
+                    "delivery_id": str(delivery.code)}, "token": api_token_create(user=staff_user)}
 
 
 def _call_examples(strategy, *, headers: dict, label: str, calls: dict[str, int]) -> None:
