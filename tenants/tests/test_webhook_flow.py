@@ -1,6 +1,7 @@
 """The real path: a webhook registered through the API receives, on a local HTTP server, the events of a real
 build on the local engine (upload -> intake -> build -> registered model), then of the owner approving it, each
-signed as Standard Webhooks says (verified with the standardwebhooks package) and recorded as delivered."""
+signed as Standard Webhooks says (verified with the standardwebhooks package) and recorded as delivered; and
+a test endpoint coming into service on the local runtime, then its version rejected."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from standardwebhooks import Webhook as StandardWebhook
 from builds.models import Build, ModelVersion
 from tenants.models import WebhookDelivery
 from tests.test_build_flow import drain_queues, intake_until, samples, upload_csv  # noqa: F401 - samples: fixture
+from tests.test_endpoints import deployed_tenant, endpoint_dir, model_tarball  # noqa: F401 - fixtures
 
 
 @pytest.mark.django_db(transaction=True)
@@ -51,3 +53,26 @@ def test_build_events_reach_the_tenants_receiver_signed(make_tenant, make_member
         ("model.approved", "succeeded", 1, 200), ("build.succeeded", "succeeded", 1, 200),
         ("model.registered", "succeeded", 1, 200)]
     assert WebhookDelivery.objects.filter(status="pending").count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_endpoint_in_service_and_rejection_reach_the_receiver(deployed_tenant, api_client_for, receiver,  # noqa: F811
+                                                              clean_redis):
+    tenant, owner, _, _ = deployed_tenant
+    api = api_client_for(owner)
+    created = api.post(f"/api/v1/tenants/{tenant.slug}/webhooks", data=json.dumps(
+        {"url": receiver.url, "events": ["endpoint.in_service", "model.rejected"]}), content_type="application/json")
+    secret = created.json()["secret"]
+
+    assert api.post(f"/api/v1/tenants/{tenant.slug}/endpoints", {"model_version": 1},
+                    content_type="application/json").status_code == 202
+    drain_queues("default")  # provision (serve starts, InService), then the delivery
+    assert api.post(f"/api/v1/tenants/{tenant.slug}/models/1/reject").status_code == 200
+    drain_queues("default")  # teardown, then the delivery
+
+    messages = [StandardWebhook(secret).verify(r.body, r.headers) for r in receiver.requests]
+    assert [m["type"] for m in messages] == ["endpoint.in_service", "model.rejected"]
+    assert messages[0]["data"]["endpoint"] | {"in_service_at": None} == {
+        "name": f"{tenant.slug}-test", "model_version": 1, "status": "InService", "in_service_at": None,
+        "invocations": f"/api/v1/tenants/{tenant.slug}/endpoints/{tenant.slug}-test/invocations"}
+    assert messages[1]["data"]["model_version"]["approval_status"] == "Rejected"
