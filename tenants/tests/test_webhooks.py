@@ -255,3 +255,22 @@ def test_rotated_secret_signs_the_next_attempt(tenant, receiver):
     assert hook.secret != old
     assert _verified(hook.secret, receiver.requests[0])["type"] == "build.failed"
     assert json.loads(receiver.requests[0].body)["data"] == {}
+
+
+def test_the_scheduler_sweep_sends_a_delivery_whose_job_was_lost(tenant, receiver, clean_redis):
+    """Redis lost the job: once the lease has passed, the sweep enqueues the attempt and a worker sends it."""
+    import django_rq
+    from rq import SimpleWorker
+
+    hook = webhooks.webhook_create(tenant=tenant, url=receiver.url, events=["build.succeeded"], actor=None)
+    [delivery] = webhooks.webhook_event_emit(tenant=tenant, event="build.succeeded", data={"lost": True})
+    assert webhooks.webhooks_tick()["webhook_attempts_enqueued"] == 0  # its job is presumed on the way
+    _due_now(delivery)  # the lease has passed
+
+    assert webhooks.webhooks_tick()["webhook_attempts_enqueued"] == 1
+    assert webhooks.webhooks_tick()["webhook_attempts_enqueued"] == 0  # leased again: not enqueued twice
+    django_rq.get_worker("default", worker_class=SimpleWorker).work(burst=True)
+
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("succeeded", 1)
+    assert _verified(hook.secret, receiver.requests[0])["data"] == {"lost": True}
