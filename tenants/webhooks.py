@@ -233,11 +233,14 @@ def webhook_delivery_resend(*, delivery: WebhookDelivery) -> WebhookDelivery:
 
 
 def _enqueue(delivery_id: int, attempt: int) -> None:
+    """Straight onto the default queue (not django-rq's commit-aware enqueue): callers that write enqueue
+    from `transaction.on_commit` themselves, and the sweep has already committed its lease."""
     import django_rq
+    from rq import Queue
 
     try:
-        django_rq.get_queue("default").enqueue("tenants.jobs.webhook_deliver", delivery_id, attempt,
-                                               job_timeout=60, result_ttl=300, failure_ttl=86400)
+        Queue("default", connection=django_rq.get_connection("default")).enqueue(
+            "tenants.jobs.webhook_deliver", delivery_id, attempt, job_timeout=60, result_ttl=300, failure_ttl=86400)
     except Exception:  # noqa: BLE001 - Redis down: the sweep sends it once the lease has passed
         logger.warning("could not enqueue webhook delivery %s; the scheduler will", delivery_id, exc_info=True)
 
