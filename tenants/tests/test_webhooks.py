@@ -274,3 +274,64 @@ def test_the_scheduler_sweep_sends_a_delivery_whose_job_was_lost(tenant, receive
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == ("succeeded", 1)
     assert _verified(hook.secret, receiver.requests[0])["data"] == {"lost": True}
+
+
+def _self_signed(tmp_path, name: str):
+    """A certificate for `name` (and its key), its own CA."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = timezone.now()
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_pinned_https_verifies_the_certificate_against_the_urls_host_name(tmp_path):
+    """Connected to the checked address, TLS still checks the URL's name (SNI and hostname), not the address."""
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import requests
+
+    cert_path, key_path = _self_signed(tmp_path, "hooks.test")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        right = CheckedUrl(url=f"https://hooks.test:{port}/in", scheme="https", host="hooks.test", port=port,
+                           address="127.0.0.1")
+        assert pinned_session(right).post(right.url, data=b"{}", verify=str(cert_path), timeout=(3, 10)) \
+            .status_code == 204
+        wrong = CheckedUrl(url=f"https://other.test:{port}/in", scheme="https", host="other.test", port=port,
+                           address="127.0.0.1")
+        with pytest.raises(requests.exceptions.SSLError):
+            pinned_session(wrong).post(wrong.url, data=b"{}", verify=str(cert_path), timeout=(3, 10))
+    finally:
+        server.shutdown()
+        server.server_close()
