@@ -25,6 +25,7 @@ from django.db import transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
+from builds import events
 from builds.models import Endpoint, ModelVersion
 from tenants.models import Tenant
 
@@ -153,6 +154,7 @@ def _local_provision(endpoint: Endpoint) -> str:
     if not changed:  # deleted or redeployed while starting: this server is not wanted
         serving.stop_started(started, model_dir)
         return Endpoint.objects.get(pk=endpoint.pk).status
+    events.endpoint_in_service(endpoint.pk)
     if previous_pid and previous_pid != started.pid:
         serving.stop(previous_pid)  # the replaced version's server, after the new one answers
         if previous_version and previous_version != version.version:
@@ -330,8 +332,9 @@ def _sagemaker_poll(endpoint: Endpoint) -> None:
         return
     now = timezone.now()
     if status == "InService":
-        Endpoint.objects.filter(pk=endpoint.pk, status__in=(Endpoint.Status.CREATING, Endpoint.Status.UPDATING)) \
-            .update(status=Endpoint.Status.IN_SERVICE, in_service_at=_service_start(now), service_ended_at=None,
-                    last_invoked_at=now, updated_at=now)
+        if Endpoint.objects.filter(pk=endpoint.pk, status__in=(Endpoint.Status.CREATING, Endpoint.Status.UPDATING)) \
+                .update(status=Endpoint.Status.IN_SERVICE, in_service_at=_service_start(now), service_ended_at=None,
+                        last_invoked_at=now, updated_at=now):
+            events.endpoint_in_service(endpoint.pk)
     elif status == "Failed":
         _fail(endpoint, reason or "SageMaker reported the endpoint failed")

@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from builds import events
 from builds.models import Algorithm, Build, BuildStep, BuildTransition, ModelVersion, RejectedUpload
 from builds.queues import plan_queue_name
 from mlaas_steps.steps import STEP_NAMES
@@ -59,8 +60,9 @@ def build_transition(build: Build, to_status: str, *, reason: str = "", expect: 
             raise TransitionRefused(f"build {build.code} is {from_status}, not {'/'.join(expected)}")
         BuildTransition.objects.create(build=build, from_status=from_status or "", to_status=to_status,
                                        reason=reason[:2000], at=now)
-    for key, value in updates.items():
-        setattr(build, key, value)
+        for key, value in updates.items():
+            setattr(build, key, value)
+        events.build_finished(build)
     return build
 
 
@@ -249,12 +251,14 @@ def model_version_register(*, build: Build, arn: str, metrics: dict, artifact_ke
         last = previous[0].version if previous else 0
         replaces = next((v for v in previous if v.approval_status == ModelVersion.Approval.APPROVED),
                         previous[0] if previous else None)
-        version, _ = ModelVersion.objects.get_or_create(
+        version, created = ModelVersion.objects.get_or_create(
             build=build, defaults=dict(tenant=build.tenant, version=last + 1, arn=arn, metrics=metrics,
                                        artifact_key=artifact_key, insight=evaluation.get("insight") or {},
                                        lineage=model_lineage(build=build, evaluation=evaluation,
                                                              artifact_key=artifact_key),
                                        replaces=replaces))
+        if created:
+            events.model_version_registered(version)
     return version
 
 
@@ -293,6 +297,7 @@ def model_version_decide(*, version: ModelVersion, approve: bool, actor: User) -
         gateways.platform_sagemaker().update_model_package_approval(version.arn, status.value)
     version.approval_status, version.decided_by, version.decided_at = status, actor, timezone.now()
     version.save(update_fields=["approval_status", "decided_by", "decided_at"])
+    events.model_version_decided(version)
     if not approve:
         from builds.endpoints import endpoints_delete_for_version
 

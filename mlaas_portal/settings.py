@@ -146,6 +146,9 @@ MLAAS_ENDPOINT_START_TIMEOUT_SECONDS = env_int("MLAAS_ENDPOINT_START_TIMEOUT_SEC
 # endpoint once its build has registered one (mlaas_portal.demo.demo_endpoint_ensure).
 MLAAS_DEMO_ENDPOINT = env_bool("MLAAS_DEMO_ENDPOINT", False)
 MLAAS_ENDPOINT_DIR = env_str("MLAAS_ENDPOINT_DIR", str(LOCAL_DIR / "endpoints"))
+# Tenant webhooks may reach only public addresses over https; on, loopback and private addresses (and plain http)
+# are allowed too, for a receiver on a developer's machine. Never on in production.
+MLAAS_WEBHOOKS_ALLOW_PRIVATE = env_bool("MLAAS_WEBHOOKS_ALLOW_PRIVATE", False)
 MLAAS_INTAKE_QUEUE_NAME = env_str("MLAAS_INTAKE_QUEUE_NAME", "mlaas-intake")
 # An upload event that fails this many deliveries becomes a recorded rejection; the others keep flowing.
 MLAAS_INTAKE_MAX_ATTEMPTS = env_int("MLAAS_INTAKE_MAX_ATTEMPTS", 5, minimum=1)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django import forms
 
-from tenants.models import ACCESS_REQUEST_MESSAGE_MAX_LENGTH, Membership, Plan, Tenant
+from tenants.models import ACCESS_REQUEST_MESSAGE_MAX_LENGTH, Membership, Plan, Tenant, Webhook
 
 
 class OnboardForm(forms.Form):
@@ -125,3 +125,8 @@ class FairShareWeightForm(forms.Form):
         error_messages={"min_value": "The weight must be more than 0: at least 0.01.",
                         "max_value": "The weight must be at most 1000."},
         help_text="Share of its plan's capacity relative to the plan's other tenants (default 1).")
+class WebhookForm(forms.Form):
+    url = forms.CharField(max_length=2000, label="URL", widget=forms.URLInput(attrs={"placeholder": "https://"}),
+                          help_text="https only; it must reach a public address.")
+    events = forms.MultipleChoiceField(choices=Webhook.Event.choices,
+                                       widget=forms.CheckboxSelectMultiple)

@@ -21,3 +21,9 @@ def provision_tenant(tenant_id: int) -> bool:
         Tenant.objects.filter(pk=tenant.pk).update(status=Tenant.Status.PROVISIONING)
         tenant.status = Tenant.Status.PROVISIONING
     return run_provisioning(tenant)
+
+
+def webhook_deliver(delivery_id: int, attempt: int) -> str:
+    from tenants.webhooks import webhook_delivery_attempt
+
+    return webhook_delivery_attempt(delivery_id=delivery_id, attempt=attempt)

@@ -300,3 +300,76 @@ class SchedulingPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"half-life {self.usage_half_life_hours:g} h, reserved {self.new_tenant_reserved_share:.0%}"
+
+
+class Webhook(models.Model):
+    """A tenant's receiver of events (its delivery flow): where to send, which events, the signing secret.
+
+    Written through tenants.webhooks; deliveries are signed with `secret` (Standard Webhooks: whsec_ + base64).
+    """
+
+    class Event(models.TextChoices):
+        BUILD_SUCCEEDED = "build.succeeded", "Build succeeded"
+        BUILD_FAILED = "build.failed", "Build failed"
+        MODEL_REGISTERED = "model.registered", "Model version registered"
+        MODEL_APPROVED = "model.approved", "Model version approved"
+        MODEL_REJECTED = "model.rejected", "Model version rejected"
+        ENDPOINT_IN_SERVICE = "endpoint.in_service", "Test endpoint in service"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="webhooks")
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    url = models.URLField(max_length=2000)
+    events = models.JSONField(default=list)
+    secret = models.CharField(max_length=100)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE)
+    paused_reason = models.CharField(max_length=300, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookDelivery(models.Model):
+    """One message to one webhook, and its attempts: the row is the truth; a Redis job only says "try it".
+
+    `msg_id` is the Standard Webhooks `webhook-id`: the same for every attempt and for a resend, so a receiver
+    can drop a message it already handled. `next_attempt_at` is when the scheduler's sweep sends it (again).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    event = models.CharField(max_length=40)
+    msg_id = models.CharField(max_length=40)
+    payload = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+    response_excerpt = models.TextField(blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    resent_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["webhook", "created_at", "id"], name="webhook_delivery_recent"),
+                   # the scheduler's sweep: pending deliveries by due time
+                   models.Index(fields=["status", "next_attempt_at"], name="webhook_delivery_due")]

@@ -18,5 +18,10 @@ urlpatterns = [
     path("<slug:slug>/settings/", views.tenant_settings, name="settings"),
     path("<slug:slug>/credentials/", views.tenant_credentials, name="credentials"),
     path("<slug:slug>/fair-share/", views.tenant_fair_share, name="fair_share"),
+    path("<slug:slug>/webhooks/", views.tenant_webhooks, name="webhooks"),
+    path("<slug:slug>/webhooks/<uuid:code>/", views.tenant_webhook_deliveries, name="webhook_deliveries"),
+    path("<slug:slug>/webhooks/<uuid:code>/<str:action>/", views.tenant_webhook_action, name="webhook_action"),
+    path("<slug:slug>/webhooks/<uuid:code>/deliveries/<uuid:delivery>/resend/", views.tenant_webhook_resend,
+         name="webhook_resend"),
     path("<slug:slug>/<str:action>/", views.tenant_action, name="action"),
 ]

@@ -345,3 +345,111 @@ def tenant_autocomplete(request):
 
     query = request.GET.get("q", "").strip()[:40]
     return JsonResponse({"results": tenant_suggestions(query=query, limit=AUTOCOMPLETE_LIMIT)})
+
+
+# ----- webhooks: the tenant's owners manage them, its members read, staff see all -----
+
+WEBHOOK_DELIVERIES_PAGE = 50
+WEBHOOK_ACTIONS = ("pause", "resume", "delete", "test", "rotate", "reveal")
+
+
+def _webhooks_page(request, tenant, *, form=None, revealed=None):
+    from tenants.forms import WebhookForm
+    from tenants.webhooks import webhooks_for_tenant
+
+    return render(request, "tenants/webhooks.html", {
+        "tenant": tenant, "webhooks": list(webhooks_for_tenant(tenant)), "is_owner": access.is_tenant_owner(
+            request.user, tenant), "form": form or WebhookForm(), "revealed": revealed})
+
+
+@login_required
+def tenant_webhooks(request, slug):
+    """List the tenant's webhooks; owners add one (POST)."""
+    from tenants.forms import WebhookForm
+    from tenants.webhooks import webhook_create
+
+    tenant = access.get_tenant_for_user(request.user, slug)
+    if request.method != "POST":
+        return _webhooks_page(request, tenant)
+    if not access.is_tenant_owner(request.user, tenant):
+        raise Http404
+    form = WebhookForm(request.POST)
+    if form.is_valid():
+        try:
+            hook = webhook_create(tenant=tenant, actor=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            _apply_errors(form, exc)
+        else:
+            # Rendered, not redirected with a message: a message may be stored in a cookie, the secret must not.
+            return _webhooks_page(request, tenant, revealed=hook)
+    return _webhooks_page(request, tenant, form=form)
+
+
+@login_required
+@require_POST
+def tenant_webhook_action(request, slug, code, action):
+    from tenants import webhooks
+
+    tenant = access.get_tenant_for_user(request.user, slug)
+    hook = webhooks.get_webhook_for_tenant(tenant, code)
+    if action not in WEBHOOK_ACTIONS or not access.is_tenant_owner(request.user, tenant):
+        raise Http404
+    try:
+        if action == "pause":
+            webhooks.webhook_pause(webhook=hook)
+            messages.success(request, "Webhook paused: events are kept and sent when it is resumed.")
+        elif action == "resume":
+            webhooks.webhook_resume(webhook=hook)
+            messages.success(request, "Webhook resumed: waiting deliveries are sent now.")
+        elif action == "delete":
+            webhooks.webhook_delete(webhook=hook)
+            messages.success(request, "Webhook deleted.")
+        elif action == "test":
+            webhooks.webhook_test_send(webhook=hook, actor=request.user)
+            messages.success(request, "Test event queued; its delivery shows on the deliveries page.")
+            return redirect("tenants:webhook_deliveries", slug=tenant.slug, code=hook.code)
+        elif action == "rotate":
+            webhooks.webhook_secret_rotate(webhook=hook)
+            return _webhooks_page(request, tenant, revealed=hook)
+        elif action == "reveal":
+            return _webhooks_page(request, tenant, revealed=hook)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("tenants:webhooks", slug=tenant.slug)
+
+
+@login_required
+def tenant_webhook_deliveries(request, slug, code):
+    """One webhook's deliveries, most recent first, a page at a time (keyset: core.keyset)."""
+    from core.keyset import BadCursor, keyset_page
+    from tenants import webhooks
+
+    tenant = access.get_tenant_for_user(request.user, slug)
+    hook = webhooks.get_webhook_for_tenant(tenant, code)
+    try:
+        page = keyset_page(webhooks.deliveries_for_webhook(hook).defer("payload"), key="created_at",
+                           descending=True, size=WEBHOOK_DELIVERIES_PAGE, after=request.GET.get("after"),
+                           before=request.GET.get("before"), last=request.GET.get("page") == "last")
+    except BadCursor:
+        raise Http404 from None
+    return render(request, "tenants/webhook_deliveries.html", {
+        "tenant": tenant, "webhook": hook, "deliveries": page.items, "keyset": page, "query_without_page": "",
+        "is_owner": access.is_tenant_owner(request.user, tenant)})
+
+
+@login_required
+@require_POST
+def tenant_webhook_resend(request, slug, code, delivery):
+    from tenants import webhooks
+
+    tenant = access.get_tenant_for_user(request.user, slug)
+    hook = webhooks.get_webhook_for_tenant(tenant, code)
+    found = webhooks.get_delivery_for_webhook(hook, delivery)
+    if not access.is_tenant_owner(request.user, tenant):
+        raise Http404
+    try:
+        webhooks.webhook_delivery_resend(delivery=found)
+        messages.success(request, "Resent as a new delivery (same webhook-id, so the receiver can tell).")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("tenants:webhook_deliveries", slug=tenant.slug, code=hook.code)

@@ -47,6 +47,7 @@ def api_schema(db, reference_data, clean_redis):
 def known(make_tenant, staff_user):
     """Ids of a provisioned tenant and of one of its queued builds, and a staff bearer token."""
     from builds.models import BatchJob
+    from tenants.models import Webhook, WebhookDelivery
     from tenants.services import api_token_create
     from tests.web_support import create_build
 
@@ -56,7 +57,12 @@ def known(make_tenant, staff_user):
     batch_job = BatchJob.objects.create(tenant=tenant, model_version=version, engine="local",
                                         input_key=f"{tenant.batch_prefix}known/input.csv",
                                         output_key=f"{tenant.batch_prefix}known/output.csv")
-    return {"ids": {"slug": tenant.slug, "build_id": str(build.code), "code": str(batch_job.code)},
+    webhook = Webhook.objects.create(tenant=tenant, url="https://93.184.215.14/hook", events=["build.failed"],
+                                     secret="whsec_c2NoZW1hdGhlc2lzLXNjaGVtYXRoZXNpcw==")
+    delivery = WebhookDelivery.objects.create(webhook=webhook, event="build.failed", msg_id="msg_schema",
+                                              status="failed", attempts=6)
+    return {"ids": {"slug": tenant.slug, "build_id": str(build.code), "code": str(batch_job.code),
+                    "webhook_id": str(webhook.code), "delivery_id": str(delivery.code)},
             "token": api_token_create(user=staff_user)}
 
 
@@ -86,8 +92,8 @@ def test_api_never_answers_5xx(api_schema, known):
                 strategy = operation.as_strategy(generation_mode=mode, path_parameters=path_parameters)
                 _call_examples(strategy, headers=headers, label=label, calls=calls)
 
-    # 12 + the catalog (plans, algorithms), statements, models (4), endpoints (5) and batch jobs (5)
-    assert len(operations) == 29
+    # 12 + the catalog (plans, algorithms), statements, models (4), endpoints (5), batch jobs (5), webhooks (7)
+    assert len(operations) == 36
     assert sorted(calls) == sorted(f"{op.method.upper()} {op.path}" for op in operations)
 
 

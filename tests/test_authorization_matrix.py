@@ -99,6 +99,8 @@ PARAMS: dict[str, Callable[[SimpleNamespace], object]] = {
     "id": lambda d: d.users["member"].pk,
     "build_id": lambda d: d.build.code,
     "name": lambda d: d.endpoint.name,
+    "webhook_id": lambda d: d.webhook.code,
+    "delivery_id": lambda d: d.delivery.code,
 }
 
 # Per route, parameters that mean something else there (a plan's slug, an access request's code, ...).
@@ -106,6 +108,11 @@ ROUTE_PARAMS: dict[str, dict[str, Callable[[SimpleNamespace], object]]] = {
     "tenants/plans/<slug:slug>/": {"slug": lambda d: d.tenant.plan.slug},
     "tenants/requests/<uuid:code>/done/": {"code": lambda d: d.access_request.code},
     "tenants/<slug:slug>/<str:action>/": {"action": lambda d: "suspend"},
+    "tenants/<slug:slug>/webhooks/<uuid:code>/": {"code": lambda d: d.webhook.code},
+    "tenants/<slug:slug>/webhooks/<uuid:code>/<str:action>/": {"code": lambda d: d.webhook.code,
+                                                                "action": lambda d: "pause"},
+    "tenants/<slug:slug>/webhooks/<uuid:code>/deliveries/<uuid:delivery>/resend/": {
+        "code": lambda d: d.webhook.code, "delivery": lambda d: d.delivery.code},
     "builds/<uuid:code>/cancel/": {"code": lambda d: d.queued.code},  # the failed build is past cancelling
     "builds/algorithms/<slug:slug>/edit/": {"slug": lambda d: d.build.algorithm.slug},
     "builds/batch/<slug:slug>/<uuid:code>/": {"code": lambda d: d.batch_job.code},
@@ -188,6 +195,15 @@ WEB: dict[tuple[str, str], tuple[Row, Case] | Row] = {
     ("tenants/<slug:slug>/credentials/", "POST"): (Row(LOGIN, 302, 302, 404, 302), Case(setup=_suspended)),
     ("tenants/<slug:slug>/fair-share/", "GET"): STAFF_POST_ONLY_GET,
     ("tenants/<slug:slug>/fair-share/", "POST"): (STAFF_POST, Case(data=lambda d: {"fair_share_weight": "2"})),
+    ("tenants/<slug:slug>/webhooks/", "GET"): TENANT,
+    # Form errors (no URL, no events): the owner sees them on the page; a member may not add (404).
+    ("tenants/<slug:slug>/webhooks/", "POST"): (Row(LOGIN, 404, 200, 404, 200), Case(data=lambda d: {})),
+    ("tenants/<slug:slug>/webhooks/<uuid:code>/", "GET"): TENANT,
+    ("tenants/<slug:slug>/webhooks/<uuid:code>/<str:action>/", "GET"): POST_ONLY_GET,
+    ("tenants/<slug:slug>/webhooks/<uuid:code>/<str:action>/", "POST"): TENANT_OWNER_POST,  # pause
+    ("tenants/<slug:slug>/webhooks/<uuid:code>/deliveries/<uuid:delivery>/resend/", "GET"): POST_ONLY_GET,
+    # A new delivery row; its send job is enqueued on commit (nothing commits here).
+    ("tenants/<slug:slug>/webhooks/<uuid:code>/deliveries/<uuid:delivery>/resend/", "POST"): TENANT_OWNER_POST,
     ("tenants/<slug:slug>/<str:action>/", "GET"): STAFF_POST_ONLY_GET,
     ("tenants/<slug:slug>/<str:action>/", "POST"): STAFF_POST,
     ("builds/", "GET"): SIGNED_IN,  # each sees its own tenant's builds (tests/test_api.py, builds/tests)
@@ -375,6 +391,16 @@ API: dict[str, tuple[Row, Case] | Row] = {
     "GET /api/v1/tenants/{slug}/batch-jobs/{code}": API_TENANT,
     "POST /api/v1/tenants/{slug}/batch-jobs/{code}/start": Row(401, 400, 400, 404, 400),  # already succeeded
     "GET /api/v1/tenants/{slug}/batch-jobs/{code}/download": Row(401, 410, 410, 404, 410),  # output not in storage
+    "GET /api/v1/tenants/{slug}/webhooks": API_TENANT,
+    # Owners (and staff) register; an unknown event is a 400 before any address is resolved. A member: 403.
+    "POST /api/v1/tenants/{slug}/webhooks": (Row(401, 403, 400, 404, 400), Case(data=lambda d: {
+        "url": "https://93.184.215.14/hook", "events": ["build.exploded"]})),
+    "GET /api/v1/tenants/{slug}/webhooks/{webhook_id}": API_TENANT,
+    "PATCH /api/v1/tenants/{slug}/webhooks/{webhook_id}": (Row(401, 403, 200, 404, 200),
+                                                          Case(data=lambda d: {"status": "paused"})),
+    "DELETE /api/v1/tenants/{slug}/webhooks/{webhook_id}": Row(401, 403, 204, 404, 204),
+    "GET /api/v1/tenants/{slug}/webhooks/{webhook_id}/deliveries": API_TENANT,
+    "POST /api/v1/tenants/{slug}/webhooks/{webhook_id}/deliveries/{delivery_id}/resend": Row(401, 403, 202, 404, 202),
 }
 
 API_PARAMS: dict[str, dict[str, Callable[[SimpleNamespace], object]]] = {
@@ -479,7 +505,7 @@ def _make_data(rq_job) -> SimpleNamespace:
 
     from builds.models import BatchJob, Endpoint, ModelVersion
     from mlaas_portal.demo import seed_reference_data
-    from tenants.models import AccessRequest, MarketplaceCustomer, Plan, Tenant
+    from tenants.models import AccessRequest, MarketplaceCustomer, Plan, Tenant, Webhook, WebhookDelivery
     from tenants.services import api_token_create
     from tests.web_support import create_build, create_member, create_tenant
 
@@ -495,6 +521,10 @@ def _make_data(rq_job) -> SimpleNamespace:
     batch_job = BatchJob.objects.create(  # succeeded, its output not in storage
         tenant=tenant, model_version=version, engine="local", status="succeeded",
         input_key=f"{tenant.batch_prefix}matrix/input.csv", output_key=f"{tenant.batch_prefix}matrix/output.csv")
+    webhook = Webhook.objects.create(tenant=tenant, url="https://93.184.215.14/hook", events=["build.failed"],
+                                     secret="whsec_bWF0cml4LW1hdHJpeC1tYXRyaXgtbWF0cml4")  # never sent: no commit
+    delivery = WebhookDelivery.objects.create(webhook=webhook, event="build.failed", msg_id="msg_matrix",
+                                              status="failed", attempts=6)
     marketplace_customer = MarketplaceCustomer.objects.create(customer_aws_account_id="111122223333",
                                                               product_code="prod-matrix")
     users = {
@@ -514,6 +544,7 @@ def _make_data(rq_job) -> SimpleNamespace:
     return SimpleNamespace(
         tenant=tenant, other=other, build=build, queued=queued, version=version, endpoint=endpoint,
         batch_job=batch_job,
+        webhook=webhook, delivery=delivery,
         marketplace_customer=marketplace_customer,
         users=users,
         tokens=tokens, rq_job=rq_job,
@@ -609,7 +640,7 @@ def _ask(d: SimpleNamespace, role: str, method: str, path: str, case: Case, *, a
         else:
             response = client.post(url, data=data or {})
         transaction.set_rollback(True)
-    for model_obj in (d.tenant, d.build, d.version, d.endpoint):
+    for model_obj in (d.tenant, d.build, d.version, d.endpoint, d.webhook):
         model_obj.refresh_from_db()
     return _outcome(response, url)
 

@@ -49,3 +49,15 @@ def logged_in():
 def fast_password_hashing(settings):
     """Users made here log in with force_login or tokens: skip PBKDF2's deliberate slowness."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def receiver(settings):
+    """A local HTTP receiver of webhooks, reachable because private addresses are allowed (as in development)."""
+    from tenants.tests.webhook_receiver import start_receiver
+
+    settings.MLAAS_WEBHOOKS_ALLOW_PRIVATE = True
+    found, server = start_receiver()
+    yield found
+    server.shutdown()
+    server.server_close()
