@@ -194,6 +194,43 @@ def explorer_daily_by_tenant(*, start: date, end: date, tenant_slug: str | None 
             qs.values_list("day", "tenant_slug", "cost_explorer")}
 
 
+@dataclass(frozen=True)
+class DailySpend:
+    """The overview charts' series: per-day totals and the biggest spenders' days, a few hundred rows whatever
+    the number of tenants (per-day sums run in the database, not over a row per tenant and day here)."""
+    metered: dict[date, Decimal]  # every tenant's metered cost, per day
+    explorer_tagged: dict[date, Decimal]  # Cost Explorer, tenant-tagged
+    explorer_untagged: dict[date, Decimal]  # Cost Explorer without a tenant tag
+    top_tenants: list[str]  # the biggest metered spenders of the range, biggest first
+    top_metered: dict[tuple[date, str], Decimal]  # their metered cost per day
+    has_others: bool  # some other tenant has metered cost in the range
+
+
+def daily_spend(*, start: date, end: date, top: int = 10) -> DailySpend:
+    """Three queries over the daily rollup of [start, end]: per-day sums, the top spenders, their days."""
+    rows = DailyUsage.objects.filter(day__gte=start, day__lte=end)
+    metered: dict[date, Decimal] = {}
+    tagged: dict[date, Decimal] = {}
+    untagged: dict[date, Decimal] = {}
+    for day, day_metered, day_tagged, day_untagged in (
+            rows.order_by().values("day").annotate(
+                m=Sum("metered"), t=Sum("cost_explorer", filter=~Q(tenant_slug=DailyCost.UNTAGGED)),
+                u=Sum("cost_explorer", filter=Q(tenant_slug=DailyCost.UNTAGGED)))
+            .values_list("day", "m", "t", "u")):
+        for series, value in ((metered, day_metered), (tagged, day_tagged), (untagged, day_untagged)):
+            if value is not None:
+                series[day] = _amount(value)
+    biggest = list(rows.filter(metered__isnull=False).order_by().values("tenant_slug")
+                   .annotate(total=Sum("metered")).order_by("-total", "tenant_slug")
+                   .values_list("tenant_slug", flat=True)[:top + 1])
+    chosen = biggest[:top]
+    top_metered = {(day, slug): _amount(amount) for day, slug, amount in
+                   rows.filter(tenant_slug__in=chosen, metered__isnull=False)
+                   .values_list("day", "tenant_slug", "metered")} if chosen else {}
+    return DailySpend(metered=metered, explorer_tagged=tagged, explorer_untagged=untagged, top_tenants=chosen,
+                      top_metered=top_metered, has_others=len(biggest) > top)
+
+
 def build_costs_for_tenant(*, tenant: Tenant, start: date, end: date, limit: int = 30) -> list[dict]:
     """Metered cost per build of the tenant whose steps ended in [start, end], newest first."""
     rows = list(CostLine.objects.filter(tenant=tenant, day__gte=start, day__lte=end)
@@ -526,15 +563,13 @@ CHART_DAYS = 30
 def overview_data(*, today: date, month: date) -> dict:
     """Everything the staff billing overview shows, in a fixed number of queries."""
     start, end = today - timedelta(days=CHART_DAYS - 1), today
-    metered = metered_daily_by_tenant(start=start, end=end)
-    explorer = explorer_daily_by_tenant(start=start, end=end)
     covered = explorer_covered_days(start=start, end=end)
     runs = cost_sync_recent_runs()
     final_day = cost_sync_last_final_day()
     statements = statements_for_month(month=month)
     return {
         "start": start, "end": end, "days": days_between(start, end), "month": month_first(month),
-        "metered": metered, "explorer": explorer, "covered": covered,
+        "spend": daily_spend(start=start, end=end), "covered": covered,
         "statements": statements, "totals": statement_totals(statements), "by_plan": statements_by_plan(statements),
         "top_tenants": sorted((s for s in statements if s.metered_cost or s.aws_cost),
                               key=lambda s: (-s.aws_cost, s.tenant_slug))[:10],

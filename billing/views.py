@@ -32,11 +32,10 @@ def overview(request):
         **data,
         "page_obj": statements_page, "query_without_page": query.urlencode() + "&" if query else "",
         "charts": [
-            charts.daily_spend_by_tenant(days=data["days"], metered=data["metered"]),
+            charts.daily_spend_by_tenant(days=data["days"], spend=data["spend"]),
             charts.revenue_vs_cost_by_plan(by_plan=data["by_plan"]),
             charts.top_tenants(statements=data["top_tenants"]),
-            charts.metered_vs_explorer(days=data["days"], metered=data["metered"], explorer=data["explorer"],
-                                       covered=data["covered"]),
+            charts.overview_metered_vs_explorer(days=data["days"], spend=data["spend"], covered=data["covered"]),
         ],
         "sync_pending": jobs.cost_sync_pending(),
         "months": _recent_months(today),

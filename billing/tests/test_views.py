@@ -284,6 +284,49 @@ def test_overview_charts_and_plotly_from_static(client, staff_user, populate):
     assert "cdn" not in html.lower()
 
 
+def test_overview_daily_spend_stacks_top_tenants_and_the_rest(client, staff_user, populate):
+    """12 tenants: the 10 biggest spenders of the 30 days get a band each, the other two share one, and each
+    day's bands add up to that day's total."""
+    from billing.charts import MAX_STACKED_TENANTS, OTHER_TENANTS
+    from billing.models import DailyUsage
+
+    populate(n_tenants=MAX_STACKED_TENANTS + 2, n_days=4, today=utc_today())
+    client.force_login(staff_user)
+    totals = {}
+    for slug, amount in DailyUsage.objects.exclude(metered=None).values_list("tenant_slug", "metered"):
+        totals[slug] = totals.get(slug, Decimal(0)) + amount
+    ranked = sorted(totals, key=lambda slug: (-totals[slug], slug))
+
+    figure = chart_figures(client.get(reverse("billing:overview")).content.decode(),
+                           ["chart-daily-spend"])["chart-daily-spend"]
+
+    assert [trace["name"] for trace in figure["data"]] == ranked[:MAX_STACKED_TENANTS] + [OTHER_TENANTS]
+    by_day = {}
+    for day, amount in DailyUsage.objects.exclude(metered=None).values_list("day", "metered"):
+        by_day[day.isoformat()] = by_day.get(day.isoformat(), Decimal(0)) + amount
+    x = figure["data"][0]["x"]
+    stacked = [round(sum(trace["y"][n] for trace in figure["data"]), 6) for n in range(len(x))]
+    assert stacked == [round(float(by_day.get(day, 0)), 6) for day in x]
+
+
+def test_billing_figures_are_what_plotly_would_serialise(client, staff_user, populate, make_member):
+    """The figures are built as plain dicts (core.charts.figure): plotly.py validates each and gives it back
+    unchanged, so they are valid figures in plotly.py's own form."""
+    import plotly.graph_objects as go
+
+    from tenants.models import Tenant
+
+    populate(n_tenants=3, n_days=5, today=utc_today())
+    client.force_login(staff_user)
+    tenant = Tenant.objects.order_by("slug").first()
+    figures = {**chart_figures(client.get(reverse("billing:overview")).content.decode(), CHARTS_OVERVIEW),
+               **chart_figures(client.get(reverse("billing:tenant", args=[tenant.slug])).content.decode(),
+                               ["chart-tenant-daily-spend"])}
+
+    for chart_id, figure in figures.items():
+        assert json.loads(go.Figure(figure).to_json()) == figure, chart_id
+
+
 def test_pages_empty_states(client, staff_user, tenant_factory, make_member):
     client.force_login(staff_user)
     overview = client.get(reverse("billing:overview")).content.decode()
