@@ -12,11 +12,19 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
-from django.db.models import DecimalField, Q, QuerySet, Sum, Value
-from django.db.models.functions import Abs, Coalesce
+from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
-from billing.models import BudgetAlert, CostLine, CostSyncRun, DailyCost, DailyUsage, InstancePrice, MonthlyUsage
+from billing.models import (
+    BudgetAlert,
+    CostLine,
+    CostSyncRun,
+    DailyCost,
+    DailyUsage,
+    InstancePrice,
+    MonthlyUsage,
+    reconciliation_gap,
+)
 from billing.periods import billing_month_start
 from builds.models import Build, BuildStep
 from tenants.models import Tenant
@@ -406,12 +414,10 @@ def reconciliation_largest(*, start: date, end: date, covered: set[date], final_
     """The tenant-days of [start, end] where metered and Cost Explorer differ most (one query, `limit` rows)."""
     if not covered:
         return []
-    zero = Value(ZERO, output_field=DecimalField(max_digits=14, decimal_places=6))
     rows = (DailyUsage.objects.filter(day__in=sorted(covered), day__gte=start, day__lte=end)
             .exclude(tenant_slug=DailyCost.UNTAGGED)
             .filter(Q(metered__isnull=False) | Q(cost_explorer__isnull=False))
-            .annotate(difference=Coalesce("cost_explorer", zero) - Coalesce("metered", zero))
-            .annotate(size=Abs("difference")).order_by("-size", "day", "tenant_slug")
+            .annotate(size=reconciliation_gap()).order_by("-size", "day", "tenant_slug")  # index daily_usage_gap
             .values_list("day", "tenant_slug", "metered", "cost_explorer")[:limit])
     return [ReconciliationRow(day=day, tenant_slug=slug, metered=_amount(metered), cost_explorer=_amount(explorer),
                               final=final_day is not None and day <= final_day)
