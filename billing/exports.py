@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
-from datetime import date
+import io
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 
-from billing.selectors import ZERO, Statement
+from billing.selectors import Statement
 
 # A spreadsheet evaluates a cell that starts with one of these as a formula (CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -43,23 +43,36 @@ def csv_response(*, filename: str, header: list[str], rows: Iterable[Iterable[ob
     return response
 
 
-def cost_rows(*, days: list[date], tenants: dict[str, str], metered: dict[tuple[date, str], Decimal],
-              explorer: dict[tuple[date, str], Decimal], covered: set[date],
-              include_untagged: bool = False) -> list[list[object]]:
-    """One row per day and tenant with cost; Cost Explorer columns empty until a sync has the day."""
-    slugs = sorted({slug for _, slug in metered} | {slug for _, slug in explorer if slug})
-    rows = []
-    for day in days:
-        for slug in slugs:
-            if (day, slug) not in metered and (day, slug) not in explorer:
-                continue
-            metered_amount = metered.get((day, slug), ZERO)
-            explorer_amount = explorer.get((day, slug), ZERO) if day in covered else None
-            rows.append([day.isoformat(), slug, tenants.get(slug, ""), metered_amount, explorer_amount,
-                         None if explorer_amount is None else explorer_amount - metered_amount])
-        if include_untagged and (day, "") in explorer:
-            rows.append([day.isoformat(), "", "(untagged)", None, explorer[(day, "")], None])
-    return rows
+def cost_csv_chunks(rows: Iterable[list[object]], *, chunk_rows: int = 2000) -> Iterator[str]:
+    """The costs CSV (header first) as text chunks of about `chunk_rows` rows, from selectors.cost_export_rows.
+
+    Only the texts (slug, name) can hold a formula; the amounts are numbers, or their text from the database,
+    which a leading "-" must not turn into a quoted cell. A tenant's cells are made safe once, not per day.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(COST_COLUMNS)
+    safe: dict[tuple[object, object], tuple[object, object]] = {}
+    chunk: list[tuple] = []
+    for day, slug, name, metered, explorer, difference in rows:
+        cells = safe.get((slug, name))
+        if cells is None:
+            cells = safe[(slug, name)] = (csv_safe_cell(slug), csv_safe_cell(name))
+        chunk.append((day, *cells, metered, explorer, difference))
+        if len(chunk) == chunk_rows:
+            writer.writerows(chunk)
+            chunk.clear()
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    writer.writerows(chunk)
+    yield buffer.getvalue()
+
+
+def csv_streaming_response(*, filename: str, chunks: Iterable[str]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(chunks, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
 
 
 def statement_rows(statements: Iterable[Statement], *, staff: bool) -> list[list[object]]:

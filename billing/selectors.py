@@ -6,17 +6,25 @@ Every selector here runs a fixed number of queries, whatever the number of tenan
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
-from django.db.models import DecimalField, Q, QuerySet, Sum, Value
-from django.db.models.functions import Abs, Coalesce
+from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
-from billing.models import BudgetAlert, CostLine, CostSyncRun, DailyCost, DailyUsage, InstancePrice, MonthlyUsage
+from billing.models import (
+    BudgetAlert,
+    CostLine,
+    CostSyncRun,
+    DailyCost,
+    DailyUsage,
+    InstancePrice,
+    MonthlyUsage,
+    reconciliation_gap,
+)
 from billing.periods import billing_month_start
 from builds.models import Build, BuildStep
 from tenants.models import Tenant
@@ -194,6 +202,43 @@ def explorer_daily_by_tenant(*, start: date, end: date, tenant_slug: str | None 
             qs.values_list("day", "tenant_slug", "cost_explorer")}
 
 
+@dataclass(frozen=True)
+class DailySpend:
+    """The overview charts' series: per-day totals and the biggest spenders' days, a few hundred rows whatever
+    the number of tenants (per-day sums run in the database, not over a row per tenant and day here)."""
+    metered: dict[date, Decimal]  # every tenant's metered cost, per day
+    explorer_tagged: dict[date, Decimal]  # Cost Explorer, tenant-tagged
+    explorer_untagged: dict[date, Decimal]  # Cost Explorer without a tenant tag
+    top_tenants: list[str]  # the biggest metered spenders of the range, biggest first
+    top_metered: dict[tuple[date, str], Decimal]  # their metered cost per day
+    has_others: bool  # some other tenant has metered cost in the range
+
+
+def daily_spend(*, start: date, end: date, top: int = 10) -> DailySpend:
+    """Three queries over the daily rollup of [start, end]: per-day sums, the top spenders, their days."""
+    rows = DailyUsage.objects.filter(day__gte=start, day__lte=end)
+    metered: dict[date, Decimal] = {}
+    tagged: dict[date, Decimal] = {}
+    untagged: dict[date, Decimal] = {}
+    for day, day_metered, day_tagged, day_untagged in (
+            rows.order_by().values("day").annotate(
+                m=Sum("metered"), t=Sum("cost_explorer", filter=~Q(tenant_slug=DailyCost.UNTAGGED)),
+                u=Sum("cost_explorer", filter=Q(tenant_slug=DailyCost.UNTAGGED)))
+            .values_list("day", "m", "t", "u")):
+        for series, value in ((metered, day_metered), (tagged, day_tagged), (untagged, day_untagged)):
+            if value is not None:
+                series[day] = _amount(value)
+    biggest = list(rows.filter(metered__isnull=False).order_by().values("tenant_slug")
+                   .annotate(total=Sum("metered")).order_by("-total", "tenant_slug")
+                   .values_list("tenant_slug", flat=True)[:top + 1])
+    chosen = biggest[:top]
+    top_metered = {(day, slug): _amount(amount) for day, slug, amount in
+                   rows.filter(tenant_slug__in=chosen, metered__isnull=False)
+                   .values_list("day", "tenant_slug", "metered")} if chosen else {}
+    return DailySpend(metered=metered, explorer_tagged=tagged, explorer_untagged=untagged, top_tenants=chosen,
+                      top_metered=top_metered, has_others=len(biggest) > top)
+
+
 def build_costs_for_tenant(*, tenant: Tenant, start: date, end: date, limit: int = 30) -> list[dict]:
     """Metered cost per build of the tenant whose steps ended in [start, end], newest first."""
     rows = list(CostLine.objects.filter(tenant=tenant, day__gte=start, day__lte=end, build__isnull=False)
@@ -203,6 +248,96 @@ def build_costs_for_tenant(*, tenant: Tenant, start: date, end: date, limit: int
     for row in rows:
         row["total"] = _amount(row["total"])
     return rows
+
+
+# ----- the costs export (one row per tenant and day with cost) -----
+
+EXPORT_CHUNK_ROWS = 2000
+UNTAGGED_NAME = "(untagged)"
+
+
+def cost_export_rows(*, start: date, end: date, tenant_slug: str | None = None,
+                     include_untagged: bool = False) -> Iterator[list[object]]:
+    """The costs CSV's rows, day by day, tenants by slug, the untagged rest last in its day; read from the daily
+    rollup a chunk at a time (a year of 1,000 tenants is 365,000 rows: never all in memory).
+
+    Cells: day, tenant slug, tenant name, metered, Cost Explorer (empty until a sync has the day), difference.
+    On PostgreSQL the database formats the amounts as text (what str(Decimal) gives for numeric(14,6)): the
+    page then does no Decimal arithmetic per row. Elsewhere the same cells are computed here
+    (_cost_export_rows_portable); a test checks that both give the same rows.
+    """
+    from django.db import connection
+
+    covered = explorer_covered_days(start=start, end=end)
+    names = dict(Tenant.objects.filter(**({"slug": tenant_slug} if tenant_slug is not None else {}))
+                 .values_list("slug", "name"))
+    rows = (_cost_export_rows_postgres if connection.vendor == "postgresql" else _cost_export_rows_portable)
+    yield from rows(start=start, end=end, tenant_slug=tenant_slug, include_untagged=include_untagged,
+                    covered=covered, names=names)
+
+
+def _cost_export_rows_portable(*, start: date, end: date, tenant_slug: str | None, include_untagged: bool,
+                               covered: set[date], names: dict[str, str]) -> Iterator[list[object]]:
+    qs = DailyUsage.objects.filter(day__gte=start, day__lte=end).filter(
+        Q(metered__isnull=False) | Q(cost_explorer__isnull=False))
+    if tenant_slug is not None:
+        qs = qs.filter(tenant_slug=tenant_slug)
+    day_rows: list[tuple] = []
+    current = None
+    for row in qs.order_by("day").values_list("day", "tenant_slug", "metered", "cost_explorer").iterator(
+            chunk_size=EXPORT_CHUNK_ROWS):
+        if row[0] != current:
+            yield from _portable_day(day_rows, include_untagged=include_untagged, covered=covered, names=names)
+            day_rows, current = [], row[0]
+        day_rows.append(row)
+    yield from _portable_day(day_rows, include_untagged=include_untagged, covered=covered, names=names)
+
+
+def _portable_day(rows: list[tuple], *, include_untagged: bool, covered: set[date],
+                  names: dict[str, str]) -> Iterator[list[object]]:
+    untagged = None
+    for day, slug, metered, explorer in sorted(rows, key=lambda row: row[1]):  # code point order, as "C"
+        if slug == DailyCost.UNTAGGED:
+            untagged = (day, explorer)
+            continue
+        metered_amount = ZERO if metered is None else _amount(metered)
+        explorer_amount = (ZERO if explorer is None else _amount(explorer)) if day in covered else None
+        yield [day.isoformat(), slug, names.get(slug, ""), metered_amount, explorer_amount,
+               None if explorer_amount is None else explorer_amount - metered_amount]
+    if include_untagged and untagged is not None and untagged[1] is not None:
+        yield [untagged[0].isoformat(), DailyCost.UNTAGGED, UNTAGGED_NAME, None, _amount(untagged[1]), None]
+
+
+def _cost_export_rows_postgres(*, start: date, end: date, tenant_slug: str | None, include_untagged: bool,
+                               covered: set[date], names: dict[str, str]) -> Iterator[list[object]]:
+    from django.db import connection
+
+    table = DailyUsage._meta.db_table
+    params: dict[str, object] = {"start": start, "end": end, "covered": sorted(covered),
+                                 "untagged": DailyCost.UNTAGGED, "with_untagged": include_untagged}
+    tenant_filter = ""
+    if tenant_slug is not None:
+        tenant_filter, params["slug"] = "AND tenant_slug = %(slug)s", tenant_slug
+    # numeric::text prints a numeric(14,6) with its six places, and 0 (COALESCE's) as "0": str(Decimal) does too.
+    sql = f"""
+        SELECT to_char(day, 'YYYY-MM-DD'), tenant_slug,
+               CASE WHEN tenant_slug <> %(untagged)s THEN COALESCE(metered, 0)::text END,
+               CASE WHEN tenant_slug = %(untagged)s THEN cost_explorer::text
+                    WHEN day = ANY(%(covered)s::date[]) THEN COALESCE(cost_explorer, 0)::text END,
+               CASE WHEN tenant_slug <> %(untagged)s AND day = ANY(%(covered)s::date[])
+                    THEN (COALESCE(cost_explorer, 0) - COALESCE(metered, 0))::text END
+        FROM {table}
+        WHERE day >= %(start)s AND day <= %(end)s {tenant_filter}
+          AND ((tenant_slug <> %(untagged)s AND (metered IS NOT NULL OR cost_explorer IS NOT NULL))
+               OR (%(with_untagged)s AND tenant_slug = %(untagged)s AND cost_explorer IS NOT NULL))
+        ORDER BY day, tenant_slug = %(untagged)s, tenant_slug COLLATE "C"
+    """
+    with connection.chunked_cursor() as cursor:  # server-side: a year's export is never all in memory
+        cursor.execute(sql, params)
+        while chunk := cursor.fetchmany(EXPORT_CHUNK_ROWS):
+            for day, slug, metered, explorer, difference in chunk:
+                name = names.get(slug, "") if slug != DailyCost.UNTAGGED else UNTAGGED_NAME
+                yield [day, slug, name, metered, explorer, difference]
 
 
 # ----- Cost Explorer sync state -----
@@ -279,12 +414,10 @@ def reconciliation_largest(*, start: date, end: date, covered: set[date], final_
     """The tenant-days of [start, end] where metered and Cost Explorer differ most (one query, `limit` rows)."""
     if not covered:
         return []
-    zero = Value(ZERO, output_field=DecimalField(max_digits=14, decimal_places=6))
     rows = (DailyUsage.objects.filter(day__in=sorted(covered), day__gte=start, day__lte=end)
             .exclude(tenant_slug=DailyCost.UNTAGGED)
             .filter(Q(metered__isnull=False) | Q(cost_explorer__isnull=False))
-            .annotate(difference=Coalesce("cost_explorer", zero) - Coalesce("metered", zero))
-            .annotate(size=Abs("difference")).order_by("-size", "day", "tenant_slug")
+            .annotate(size=reconciliation_gap()).order_by("-size", "day", "tenant_slug")  # index daily_usage_gap
             .values_list("day", "tenant_slug", "metered", "cost_explorer")[:limit])
     return [ReconciliationRow(day=day, tenant_slug=slug, metered=_amount(metered), cost_explorer=_amount(explorer),
                               final=final_day is not None and day <= final_day)
@@ -359,30 +492,34 @@ def statements_for_month(*, month: date, tenants: QuerySet[Tenant] | None = None
     come from the monthly rollup (billing.rollups), one row per tenant: two queries whatever the history.
     """
     first = month_first(month)
-    tenants = list((tenants if tenants is not None else billable_tenants(month=month))
-                   .select_related("plan").order_by("slug"))
+    # Plain tuples, not model instances: a month of 1,000 tenants is 2,000 rows, and building a Tenant, a Plan and
+    # a MonthlyUsage object per tenant cost more than the rest of the statements.
+    tenants = list((tenants if tenants is not None else billable_tenants(month=month)).order_by("slug").values_list(
+        "slug", "name", "plan__slug", "plan__name", "plan__monthly_fee", "plan__included_build_hours",
+        "plan__overage_price_per_hour"))
     if not tenants:
         return []
     usage_rows = MonthlyUsage.objects.filter(month=first)
     if len(tenants) <= 100:
-        usage_rows = usage_rows.filter(tenant_slug__in=[t.slug for t in tenants])
-    usage = {row.tenant_slug: row for row in usage_rows}
+        usage_rows = usage_rows.filter(tenant_slug__in=[t[0] for t in tenants])
+    usage = {slug: rest for slug, *rest in usage_rows.values_list("tenant_slug", "billable_seconds", "metered",
+                                                                  "cost_explorer", "aws_cost", "endpoint_seconds",
+                                                                  "endpoint_metered")}
     statements = []
-    for tenant in tenants:
-        plan = tenant.plan
-        row = usage.get(tenant.slug)
+    for slug, name, plan_slug, plan_name, monthly_fee, included_hours, overage_rate in tenants:
+        row = usage.get(slug)
+        billable_seconds, metered, explorer, aws_cost, endpoint_seconds, endpoint_metered = (
+            row if row else (0, None, None, None, 0, ZERO))
         used, overage, overage_amount = statement_amounts(
-            billable_seconds=row.billable_seconds if row else 0, included_hours=plan.included_build_hours,
-            overage_rate=plan.overage_price_per_hour)
+            billable_seconds=billable_seconds, included_hours=included_hours, overage_rate=overage_rate)
         statements.append(Statement(
-            month=first, tenant_slug=tenant.slug, tenant_name=tenant.name, plan_slug=plan.slug,
-            plan_name=plan.name, monthly_fee=plan.monthly_fee, included_hours=plan.included_build_hours,
-            used_hours=used, overage_hours=overage, overage_rate=plan.overage_price_per_hour,
-            overage_amount=overage_amount, metered_cost=_amount(row.metered) if row else ZERO,
-            cost_explorer_cost=_amount(row.cost_explorer) if row and row.cost_explorer is not None else None,
-            aws_cost=_amount(row.aws_cost) if row else ZERO,
-            endpoint_hours=_hours(row.endpoint_seconds if row else 0),
-            endpoint_amount=_money(row.endpoint_metered if row else ZERO)))
+            month=first, tenant_slug=slug, tenant_name=name, plan_slug=plan_slug,
+            plan_name=plan_name, monthly_fee=monthly_fee, included_hours=included_hours,
+            used_hours=used, overage_hours=overage, overage_rate=overage_rate,
+            overage_amount=overage_amount, metered_cost=_amount(metered) if row else ZERO,
+            cost_explorer_cost=_amount(explorer) if row and explorer is not None else None,
+            aws_cost=_amount(aws_cost) if row else ZERO,
+            endpoint_hours=_hours(endpoint_seconds), endpoint_amount=_money(endpoint_metered)))
     return statements
 
 
@@ -446,15 +583,13 @@ CHART_DAYS = 30
 def overview_data(*, today: date, month: date) -> dict:
     """Everything the staff billing overview shows, in a fixed number of queries."""
     start, end = today - timedelta(days=CHART_DAYS - 1), today
-    metered = metered_daily_by_tenant(start=start, end=end)
-    explorer = explorer_daily_by_tenant(start=start, end=end)
     covered = explorer_covered_days(start=start, end=end)
     runs = cost_sync_recent_runs()
     final_day = cost_sync_last_final_day()
     statements = statements_for_month(month=month)
     return {
         "start": start, "end": end, "days": days_between(start, end), "month": month_first(month),
-        "metered": metered, "explorer": explorer, "covered": covered,
+        "spend": daily_spend(start=start, end=end), "covered": covered,
         "statements": statements, "totals": statement_totals(statements), "by_plan": statements_by_plan(statements),
         "top_tenants": sorted((s for s in statements if s.metered_cost or s.aws_cost),
                               key=lambda s: (-s.aws_cost, s.tenant_slug))[:10],

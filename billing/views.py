@@ -14,7 +14,7 @@ from billing import charts, exports, jobs, selectors, services
 from billing.forms import DateRangeForm, InstancePriceForm, parse_month
 from billing.models import InstancePrice
 from tenants import access
-from tenants.models import Plan, Tenant
+from tenants.models import Plan
 
 STATEMENTS_PAGE_SIZE = 25
 
@@ -32,11 +32,10 @@ def overview(request):
         **data,
         "page_obj": statements_page, "query_without_page": query.urlencode() + "&" if query else "",
         "charts": [
-            charts.daily_spend_by_tenant(days=data["days"], metered=data["metered"]),
+            charts.daily_spend_by_tenant(days=data["days"], spend=data["spend"]),
             charts.revenue_vs_cost_by_plan(by_plan=data["by_plan"]),
             charts.top_tenants(statements=data["top_tenants"]),
-            charts.metered_vs_explorer(days=data["days"], metered=data["metered"], explorer=data["explorer"],
-                                       covered=data["covered"]),
+            charts.overview_metered_vs_explorer(days=data["days"], spend=data["spend"], covered=data["covered"]),
         ],
         "sync_pending": jobs.cost_sync_pending(),
         "months": _recent_months(today),
@@ -89,13 +88,9 @@ def export_costs(request, slug):
     if not form.is_valid():
         return HttpResponseBadRequest(" ".join(form.errors.get("__all__", [])) or "Bad dates (YYYY-MM-DD).")
     start, end = form.range_or_default(services.utc_today())
-    rows = exports.cost_rows(
-        days=selectors.days_between(start, end), tenants={found.slug: found.name},
-        metered=selectors.metered_daily_by_tenant(start=start, end=end, tenant=found),
-        explorer=selectors.explorer_daily_by_tenant(start=start, end=end, tenant_slug=found.slug),
-        covered=selectors.explorer_covered_days(start=start, end=end))
-    return exports.csv_response(filename=f"costs-{found.slug}-{start}-{end}.csv", header=exports.COST_COLUMNS,
-                                rows=rows)
+    rows = selectors.cost_export_rows(start=start, end=end, tenant_slug=found.slug)
+    return exports.csv_streaming_response(filename=f"costs-{found.slug}-{start}-{end}.csv",
+                                          chunks=exports.cost_csv_chunks(rows))
 
 
 @access.staff_required
@@ -104,12 +99,8 @@ def export_costs_all(request):
     if not form.is_valid():
         return HttpResponseBadRequest(" ".join(form.errors.get("__all__", [])) or "Bad dates (YYYY-MM-DD).")
     start, end = form.range_or_default(services.utc_today())
-    rows = exports.cost_rows(
-        days=selectors.days_between(start, end), tenants=dict(Tenant.objects.values_list("slug", "name")),
-        metered=selectors.metered_daily_by_tenant(start=start, end=end),
-        explorer=selectors.explorer_daily_by_tenant(start=start, end=end),
-        covered=selectors.explorer_covered_days(start=start, end=end), include_untagged=True)
-    return exports.csv_response(filename=f"costs-all-{start}-{end}.csv", header=exports.COST_COLUMNS, rows=rows)
+    rows = selectors.cost_export_rows(start=start, end=end, include_untagged=True)
+    return exports.csv_streaming_response(filename=f"costs-all-{start}-{end}.csv", chunks=exports.cost_csv_chunks(rows))
 
 
 @login_required

@@ -9,7 +9,9 @@ from typing import Any
 from uuid import UUID
 
 from django.core.exceptions import PermissionDenied
+from django.db.models import F
 from ninja import Field, Query, Router, Schema, Status
+from ninja.errors import ValidationError as NinjaValidationError
 from ninja.pagination import paginate
 
 from builds import access as build_access
@@ -198,16 +200,53 @@ class BuildFilters(Schema):
     status: Build.Status | None = None
 
 
+class BuildPagination(Pagination):
+    """`page` (deferred join: the OFFSET walks the ids of an index only, then the page's rows are read by id), or
+    `cursor`, the `next_cursor` of the page before: a keyset page whose cost does not grow with its depth."""
+
+    class Input(Pagination.Input):
+        cursor: str | None = Field(None, max_length=200,
+                                   description="The `next_cursor` of the previous page (instead of `page`): deep "
+                                               "pages cost the same as the first.")
+
+    class Output(Schema):
+        items: list[Any]
+        count: int
+        next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page; null on the last.")
+
+    def paginate_queryset(self, queryset: WithWaiting, pagination: Input, request, **params: Any) -> dict:
+        from core.keyset import BadCursor, encode_cursor, keyset_page
+
+        size = self._get_page_size(pagination.page_size)
+        builds = queryset.queryset
+        if pagination.cursor:
+            try:
+                page = keyset_page(builds, key="created_at", descending=True, size=size, after=pagination.cursor)
+            except BadCursor:  # 422 invalid_request, naming the field, as any value the schema refuses
+                raise NinjaValidationError([{"loc": ("query", "cursor"), "msg": "Not a next_cursor of this list."}]) \
+                    from None
+            items, next_cursor = page.items, page.next_cursor
+        else:
+            offset = (pagination.page - 1) * size
+            ids = list(builds.values_list("pk", flat=True)[offset:offset + size + 1])
+            items = list(builds.filter(pk__in=ids[:size])) if ids else []
+            last = items[-1] if items else None
+            next_cursor = encode_cursor(last.created_at, last.pk) if len(ids) > size else None
+        return {"items": queryset.with_waiting(items), "count": queryset.count(), "next_cursor": next_cursor}
+
+
 @router.get("/builds", response={200: list[BuildOut], **ERRORS}, tags=["builds"], summary="List builds")
-@paginate(Pagination, page_size=50)
+@paginate(BuildPagination, page_size=50)
 def list_builds(request, filters: Query[BuildFilters]):
-    """Newest first. Staff see every tenant's builds; a member sees its tenant's."""
+    """Newest first. Staff see every tenant's builds; a member sees its tenant's. Page with `page`, or for deep
+    pages with `cursor` (each page's `next_cursor`)."""
     qs = build_access.builds_for_user(request.auth).select_related("tenant", "plan", "algorithm")
     if filters.tenant:
         qs = qs.filter(tenant__slug=filters.tenant)
     if filters.status:
         qs = qs.filter(status=filters.status)
-    return WithWaiting(qs.order_by("-created_at", "-id"))
+    # NULLS LAST (created_at is never null): the order index build_created_id is declared in.
+    return WithWaiting(qs.order_by(F("created_at").desc(nulls_last=True), F("id").desc()))
 
 
 @router.get("/builds/{build_id}", response={200: BuildDetailOut, **SCOPED_ERRORS}, tags=["builds"],

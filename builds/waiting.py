@@ -203,7 +203,10 @@ class WithWaiting:
         return self.count()
 
     def __getitem__(self, key):
-        page = list(self.queryset[key])
+        return self.with_waiting(list(self.queryset[key]))
+
+    @staticmethod
+    def with_waiting(page: list) -> list:
         facts = waiting_for_builds(page)
         for build in page:
             build.waiting = waiting_fields(build, facts)

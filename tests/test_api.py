@@ -240,10 +240,10 @@ def test_list_builds_exact_filters_and_scope(two, staff_user, api_client_for):
     stranger = member.get("/api/v1/builds", {"tenant": "globex"})
     staff = api_client_for(staff_user).get("/api/v1/builds", {"tenant": "globex"})
 
-    assert own.json() == {"count": 2, "items": [build_json(new), build_json(old)]}
+    assert own.json() == {"count": 2, "items": [build_json(new), build_json(old)], "next_cursor": None}
     assert [b["id"] for b in running.json()["items"]] == [str(new.code)]
-    assert stranger.json() == {"count": 0, "items": []}
-    assert staff.json() == {"count": 1, "items": [build_json(other)]}
+    assert stranger.json() == {"count": 0, "items": [], "next_cursor": None}
+    assert staff.json() == {"count": 1, "items": [build_json(other)], "next_cursor": None}
 
 
 def test_list_builds_items_carry_the_recorded_sizing(two, api_client_for):
@@ -471,7 +471,49 @@ def test_list_pages_are_bounded(two, staff_user, api_client_for):
 
     assert (page.json()["count"], len(page.json()["items"])) == (3, 1)
     assert (too_big.status_code, too_many.status_code) == (422, 422)
-    assert past_the_end.json() == {"count": 3, "items": []}
+    assert past_the_end.json() == {"count": 3, "items": [], "next_cursor": None}
+
+
+def test_builds_cursor_pages_walk_the_same_rows_as_page_numbers(two, staff_user, api_client_for):
+    acme, acme_owner, globex, _ = two
+    for n in range(7):  # ties in created_at: the id breaks them, in both ways of paging
+        create_build(acme if n % 2 else globex, created_at=T0 + timedelta(minutes=n // 2))
+    client = api_client_for(staff_user)
+
+    by_number = [client.get("/api/v1/builds", {"page_size": 3, "page": n}).json() for n in (1, 2, 3)]
+    by_cursor, cursor = [], None
+    while True:
+        body = client.get("/api/v1/builds", {"page_size": 3, **({"cursor": cursor} if cursor else {})}).json()
+        by_cursor.append(body)
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+
+    assert [b["id"] for page in by_cursor for b in page["items"]] == [
+        str(b.code) for b in Build.objects.order_by("-created_at", "-id")]
+    assert [page["items"] for page in by_cursor] == [page["items"] for page in by_number]
+    assert [page["next_cursor"] is None for page in by_number] == [False, False, True]
+    assert by_number[0]["next_cursor"] == by_cursor[0]["next_cursor"]
+
+
+def test_builds_cursor_stays_in_the_callers_tenant(two, api_client_for):
+    acme, acme_owner, globex, _ = two
+    mine = [create_build(acme, created_at=T0 + timedelta(minutes=n)) for n in range(3)]
+    create_build(globex, created_at=T0 + timedelta(minutes=1, seconds=30))
+    client = api_client_for(acme_owner)
+
+    first = client.get("/api/v1/builds", {"page_size": 1}).json()
+    rest = client.get("/api/v1/builds", {"page_size": 5, "cursor": first["next_cursor"]}).json()
+
+    assert [b["id"] for b in first["items"] + rest["items"]] == [str(b.code) for b in reversed(mine)]
+    assert (first["count"], rest["next_cursor"]) == (3, None)
+
+
+def test_builds_bad_cursor_is_422(two, staff_user, api_client_for):
+    response = api_client_for(staff_user).get("/api/v1/builds", {"cursor": "not-a-cursor"})
+
+    assert response.status_code == 422
+    assert (response.json()["code"], list(response.json()["fields"])) == ("invalid_request", ["cursor"])
 
 
 PUBLIC = {("get", "/api/v1/plans"), ("get", "/api/v1/algorithms")}  # the catalog: no token needed

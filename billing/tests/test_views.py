@@ -141,6 +141,91 @@ def test_margin_shown_to_staff_only(client, two_tenants, staff_user):
     assert 'id="statement-margin"' in client.get(reverse("billing:tenant", args=[acme.slug])).content.decode()
 
 
+# ----- the costs export: streamed, the same rows from PostgreSQL's formatting and from Python's -----
+
+@pytest.fixture
+def export_history(tenant_factory):
+    """Rollup rows that exercise every cell: metered only, Cost Explorer only, both (a negative difference),
+    days a sync has not fetched, the untagged rest, a tenant slug without a tenant row, names a CSV quotes."""
+    from billing.models import CostSyncRun, DailyUsage
+
+    today = utc_today()
+    tenant_factory(slug="b-quoted", name='Quote "and", comma')
+    tenant_factory(slug="a-evil", name="=SUM(A1)")
+    tenant_factory(slug="c-lines", name="two\nlines")
+    tenant_factory(slug="bz")
+    CostSyncRun.objects.create(status="succeeded", start_day=today - timedelta(days=5),
+                               end_day=today - timedelta(days=2), last_final_day=today - timedelta(days=4))
+    rows = []
+    for n in range(8):
+        day = today - timedelta(days=n)
+        rows += [DailyUsage(day=day, tenant_slug="b-quoted", metered=Decimal("1.250000"),
+                            cost_explorer=Decimal("1.000000") if n % 2 else None),
+                 DailyUsage(day=day, tenant_slug="a-evil", cost_explorer=Decimal("0.300000")),
+                 DailyUsage(day=day, tenant_slug="bz", metered=Decimal("0.000000"), cost_explorer=Decimal("0")),
+                 DailyUsage(day=day, tenant_slug="gone", metered=Decimal("0.000001")),
+                 DailyUsage(day=day, tenant_slug="c-lines", billable_seconds=60,  # no cost: no row, but on day 7
+                            metered=Decimal("0.500000") if n == 7 else None),
+                 DailyUsage(day=day, tenant_slug="", cost_explorer=Decimal("2.500000"))]
+    DailyUsage.objects.bulk_create(rows)
+    return today
+
+
+def test_staff_costs_export_rows_streamed_in_order(client, staff_user, export_history):
+    today = export_history
+    client.force_login(staff_user)
+
+    response = client.get(reverse("billing:export_costs_all"), {"start": today - timedelta(days=2), "end": today})
+
+    assert response.streaming
+    d0, d1, d2 = ((today - timedelta(days=n)).isoformat() for n in (2, 1, 0))
+    assert read_csv(response) == [
+        ["day", "tenant", "tenant_name", "metered_usd", "cost_explorer_usd", "difference_usd"],
+        [d0, "a-evil", "'=SUM(A1)", "0", "0.300000", "0.300000"],
+        [d0, "b-quoted", 'Quote "and", comma', "1.250000", "0", "-1.250000"],
+        [d0, "bz", "Bz", "0.000000", "0.000000", "0.000000"],
+        [d0, "gone", "", "0.000001", "0", "-0.000001"],
+        [d0, "", "(untagged)", "", "2.500000", ""],
+        [d1, "a-evil", "'=SUM(A1)", "0", "", ""],
+        [d1, "b-quoted", 'Quote "and", comma', "1.250000", "", ""],
+        [d1, "bz", "Bz", "0.000000", "", ""],
+        [d1, "gone", "", "0.000001", "", ""],
+        [d1, "", "(untagged)", "", "2.500000", ""],
+        [d2, "a-evil", "'=SUM(A1)", "0", "", ""],
+        [d2, "b-quoted", 'Quote "and", comma', "1.250000", "", ""],
+        [d2, "bz", "Bz", "0.000000", "", ""],
+        [d2, "gone", "", "0.000001", "", ""],
+        [d2, "", "(untagged)", "", "2.500000", ""]]
+
+
+@pytest.mark.parametrize("tenant_slug", [None, "b-quoted"])
+def test_costs_export_same_bytes_from_database_and_python(export_history, tenant_slug):
+    """On PostgreSQL the database formats the amounts; the portable path (SQLite) formats them in Python."""
+    from django.db import connection
+
+    from billing import exports, selectors
+    from tenants.models import Tenant
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the database-formatted path is PostgreSQL's")
+    today = export_history
+    start, end = today - timedelta(days=7), today
+    names = dict(Tenant.objects.values_list("slug", "name"))
+    chosen = selectors.cost_export_rows(start=start, end=end, tenant_slug=tenant_slug,
+                                        include_untagged=tenant_slug is None)
+    portable = selectors._cost_export_rows_portable(
+        start=start, end=end, tenant_slug=tenant_slug, include_untagged=tenant_slug is None,
+        covered=selectors.explorer_covered_days(start=start, end=end), names=names)
+
+    database_bytes = "".join(exports.cost_csv_chunks(chosen, chunk_rows=7))
+    python_bytes = "".join(exports.cost_csv_chunks(portable, chunk_rows=5))
+
+    assert database_bytes == python_bytes
+    assert database_bytes.count("\r\n") == 1 + (8 if tenant_slug else 8 * 5 + 1)
+    assert '"Quote ""and"", comma"' in database_bytes
+    assert ('"two\nlines"' in database_bytes) == (tenant_slug is None)
+
+
 # ----- CSV formula injection -----
 
 @pytest.mark.parametrize("text", ["=HYPERLINK(\"http://evil.example\")", "+1+2", "-2+3", "@SUM(A1)", "\tx", "\rx"])
@@ -198,6 +283,49 @@ def test_overview_charts_and_plotly_from_static(client, staff_user, populate):
         "metered", "Cost Explorer", "Cost Explorer, untagged"]
     assert '/static/vendor/plotly.min.js' in html
     assert "cdn" not in html.lower()
+
+
+def test_overview_daily_spend_stacks_top_tenants_and_the_rest(client, staff_user, populate):
+    """12 tenants: the 10 biggest spenders of the 30 days get a band each, the other two share one, and each
+    day's bands add up to that day's total."""
+    from billing.charts import MAX_STACKED_TENANTS, OTHER_TENANTS
+    from billing.models import DailyUsage
+
+    populate(n_tenants=MAX_STACKED_TENANTS + 2, n_days=4, today=utc_today())
+    client.force_login(staff_user)
+    totals = {}
+    for slug, amount in DailyUsage.objects.exclude(metered=None).values_list("tenant_slug", "metered"):
+        totals[slug] = totals.get(slug, Decimal(0)) + amount
+    ranked = sorted(totals, key=lambda slug: (-totals[slug], slug))
+
+    figure = chart_figures(client.get(reverse("billing:overview")).content.decode(),
+                           ["chart-daily-spend"])["chart-daily-spend"]
+
+    assert [trace["name"] for trace in figure["data"]] == ranked[:MAX_STACKED_TENANTS] + [OTHER_TENANTS]
+    by_day = {}
+    for day, amount in DailyUsage.objects.exclude(metered=None).values_list("day", "metered"):
+        by_day[day.isoformat()] = by_day.get(day.isoformat(), Decimal(0)) + amount
+    x = figure["data"][0]["x"]
+    stacked = [round(sum(trace["y"][n] for trace in figure["data"]), 6) for n in range(len(x))]
+    assert stacked == [round(float(by_day.get(day, 0)), 6) for day in x]
+
+
+def test_billing_figures_are_what_plotly_would_serialise(client, staff_user, populate, make_member):
+    """The figures are built as plain dicts (core.charts.figure): plotly.py validates each and gives it back
+    unchanged, so they are valid figures in plotly.py's own form."""
+    import plotly.graph_objects as go
+
+    from tenants.models import Tenant
+
+    populate(n_tenants=3, n_days=5, today=utc_today())
+    client.force_login(staff_user)
+    tenant = Tenant.objects.order_by("slug").first()
+    figures = {**chart_figures(client.get(reverse("billing:overview")).content.decode(), CHARTS_OVERVIEW),
+               **chart_figures(client.get(reverse("billing:tenant", args=[tenant.slug])).content.decode(),
+                               ["chart-tenant-daily-spend"])}
+
+    for chart_id, figure in figures.items():
+        assert json.loads(go.Figure(figure).to_json()) == figure, chart_id
 
 
 def test_pages_empty_states(client, staff_user, tenant_factory, make_member):
