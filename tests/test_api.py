@@ -530,6 +530,14 @@ ENDPOINTS = {
     ("get", "/api/v1/tenants/{slug}/endpoints"), ("post", "/api/v1/tenants/{slug}/endpoints"),
     ("get", "/api/v1/tenants/{slug}/endpoints/{name}"), ("delete", "/api/v1/tenants/{slug}/endpoints/{name}"),
     ("post", "/api/v1/tenants/{slug}/endpoints/{name}/invocations"),
+    ("get", "/api/v1/tenants/{slug}/batch-jobs"), ("post", "/api/v1/tenants/{slug}/batch-jobs"),
+    ("get", "/api/v1/tenants/{slug}/batch-jobs/{code}"), ("post", "/api/v1/tenants/{slug}/batch-jobs/{code}/start"),
+    ("get", "/api/v1/tenants/{slug}/batch-jobs/{code}/download"),
+    ("get", "/api/v1/tenants/{slug}/webhooks"), ("post", "/api/v1/tenants/{slug}/webhooks"),
+    ("get", "/api/v1/tenants/{slug}/webhooks/{webhook_id}"), ("patch", "/api/v1/tenants/{slug}/webhooks/{webhook_id}"),
+    ("delete", "/api/v1/tenants/{slug}/webhooks/{webhook_id}"),
+    ("get", "/api/v1/tenants/{slug}/webhooks/{webhook_id}/deliveries"),
+    ("post", "/api/v1/tenants/{slug}/webhooks/{webhook_id}/deliveries/{delivery_id}/resend"),
 }
 
 
@@ -540,7 +548,7 @@ def test_openapi_describes_every_endpoint_with_auth_and_error_responses(client):
     assert set(operations) == ENDPOINTS
     assert schema["components"]["securitySchemes"] == {"BearerToken": {"type": "http", "scheme": "bearer"}}
     for (method, path), op in operations.items():
-        assert {"200", "201", "202"} & set(op["responses"]), path
+        assert {"200", "201", "202", "204"} & set(op["responses"]), path
         assert op.get("summary") and op.get("tags"), path
         if (method, path) in PUBLIC:
             assert "security" not in op and "401" not in op["responses"], path
@@ -556,5 +564,6 @@ def test_openapi_describes_every_endpoint_with_auth_and_error_responses(client):
              if method == "get" and {"page", "page_size"} <= {p["name"] for p in op.get("parameters", [])}}
     assert lists == {"/api/v1/tenants", "/api/v1/builds", "/api/v1/tenants/{slug}/models",
                      "/api/v1/tenants/{slug}/rejections", "/api/v1/plans", "/api/v1/algorithms",
-                     "/api/v1/tenants/{slug}/endpoints"}
+                     "/api/v1/tenants/{slug}/endpoints", "/api/v1/tenants/{slug}/batch-jobs",
+                     "/api/v1/tenants/{slug}/webhooks", "/api/v1/tenants/{slug}/webhooks/{webhook_id}/deliveries"}
     assert set(schema["components"]["schemas"]["ErrorOut"]["required"]) == {"code", "message"}
