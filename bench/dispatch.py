@@ -292,6 +292,8 @@ def enqueue_baseline(jobs: int) -> None:
 
 def bench_intake(uploads: int) -> None:
     """Uploads turned into queued builds per second, through builds.intake with the queue as bench_dispatch left it."""
+    from django.db import connection
+
     from builds import intake
     from builds.models import Build
     from tenants.models import Tenant
@@ -301,18 +303,23 @@ def bench_intake(uploads: int) -> None:
     queued_before = Build.objects.filter(status=Build.Status.QUEUED).count()
     events = [intake.UploadEvent(bucket="bench", key=f"{tenants[i % len(tenants)].prefix}uploads/new-{i}.csv",
                                  size=1000, version=f"v{i}") for i in range(uploads)]
+    sql = SqlTimer()
     began = time.perf_counter()
-    for batch in range(0, uploads, 10):  # SQS hands intake at most 10 messages a receive
-        for event in events[batch:batch + 10]:
-            intake.intake_event(event)
-        intake.intake_dispatch()
+    with connection.execute_wrapper(sql):
+        for batch in range(0, uploads, 10):  # SQS hands intake at most 10 messages a receive
+            intake.intake_events(events[batch:batch + 10])
+            intake.intake_dispatch()
     elapsed = time.perf_counter() - began
     made = Build.objects.filter(dataset_key__contains="/uploads/new-").count()
     print(f"intake: {uploads} uploads with {queued_before} queued: {made / elapsed:.0f} uploads/s turned into builds "
-          f"({made} builds)   [builds.intake.intake_event per event: dedup lookup, tenant lookup, checks, build row "
-          "+ received/queued transitions in one transaction; then one dispatch round per batch of 10 (the account is "
-          "full, so each round is the cheap one). Not included: the SQS receive/delete and the S3 metadata HEAD "
+          f"({made} builds; SQL {sql.seconds / elapsed * 100:.0f}% of the time, {sql.count / (uploads / 10):.1f} "
+          "statements a batch)   [builds.intake.intake_events per batch of 10 events (what one SQS receive hands "
+          "over): one dedup query, one tenant query, one algorithm query, then one transaction inserting the "
+          "builds and their received/queued transitions; then one dispatch round per batch (the account is full, "
+          "so each round is the cheap one). Not included: the SQS receive/delete and the S3 metadata HEAD "
           "(stubbed to {} here: emulator round trips)]")
+
+
 def bench_latency(uploads: int, slug: str) -> None:
     """Upload, wait for the build to start and finish (so capacity is free), repeat."""
     import requests
@@ -352,7 +359,7 @@ def bench_latency(uploads: int, slug: str) -> None:
 def bench_pipeline_latency(uploads: int, workers: int) -> None:
     """Upload landed -> build running, with free capacity, through the real path minus S3 and SQS.
 
-    Per upload, one at a time: `intake_event` (the object's metadata HEAD stubbed), the batch's
+    Per upload, one at a time: `intake_events` (the object's metadata HEAD stubbed), the batch's
     dispatch round (`intake_dispatch`: claim + Redis enqueue), then a real build worker process
     (`manage.py rqworker_builds`, forking per job as in production) dequeues the execute job and
     records `running`. Landed = just before intake_event; running = the `running` transition's
@@ -387,14 +394,16 @@ def bench_pipeline_latency(uploads: int, workers: int) -> None:
             time.sleep(0.2)
         _wait_workers_idle(up)
         tenants = list(Tenant.objects.order_by("id"))
-        latencies = []
+        latencies, to_queued, to_enqueued = [], [], []
         for i in range(uploads):
             tenant = tenants[i % len(tenants)]
             event = intake.UploadEvent(bucket="bench", key=f"{tenant.prefix}uploads/lat-{i}.csv", size=10,
                                        version=f"lat{i}")
             landed = time.time()
-            intake.intake_event(event)
+            intake.intake_events([event])
+            to_queued.append(time.time() - landed)
             intake.intake_dispatch()
+            to_enqueued.append(time.time() - landed)
             build = Build.objects.get(dedup_key=event.dedup_key)
             deadline = time.monotonic() + 60
             running = None
@@ -413,8 +422,11 @@ def bench_pipeline_latency(uploads: int, workers: int) -> None:
         p99 = latencies[min(len(latencies) - 1, max(0, round(len(latencies) * 0.99) - 1))]
         print(f"upload landed -> build running, capacity free, {uploads} uploads one at a time, {workers} build "
               f"worker process(es): p50 {statistics.median(latencies) * 1000:.0f} ms  p99 {p99 * 1000:.0f} ms  "
-              f"max {latencies[-1] * 1000:.0f} ms   [intake_event + one dispatch round + Redis enqueue + "
+              f"max {latencies[-1] * 1000:.0f} ms   [intake_events + one dispatch round + Redis enqueue + "
               "rqworker_builds dequeue, fork, build_execute's running transition; not S3/EventBridge/SQS delivery]")
+        print(f"  of which landed -> queued (intake_events) p50 {statistics.median(to_queued) * 1000:.0f} ms, "
+              f"landed -> enqueued (dispatch round + enqueue done) p50 {statistics.median(to_enqueued) * 1000:.0f} ms;"
+              " the rest is the worker: dequeue, fork, loading the build, the running transition")
     finally:
         for proc in procs:
             proc.terminate()
