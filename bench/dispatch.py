@@ -117,6 +117,7 @@ def count_violations(limits, account_limit) -> int:
 
 def bench_dispatch(tenants: int, builds: int, rounds: int, account_limit: int) -> None:
     from django.conf import settings
+    from django.db import connection
 
     from builds import dispatch as dispatch_module
     from builds import queues as build_queues
@@ -141,9 +142,11 @@ def bench_dispatch(tenants: int, builds: int, rounds: int, account_limit: int) -
     limits = {p.id: p for p in Plan.objects.all()}
     decisions = violations = 0
     round_times, round_starts = [], []
+    sql = SqlTimer()
     for _ in range(rounds):
         started = time.perf_counter()
-        chosen = dispatch_module.dispatch_pending()
+        with connection.execute_wrapper(sql):
+            chosen = dispatch_module.dispatch_pending()
         round_times.append(time.perf_counter() - started)
         round_starts.append(len(chosen))
         decisions += len(chosen)
@@ -181,11 +184,16 @@ def bench_dispatch(tenants: int, builds: int, rounds: int, account_limit: int) -
           "   [builds started / total time in dispatch_pending(), everything above included; each round starts at "
           "most the free account slots (about half the limit here); limit checks and finishing builds between "
           "rounds are not timed]")
+    print(f"of which SQL: {sql.seconds / total * 100:.0f}% ({sql.count / rounds:.1f} statements a round, "
+          f"{sql.seconds / rounds * 1000:.1f} ms a round)   [time inside cursor.execute, COMMIT included, as seen by "
+          "Django's execute_wrapper; fetching rows into Python is in the Python share]")
     if enqueue_times:
         print(f"of which enqueue after commit: {sum(enqueue_times) / len(enqueue_times) * 1000:.3f} ms per build, "
               f"{sum(enqueue_times) / total * 100:.0f}% of round time"
-              "   [builds.queues.enqueue_execute_many: every started build's rq Queue.enqueue (job hash saved, id "
-              "pushed on its plan queue) in one Redis pipeline, one round trip per dispatch round]")
+              "   [builds.queues.enqueue_execute_many: one Redis call (Lua) saving every started build's RQ job "
+              "hash and pushing its id on its plan queue]")
+        python_share = 100 - sql.seconds / total * 100 - sum(enqueue_times) / total * 100
+        print(f"of which Python (ORM, choose(), row handling): {python_share:.0f}%")
     print(f"round with nothing free (account full, {queued} queued): median "
           f"{statistics.median(full_rounds) * 1000:.2f} ms   [lock, policy, plans, running counts; no candidate query]")
     print(f"limit violations: {violations}   [plan (+ borrowing), tenant and account limits checked after every round]")
@@ -206,8 +214,86 @@ def bench_dispatch(tenants: int, builds: int, rounds: int, account_limit: int) -
           "   [the pure selection only: no database, no Redis; state loaded once beforehand]")
 
 
+class SqlTimer:
+    """A Django execute_wrapper summing the time spent in the database driver."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.count = 0
+
+    def __call__(self, execute, sql, params, many, context):
+        began = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.seconds += time.perf_counter() - began
+            self.count += 1
+
+
+def profile_round(top: int = 25) -> None:
+    """cProfile of one dispatch round with about half the account free (after bench_dispatch)."""
+    import cProfile
+    import pstats
+
+    from builds import dispatch as dispatch_module
+    from builds.models import Build
+
+    ids = list(Build.objects.filter(status__in=Build.ACTIVE).values_list("id", flat=True))
+    Build.objects.filter(id__in=ids[: len(ids) // 2]).update(status=Build.Status.SUCCEEDED)
+    profiler = cProfile.Profile()
+    began = time.perf_counter()
+    profiler.enable()
+    started = dispatch_module.dispatch_pending()
+    profiler.disable()
+    print(f"profiled round: {len(started)} builds started in {(time.perf_counter() - began) * 1000:.0f} ms "
+          "(under cProfile, which slows Python-heavy code most); top functions by own time:")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
+
+
+def enqueue_baseline(jobs: int) -> None:
+    """The project's enqueue against RQ's own, for the same jobs, in this process and on the same Redis."""
+    from rq import Queue
+
+    from builds import queues
+
+    names = queues.plan_queue_names()
+    runs = [(10_000_000 + i, f"bench-{i}", names[i % len(names)]) for i in range(jobs)]
+
+    def clear() -> None:
+        for name in names:
+            queues.build_queue(name).empty()
+
+    def rq_enqueue_many() -> None:
+        with queues.connection().pipeline() as pipe:
+            for name in names:
+                datas = [Queue.prepare_data(queues.EXECUTE_JOB_FUNC, (b,), job_id=queues.execute_job_id(code),
+                                            timeout=6 * 3600, result_ttl=3600, failure_ttl=86400)
+                         for b, code, q in runs if q == name]
+                queues.build_queue(name).enqueue_many(datas, pipeline=pipe)
+            pipe.execute()
+
+    timings = {}
+    for label, run in (("rq", rq_enqueue_many), ("project", lambda: queues.execute_jobs_enqueue(runs))):
+        best = float("inf")
+        for _ in range(3):
+            clear()
+            began = time.perf_counter()
+            run()
+            best = min(best, time.perf_counter() - began)
+        assert sum(queues.build_queue(n).count for n in names) == jobs
+        timings[label] = best
+    clear()
+    print(f"enqueue of {jobs} execute jobs on {len(names)} plan queues, best of 3: RQ Queue.enqueue_many in one "
+          f"pipeline {timings['rq'] * 1000:.1f} ms ({jobs / timings['rq']:.0f} jobs/s); project "
+          f"execute_jobs_enqueue {timings['project'] * 1000:.1f} ms ({jobs / timings['project']:.0f} jobs/s): "
+          f"{timings['rq'] / timings['project']:.1f}x RQ's   [both: job hashes saved and ids pushed, one round "
+          "trip; RQ's includes building its Job objects]")
+
+
 def bench_intake(uploads: int) -> None:
     """Uploads turned into queued builds per second, through builds.intake with the queue as bench_dispatch left it."""
+    from django.db import connection
+
     from builds import intake
     from builds.models import Build
     from tenants.models import Tenant
@@ -217,18 +303,23 @@ def bench_intake(uploads: int) -> None:
     queued_before = Build.objects.filter(status=Build.Status.QUEUED).count()
     events = [intake.UploadEvent(bucket="bench", key=f"{tenants[i % len(tenants)].prefix}uploads/new-{i}.csv",
                                  size=1000, version=f"v{i}") for i in range(uploads)]
+    sql = SqlTimer()
     began = time.perf_counter()
-    for batch in range(0, uploads, 10):  # SQS hands intake at most 10 messages a receive
-        for event in events[batch:batch + 10]:
-            intake.intake_event(event)
-        intake.intake_dispatch()
+    with connection.execute_wrapper(sql):
+        for batch in range(0, uploads, 10):  # SQS hands intake at most 10 messages a receive
+            intake.intake_events(events[batch:batch + 10])
+            intake.intake_dispatch()
     elapsed = time.perf_counter() - began
     made = Build.objects.filter(dataset_key__contains="/uploads/new-").count()
     print(f"intake: {uploads} uploads with {queued_before} queued: {made / elapsed:.0f} uploads/s turned into builds "
-          f"({made} builds)   [builds.intake.intake_event per event: dedup lookup, tenant lookup, checks, build row "
-          "+ received/queued transitions in one transaction; then one dispatch round per batch of 10 (the account is "
-          "full, so each round is the cheap one). Not included: the SQS receive/delete and the S3 metadata HEAD "
+          f"({made} builds; SQL {sql.seconds / elapsed * 100:.0f}% of the time, {sql.count / (uploads / 10):.1f} "
+          "statements a batch)   [builds.intake.intake_events per batch of 10 events (what one SQS receive hands "
+          "over): one dedup query, one tenant query, one algorithm query, then one transaction inserting the "
+          "builds and their received/queued transitions; then one dispatch round per batch (the account is full, "
+          "so each round is the cheap one). Not included: the SQS receive/delete and the S3 metadata HEAD "
           "(stubbed to {} here: emulator round trips)]")
+
+
 def bench_latency(uploads: int, slug: str) -> None:
     """Upload, wait for the build to start and finish (so capacity is free), repeat."""
     import requests
@@ -268,7 +359,7 @@ def bench_latency(uploads: int, slug: str) -> None:
 def bench_pipeline_latency(uploads: int, workers: int) -> None:
     """Upload landed -> build running, with free capacity, through the real path minus S3 and SQS.
 
-    Per upload, one at a time: `intake_event` (the object's metadata HEAD stubbed), the batch's
+    Per upload, one at a time: `intake_events` (the object's metadata HEAD stubbed), the batch's
     dispatch round (`intake_dispatch`: claim + Redis enqueue), then a real build worker process
     (`manage.py rqworker_builds`, forking per job as in production) dequeues the execute job and
     records `running`. Landed = just before intake_event; running = the `running` transition's
@@ -303,14 +394,16 @@ def bench_pipeline_latency(uploads: int, workers: int) -> None:
             time.sleep(0.2)
         _wait_workers_idle(up)
         tenants = list(Tenant.objects.order_by("id"))
-        latencies = []
+        latencies, to_queued, to_enqueued = [], [], []
         for i in range(uploads):
             tenant = tenants[i % len(tenants)]
             event = intake.UploadEvent(bucket="bench", key=f"{tenant.prefix}uploads/lat-{i}.csv", size=10,
                                        version=f"lat{i}")
             landed = time.time()
-            intake.intake_event(event)
+            intake.intake_events([event])
+            to_queued.append(time.time() - landed)
             intake.intake_dispatch()
+            to_enqueued.append(time.time() - landed)
             build = Build.objects.get(dedup_key=event.dedup_key)
             deadline = time.monotonic() + 60
             running = None
@@ -329,8 +422,11 @@ def bench_pipeline_latency(uploads: int, workers: int) -> None:
         p99 = latencies[min(len(latencies) - 1, max(0, round(len(latencies) * 0.99) - 1))]
         print(f"upload landed -> build running, capacity free, {uploads} uploads one at a time, {workers} build "
               f"worker process(es): p50 {statistics.median(latencies) * 1000:.0f} ms  p99 {p99 * 1000:.0f} ms  "
-              f"max {latencies[-1] * 1000:.0f} ms   [intake_event + one dispatch round + Redis enqueue + "
+              f"max {latencies[-1] * 1000:.0f} ms   [intake_events + one dispatch round + Redis enqueue + "
               "rqworker_builds dequeue, fork, build_execute's running transition; not S3/EventBridge/SQS delivery]")
+        print(f"  of which landed -> queued (intake_events) p50 {statistics.median(to_queued) * 1000:.0f} ms, "
+              f"landed -> enqueued (dispatch round + enqueue done) p50 {statistics.median(to_enqueued) * 1000:.0f} ms;"
+              " the rest is the worker: dequeue, fork, loading the build, the running transition")
     finally:
         for proc in procs:
             proc.terminate()
@@ -366,6 +462,8 @@ def main() -> None:
     parser.add_argument("--pipeline-latency", type=int, default=0, metavar="N",
                         help="measure upload landed -> running for N uploads with real build workers (no make run)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of one round after each scale")
+    parser.add_argument("--no-intake", action="store_true", help="skip the intake measurement (large scale)")
     parser.add_argument("--latency", action="store_true", help="measure upload->start on a running make run")
     parser.add_argument("--uploads", type=int, default=50)
     parser.add_argument("--tenant", default="globex")
@@ -385,8 +483,12 @@ def main() -> None:
         for scale in (SCALES if args.scale == "both" else [args.scale]):
             tenants, builds, limit = SCALES[scale]
             print(f"--- {scale} ---")
-            bench_dispatch(args.tenants or tenants, args.builds or builds, args.rounds, args.account_limit or limit)
-            if scale == "large":
+            limit = args.account_limit or limit
+            bench_dispatch(args.tenants or tenants, args.builds or builds, args.rounds, limit)
+            enqueue_baseline(limit)
+            if args.profile:
+                profile_round()
+            if scale == "large" and not args.no_intake:
                 bench_intake(args.intake_uploads)
 
 

@@ -270,16 +270,22 @@ def waiting_tenants(plan: PlanLimits, state: DispatchState, now: datetime, limit
     rows = _rows(
         f"SELECT t.id, t.usage_log2, t.fair_share_key, t.fair_share_weight, t.last_dispatched_at "
         f"FROM {Tenant._meta.db_table} t WHERE t.plan_id = %s AND t.status = %s AND {budgets.NOT_CAPPED_SQL} "
-        f"AND EXISTS (SELECT 1 FROM {Build._meta.db_table} b WHERE b.tenant_id = t.id AND b.status = %s "
-        "AND (b.not_before IS NULL OR b.not_before <= %s)) "
+        f"AND EXISTS (SELECT 1 FROM {Build._meta.db_table} b{_queued_probe_hint()} WHERE b.tenant_id = t.id "
+        f"AND b.status = '{Build.Status.QUEUED}' AND (b.not_before IS NULL OR b.not_before <= %s)) "
         "ORDER BY t.fair_share_key ASC NULLS FIRST, t.last_dispatched_at ASC NULLS FIRST, t.id LIMIT %s",
-        [plan.plan_id, Tenant.Status.ACTIVE, budgets.billing_month(now), Build.Status.QUEUED, now,
-         limit + len(full)])
+        [plan.plan_id, Tenant.Status.ACTIVE, budgets.billing_month(now), now, limit + len(full)])
     names = ("id", "usage_log2", "fair_share_key", "fair_share_weight", "last_dispatched_at")
     found = [dict(zip(names, row, strict=True)) for row in rows if row[0] not in full]
     for row in found:
         row["last_dispatched_at"] = _aware(row["last_dispatched_at"])
     return found[:limit]
+
+
+def _queued_probe_hint() -> str:
+    """SQLite, without statistics, probes `build_status_id` (every queued build, per tenant) instead of the
+    partial index of each tenant's queued builds: 5 s a plan at 100,000 queued. Name the index there
+    (the status is then a literal in the SQL: SQLite matches a partial index's condition only against one)."""
+    return " INDEXED BY build_queued_by_tenant" if connection.vendor == "sqlite" else ""
 
 
 def _aware(value) -> datetime | None:

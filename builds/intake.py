@@ -64,7 +64,21 @@ def resolve_tenant(bucket: str, key: str) -> Tenant | None:
     return min(found, key=lambda t: t.prefix != "", default=None)  # the silo owner, if the bucket is one
 
 
-def _rejection_reason(tenant: Tenant | None, event: UploadEvent, metadata: dict[str, str]) -> str:
+def _tenant_prefixes(key: str) -> list[str]:
+    return ["", f"tenants/{key.split('/', 2)[1]}/"] if key.startswith("tenants/") else [""]
+
+
+def resolve_tenants(events: list[UploadEvent]) -> list[Tenant | None]:
+    """`resolve_tenant` for each event of a batch, in one query."""
+    wanted = {(e.bucket, p) for e in events for p in _tenant_prefixes(e.key)}
+    found = {(t.bucket, t.prefix): t for t in Tenant.objects.select_related("plan", "default_algorithm").filter(
+        bucket__in={b for b, _ in wanted}, prefix__in={p for _, p in wanted})}
+    return [next((found[(e.bucket, p)] for p in _tenant_prefixes(e.key) if (e.bucket, p) in found), None)
+            for e in events]  # the silo owner ("" first), if the bucket is one
+
+
+def _rejection_reason(tenant: Tenant | None, event: UploadEvent, metadata: dict[str, str],
+                      active_algorithms: dict[str, Algorithm] | None = None) -> str:
     if tenant is None:
         return f"no tenant owns s3://{event.bucket}/{event.key}"
     if tenant.status != Tenant.Status.ACTIVE:
@@ -77,8 +91,12 @@ def _rejection_reason(tenant: Tenant | None, event: UploadEvent, metadata: dict[
         return (f"file is {event.size:,} bytes; the {tenant.plan.name} plan allows at most "
                 f"{tenant.plan.upload_size_limit_bytes:,} bytes")
     algorithm = metadata.get("algorithm", "")
-    if algorithm and not Algorithm.objects.filter(slug=algorithm, active=True).exists():
-        known = ", ".join(Algorithm.objects.filter(active=True).values_list("slug", flat=True))
+    if active_algorithms is not None:
+        unknown = bool(algorithm) and algorithm not in active_algorithms
+    else:
+        unknown = bool(algorithm) and not Algorithm.objects.filter(slug=algorithm, active=True).exists()
+    if unknown:
+        known = ", ".join(active_algorithms or Algorithm.objects.filter(active=True).values_list("slug", flat=True))
         return f"unknown algorithm `{algorithm}` in the object's metadata; algorithms are: {known}"
     return ""
 
@@ -96,14 +114,19 @@ def _object_metadata(event: UploadEvent) -> dict[str, str]:
         return {}
 
 
+def _platform_object(tenant: Tenant | None, key: str) -> bool:
+    """The platform's own build outputs, or batch scoring's input and output: not a training upload."""
+    return tenant is not None and key.startswith((tenant.output_prefix, tenant.batch_prefix))
+
+
 def intake_event(event: UploadEvent) -> Build | None:
     """Create the build for one upload event (idempotent); record a rejection otherwise."""
     existing = Build.objects.filter(dedup_key=event.dedup_key).first()
     if existing is not None:
         return existing
     tenant = resolve_tenant(event.bucket, event.key)
-    if tenant is not None and event.key.startswith((tenant.output_prefix, tenant.batch_prefix)):
-        return None  # the platform's own build outputs, or batch scoring's input and output: not an upload
+    if _platform_object(tenant, event.key):
+        return None
     metadata = _object_metadata(event) if tenant is not None else {}
     reason = _rejection_reason(tenant, event, metadata)
     if reason:
@@ -124,6 +147,65 @@ def intake_event(event: UploadEvent) -> Build | None:
     except IntegrityError:  # a concurrent intake of the same event committed first
         return Build.objects.get(dedup_key=event.dedup_key)
     return build
+
+
+def intake_events(events: list[UploadEvent]) -> list[Build | None | Exception]:
+    """`intake_event` for a batch, with bulk queries: per event its build, None (rejected or not an upload),
+    or the exception that event raised (the caller retries that one; the others are done).
+
+    One dedup query, one tenant query, one algorithm query, the S3 metadata HEAD per new upload,
+    then one transaction saving every new build and its transitions (`build_create_many`). If
+    that write fails (a concurrent intake committed one of these uploads first), the batch's new
+    builds are taken one at a time by `intake_event`, so one upload never fails the others.
+    """
+    existing = {b.dedup_key: b for b in Build.objects.filter(dedup_key__in={e.dedup_key for e in events})}
+    tenants = resolve_tenants(events)
+    active = {a.slug: a for a in Algorithm.objects.filter(active=True)}  # the default order: its error lists them
+    results: list[Build | None | Exception] = [None] * len(events)
+    new: dict[str, int] = {}  # dedup key -> index of the event that creates it
+    repeats: list[tuple[int, str]] = []  # the same upload twice in a batch: one build
+    for i, (event, tenant) in enumerate(zip(events, tenants, strict=True)):
+        if event.dedup_key in existing:
+            results[i] = existing[event.dedup_key]
+        elif event.dedup_key in new:
+            repeats.append((i, event.dedup_key))
+        elif not _platform_object(tenant, event.key):
+            try:
+                results[i] = _prepare(event, tenant, active)
+            except Exception as exc:  # noqa: BLE001 - this event alone is retried
+                results[i] = exc
+            if isinstance(results[i], Build):
+                new[event.dedup_key] = i
+    prepared = [results[i] for i in new.values()]
+    try:
+        services.build_create_many(builds=prepared)
+    except IntegrityError:
+        for i in new.values():
+            try:
+                results[i] = intake_event(events[i])
+            except Exception as exc:  # noqa: BLE001
+                results[i] = exc
+    for i, dedup_key in repeats:
+        results[i] = results[new[dedup_key]] if dedup_key in new else None
+    return results
+
+
+def _prepare(event: UploadEvent, tenant: Tenant | None, active: dict[str, Algorithm]) -> Build | None:
+    """The unsaved build for one upload of a batch, or None with its rejection recorded (as intake_event)."""
+    metadata = _object_metadata(event) if tenant is not None else {}
+    reason = _rejection_reason(tenant, event, metadata, active)
+    if not reason:
+        try:
+            return services.build_prepare(
+                tenant=tenant, dataset_key=event.key, algorithm_slug=metadata.get("algorithm") or None,
+                target=metadata.get("target", ""), source=Build.Source.UPLOAD, dataset_version=event.version,
+                dataset_size=event.size, dedup_key=event.dedup_key, active_algorithms=active)
+        except ValidationError as exc:
+            reason = "; ".join(exc.messages)
+    services.rejected_upload_record(tenant=tenant, bucket=event.bucket, key=event.key, dedup_key=event.dedup_key,
+                                    reason=reason)
+    logger.info("upload rejected: s3://%s/%s: %s", event.bucket, event.key, reason)
+    return None
 
 
 def retry_delay_seconds(attempt: int) -> int:
@@ -165,22 +247,60 @@ def intake_message_handle(sqs, url: str, message) -> bool:
     try:
         intake_event(event)  # commits
     except Exception as exc:  # noqa: BLE001 - isolate this message whatever went wrong
-        attempts = message.receive_count
-        if attempts < max_attempts_for(exc):
-            delay = retry_delay_seconds(attempts)
-            logger.warning("intake of s3://%s/%s failed (attempt %d of %d), retrying in %d s: %s",
-                           event.bucket, event.key, attempts, max_attempts_for(exc), delay, exc)
-            sqs.retry_later(url, message.receipt_handle, delay_seconds=delay)
-            return False
-        logger.exception("intake of s3://%s/%s failed %d times: recorded as rejected", event.bucket, event.key,
-                         attempts)
-        services.rejected_upload_record(
-            tenant=resolve_tenant(event.bucket, event.key), bucket=event.bucket, key=event.key,
-            dedup_key=event.dedup_key,
-            reason=(f"the portal could not read this upload after {attempts} attempts "
-                    f"({_error_summary(exc)}); upload it again, or contact support if it keeps failing"))
+        return _intake_failed(sqs, url, message, event, exc)
     sqs.delete(url, message.receipt_handle)
     return True
+
+
+def _intake_failed(sqs, url: str, message, event: UploadEvent, exc: Exception) -> bool:
+    """A message whose intake raised: retried later with backoff, or, out of attempts, rejected and deleted."""
+    attempts = message.receive_count
+    if attempts < max_attempts_for(exc):
+        delay = retry_delay_seconds(attempts)
+        logger.warning("intake of s3://%s/%s failed (attempt %d of %d), retrying in %d s: %s",
+                       event.bucket, event.key, attempts, max_attempts_for(exc), delay, exc)
+        sqs.retry_later(url, message.receipt_handle, delay_seconds=delay)
+        return False
+    logger.error("intake of s3://%s/%s failed %d times: recorded as rejected", event.bucket, event.key, attempts,
+                 exc_info=exc)
+    services.rejected_upload_record(
+        tenant=resolve_tenant(event.bucket, event.key), bucket=event.bucket, key=event.key,
+        dedup_key=event.dedup_key,
+        reason=(f"the portal could not read this upload after {attempts} attempts "
+                f"({_error_summary(exc)}); upload it again, or contact support if it keeps failing"))
+    sqs.delete(url, message.receipt_handle)
+    return True
+
+
+def intake_messages_handle(sqs, url: str, messages: list) -> int:
+    """Handle a batch of SQS messages with `intake_events`; returns how many became builds or rejections.
+
+    Each message is deleted only after its outcome is committed; one whose intake raised is
+    retried on its own (`_intake_failed`), the others are done. Should the batch as a whole
+    fail (the database went away), each message takes the one-at-a-time path instead.
+    """
+    events = []
+    for message in messages:
+        try:
+            events.append((message, parse_event(message.body)))
+        except NotAnUploadEvent as exc:
+            logger.warning("dropping intake message %s: %s", message.message_id, exc)
+            sqs.delete(url, message.receipt_handle)
+    if not events:
+        return 0
+    try:
+        outcomes = intake_events([event for _, event in events])
+    except Exception:  # noqa: BLE001 - fall back to one at a time, each message isolated
+        logger.warning("batch intake of %d messages failed; taking them one at a time", len(events), exc_info=True)
+        return sum(intake_message_handle(sqs, url, message) for message, _ in events)
+    handled = 0
+    for (message, event), outcome in zip(events, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            handled += _intake_failed(sqs, url, message, event, outcome)
+        else:
+            sqs.delete(url, message.receipt_handle)
+            handled += 1
+    return handled
 
 
 def _error_summary(exc: Exception) -> str:
@@ -189,7 +309,7 @@ def _error_summary(exc: Exception) -> str:
 
 
 def intake_poll_once(*, wait_seconds: int = 10, should_stop=lambda: False) -> int:
-    """Receive one batch from the intake queue; returns how many messages were handled.
+    """Receive one batch from the intake queue and take it in bulk; returns how many messages were handled.
 
     `should_stop` is asked before each message: messages not reached stay in the queue
     and are delivered again after their visibility timeout.
@@ -204,12 +324,12 @@ def intake_poll_once(*, wait_seconds: int = 10, should_stop=lambda: False) -> in
         logger.warning("intake queue `%s` does not exist: run `manage.py platform_bootstrap`",
                        settings.MLAAS_INTAKE_QUEUE_NAME)
         return 0
-    handled = 0
+    messages = []
     for message in sqs.receive(url, wait_seconds=wait_seconds):
         if should_stop():
             break
-        if intake_message_handle(sqs, url, message):
-            handled += 1
+        messages.append(message)
+    handled = intake_messages_handle(sqs, url, messages)
     if handled:
         intake_dispatch()
     return handled

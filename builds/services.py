@@ -70,17 +70,51 @@ def dedup_key_for(bucket: str, key: str, version: str) -> str:
     return hashlib.sha256(f"{bucket}\n{key}\n{version}".encode()).hexdigest()
 
 
-def _resolve_algorithm(tenant: Tenant, algorithm_slug: str | None) -> tuple[Algorithm, bool]:
-    """The build's algorithm and whether it was chosen (not the tenant's default, which preprocess may replace)."""
+def _resolve_algorithm(tenant: Tenant, algorithm_slug: str | None,
+                       active: dict[str, Algorithm] | None = None) -> tuple[Algorithm, bool]:
+    """The build's algorithm and whether it was chosen (not the tenant's default, which preprocess may replace).
+
+    `active`: the active algorithms by slug, when the caller (intake's batch) read them once already.
+    """
     if algorithm_slug:
-        algorithm = Algorithm.objects.filter(slug=algorithm_slug, active=True).first()
+        if active is None:
+            algorithm = Algorithm.objects.filter(slug=algorithm_slug, active=True).first()
+        else:
+            algorithm = active.get(algorithm_slug)
         if algorithm is None:
-            known = ", ".join(Algorithm.objects.filter(active=True).values_list("slug", flat=True))
+            known = ", ".join(active or Algorithm.objects.filter(active=True).values_list("slug", flat=True))
             raise ValidationError({"algorithm": f"Unknown algorithm `{algorithm_slug}`; algorithms are: {known}."})
         return algorithm, True
     if tenant.default_algorithm_id:
         return tenant.default_algorithm, False
     raise ValidationError({"algorithm": "No algorithm given and the tenant has no default algorithm."})
+
+
+def _build_checks(tenant: Tenant, dataset_key: str, algorithm_slug: str | None, target: str,
+                  active_algorithms: dict[str, Algorithm] | None = None) -> tuple[Algorithm, bool, str]:
+    """(algorithm, chosen explicitly, target) of a build the tenant may start; ValidationError says why not."""
+    if tenant.status != Tenant.Status.ACTIVE:
+        raise ValidationError(f"Tenant `{tenant.slug}` is {tenant.status}; builds start only for active tenants.")
+    if not dataset_key.startswith(tenant.upload_prefix):
+        raise ValidationError({"dataset_key": f"Datasets must be under the tenant's upload location "
+                                              f"`{tenant.upload_prefix}`."})
+    algorithm, explicit = _resolve_algorithm(tenant, algorithm_slug, active_algorithms)
+    target = (target or tenant.default_target).strip()
+    if not target:
+        raise ValidationError({"target": "No target column given and the tenant has no default target."})
+    return algorithm, explicit, target
+
+
+def build_prepare(*, tenant: Tenant, dataset_key: str, algorithm_slug: str | None = None, target: str = "",
+                  source: str = Build.Source.PORTAL, dataset_version: str = "", dataset_size: int,
+                  dedup_key: str | None = None, created_by: User | None = None,
+                  active_algorithms: dict[str, Algorithm] | None = None) -> Build:
+    """The unsaved build for these facts after every check `build_create` makes; ValidationError says why not."""
+    algorithm, explicit, target = _build_checks(tenant, dataset_key, algorithm_slug, target, active_algorithms)
+    return Build(tenant=tenant, plan_id=tenant.plan_id, algorithm=algorithm, algorithm_explicit=explicit,
+                 target=target, source=source, dataset_bucket=tenant.bucket, dataset_key=dataset_key,
+                 dataset_version=dataset_version, dataset_size=dataset_size, dedup_key=dedup_key,
+                 created_by=created_by, **build_sizing_fields(tenant.plan, dataset_size))
 
 
 def build_create(*, tenant: Tenant, dataset_key: str, algorithm_slug: str | None = None, target: str = "",
@@ -98,34 +132,47 @@ def build_create(*, tenant: Tenant, dataset_key: str, algorithm_slug: str | None
     arrive together), unless `caller_dispatches`: intake runs one round per batch of
     events itself, where latency matters.
     """
-    if tenant.status != Tenant.Status.ACTIVE:
-        raise ValidationError(f"Tenant `{tenant.slug}` is {tenant.status}; builds start only for active tenants.")
-    if not dataset_key.startswith(tenant.upload_prefix):
-        raise ValidationError({"dataset_key": f"Datasets must be under the tenant's upload location "
-                                              f"`{tenant.upload_prefix}`."})
-    algorithm, explicit = _resolve_algorithm(tenant, algorithm_slug)
-    target = (target or tenant.default_target).strip()
-    if not target:
-        raise ValidationError({"target": "No target column given and the tenant has no default target."})
     if dataset_size is None:
+        _build_checks(tenant, dataset_key, algorithm_slug, target)  # first: no S3 call for a refused build
         dataset_version, dataset_size = _dataset_lookup(tenant, dataset_key)
+    build = build_prepare(tenant=tenant, dataset_key=dataset_key, algorithm_slug=algorithm_slug, target=target,
+                          source=source, dataset_version=dataset_version, dataset_size=dataset_size,
+                          dedup_key=dedup_key, created_by=created_by)
     existing = Build.objects.filter(dedup_key=dedup_key).first() if dedup_key else None
     if existing is not None:
         return existing, False
     with transaction.atomic():
         # A concurrent create of the same dedup key fails on the unique constraint (IntegrityError).
-        build = Build.objects.create(
-            tenant=tenant, plan_id=tenant.plan_id, algorithm=algorithm, algorithm_explicit=explicit,
-            target=target, source=source,
-            dataset_bucket=tenant.bucket, dataset_key=dataset_key, dataset_version=dataset_version,
-            dataset_size=dataset_size, dedup_key=dedup_key, created_by=created_by,
-            **build_sizing_fields(tenant.plan, dataset_size))
+        build.save(force_insert=True)
         BuildTransition.objects.create(build=build, from_status="", to_status=Build.Status.RECEIVED,
                                        reason=f"{source}: {dataset_key}")
         build_transition(build, Build.Status.QUEUED, reason=f"waiting in queue {plan_queue_name(tenant.plan.slug)}")
         if not caller_dispatches:
             transaction.on_commit(_kick_dispatch)
     return build, True
+
+
+def build_create_many(*, builds: list[Build]) -> list[Build]:
+    """Save prepared builds (`build_prepare`) queued, with their received and queued transitions, in bulk.
+
+    Intake's batch: the same rows `build_create` writes one build at a time, in three INSERTs
+    however many builds. Raises IntegrityError (nothing saved) when a dedup key exists already;
+    the caller requests the dispatch.
+    """
+    if not builds:
+        return []
+    now = timezone.now()
+    with transaction.atomic():
+        for build in builds:
+            build.status, build.queued_at = Build.Status.QUEUED, now
+        Build.objects.bulk_create(builds)
+        BuildTransition.objects.bulk_create(
+            [BuildTransition(build=b, from_status="", to_status=Build.Status.RECEIVED,
+                             reason=f"{b.source}: {b.dataset_key}", at=now) for b in builds]
+            + [BuildTransition(build=b, from_status=Build.Status.RECEIVED, to_status=Build.Status.QUEUED,
+                               reason=f"waiting in queue {plan_queue_name(b.tenant.plan.slug)}", at=now)
+               for b in builds])
+    return builds
 
 
 def build_sizing_fields(plan, dataset_size: int) -> dict:

@@ -107,9 +107,10 @@ def test_intake_poll_deletes_message_only_after_commit(make_tenant, monkeypatch)
             pass
         put(tenant, "uploads/crash.csv")
 
-        def crash(event):
+        def crash(events):
             raise RuntimeError("database went away")
 
+        monkeypatch.setattr(intake, "intake_events", crash)  # the batch, and then each message alone
         monkeypatch.setattr(intake, "intake_event", crash)
         monkeypatch.setattr(settings, "MLAAS_INTAKE_RETRY_BASE_SECONDS", 1)
         assert intake.intake_poll_once(wait_seconds=2) == 0  # isolated: retried later, not raised

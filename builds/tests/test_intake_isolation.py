@@ -88,16 +88,16 @@ def test_failing_upload_is_retried_then_rejected_while_others_flow(make_tenant, 
     settings.MLAAS_INTAKE_MAX_ATTEMPTS = 3
     settings.MLAAS_INTAKE_RETRY_BASE_SECONDS = 0
     bad_tenant, good_tenant = make_tenant(isolation="silo"), make_tenant(isolation="silo")
-    real_intake_event = intake.intake_event
+    real_metadata = intake._object_metadata
     calls: list[str] = []
 
-    def intake_event(event):
+    def object_metadata(event):  # every intake path reads each new upload's metadata once
         calls.append(event.key)
         if event.bucket == bad_tenant.bucket:
             raise UnicodeEncodeError("latin-1", "売上", 0, 1, "ordinal not in range(256)")
-        return real_intake_event(event)
+        return real_metadata(event)
 
-    monkeypatch.setattr(intake, "intake_event", intake_event)
+    monkeypatch.setattr(intake, "_object_metadata", object_metadata)
     s3 = gateways.platform_s3()
     s3.put_object(bad_tenant.bucket, "uploads/poison.csv", b"a,diagnosis\n1,yes\n")
     s3.put_object(good_tenant.bucket, "uploads/fine.csv", b"a,diagnosis\n1,yes\n")
