@@ -152,7 +152,7 @@ async def snapshot(session, token: str) -> dict:
 
 async def run(stack: Stack, proxy: ThrottlingProxy, args) -> int:
     stats = Stats()
-    csvs = sample_csvs()
+    csvs = sample_csvs(args.rows)
     sessions = {u: await sign_in(stack.base_url, u, p, stats) for u, p, _ in DEMO_USERS}
     tokens = {u: await api_token(s, stats) for u, s in sessions.items()}
     owners = [(u, slug) for u, _, slug in DEMO_USERS if slug]
@@ -282,6 +282,7 @@ def main() -> int:
     parser.add_argument("--builds", type=int, default=40)
     parser.add_argument("--upload-every", type=float, default=1.0)
     parser.add_argument("--build-workers", type=int, default=2)
+    parser.add_argument("--rows", type=int, default=120, help="rows of each uploaded sample (0: all)")
     parser.add_argument("--throttle-seconds", type=float, default=20)
     parser.add_argument("--timeout", type=float, default=1200)
     parser.add_argument("--keep", action="store_true", help="keep the run's directory (logs) afterwards")
