@@ -9,7 +9,8 @@ import os
 # Threads, not processes, carry the concurrency: a request mostly waits on PostgreSQL, Redis or the AWS
 # endpoint, and a thread costs far less memory than a Django process. An idle keep-alive connection costs
 # a gthread worker a poller entry, not a thread.
-worker_class = "gthread"
+# gthread, closing idle keep-alive connections as soon as it is stopped (see mlaas_portal/gunicorn_worker.py).
+worker_class = "mlaas_portal.gunicorn_worker.KeepaliveClosingThreadWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = 4
 
@@ -26,9 +27,14 @@ keepalive = 75
 # threads do, so this fires only on a stuck process, not on a slow request; 60 s leaves room for a main loop
 # starved of CPU on a busy machine.
 timeout = 60
-# On SIGTERM/SIGHUP a worker stops accepting and finishes its requests in flight for up to this long.
+# On SIGTERM/SIGHUP a worker stops accepting, closes its idle connections and finishes its requests in flight
+# for up to this long.
 graceful_timeout = 30
 # Connections waiting for accept(): the gthread worker accepts eagerly (up to worker_connections, 1,000),
 # so this only fills when every worker is stopped; gunicorn's default, stated so it is a decision.
 backlog = 2048
 # No max_requests: recycling a worker closes its keep-alive connections, the same race as a short keepalive.
+# gunicorn 26's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl): each server that
+# starts (make run, a bench stack, a test) unlinks and takes over the previous one's, and removes it on exit.
+# Nothing here uses it (`gunicornc`); the arbiter's signals do the same.
+control_socket_disable = True
