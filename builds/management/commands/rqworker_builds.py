@@ -41,6 +41,7 @@ class Command(RQWorkerCommand):
         # database is the truth about builds; the reconciler puts back the jobs a restarted Redis lost.
         delay = 1.0
         while True:
+            started = time.monotonic()
             try:
                 worker = worker_class(get_queues(*args) if args else [], connection=connection(),
                                       exception_handlers=get_exception_handlers() or None, name=options["name"],
@@ -54,6 +55,8 @@ class Command(RQWorkerCommand):
                 if options["burst"]:
                     self.stderr.write(str(exc))
                     sys.exit(1)
+                if time.monotonic() - started > 60:  # it had been working: a new outage starts the backoff over
+                    delay = 1.0
                 # RQ's handlers would raise StopRequested into the sleep: a stop now simply ends the process.
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
