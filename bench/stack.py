@@ -48,10 +48,12 @@ def _pg_bin() -> Path | None:
 class Stack:
     """Redis, PostgreSQL, emulator, web and workers of one bench run."""
 
-    def __init__(self, *, build_workers: int = 2, keep: bool = False, account_limit: int = 20):
+    def __init__(self, *, build_workers: int = 2, keep: bool = False, account_limit: int = 20,
+                 web_workers: int | None = None):
         self.dir = Path(tempfile.mkdtemp(prefix="mlaas-bench-"))
         self.keep = keep
         self.build_workers = build_workers
+        self.web_workers = web_workers  # None: gunicorn.conf.py's (WEB_CONCURRENCY, else 2)
         self.ports = {"redis": free_port(), "pg": free_port(), "emulator": free_port(), "web": free_port()}
         self.procs: dict[str, subprocess.Popen] = {}
         self.spawned: list[subprocess.Popen] = []  # every process ever started, restarts included
@@ -107,9 +109,10 @@ class Stack:
                                      str(self.dir / "emulator-state.pickle"), "--snapshot-interval", "1"])
             _wait_port(self.ports["emulator"])
         elif name == "web":
-            self._spawn("web", [str(ROOT / ".venv/bin/gunicorn"), "mlaas_portal.wsgi", "--bind",
-                                f"127.0.0.1:{self.ports['web']}", "--workers", "2", "--threads", "4",
-                                "--timeout", "60"])
+            # The product's server settings (gunicorn.conf.py, as the Procfile), on this stack's port.
+            self._spawn("web", [str(ROOT / ".venv/bin/gunicorn"), "mlaas_portal.wsgi", "--config",
+                                str(ROOT / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{self.ports['web']}",
+                                *(["--workers", str(self.web_workers)] if self.web_workers else [])])
             _wait_port(self.ports["web"])
         elif name.startswith("builds"):
             self._spawn(name, [PY, "manage.py", "rqworker_builds", "--with-scheduler"])
@@ -171,10 +174,12 @@ class Stack:
         self.start("emulator")
         self.manage("migrate", "--noinput")
         self.manage("platform_bootstrap")
+        # As scripts/run.sh: without the deployed definition every build fails at start ("not deployed").
+        self.manage("deploy_pipeline")
         for name in [*self.workers, "ops", "intake", "scheduler", "web"]:
             self.start(name)
         if seed:
-            self.manage("seed_demo")
+            self.manage("seed_demo", "--no-samples")  # only the builds the bench uploads
 
     def down(self) -> None:
         for name in reversed(list(self.procs)):

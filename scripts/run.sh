@@ -50,7 +50,8 @@ fi
 # The demo tenant acme gets a test endpoint as soon as its sample's model is registered (the scheduler).
 export MLAAS_DEMO_ENDPOINT=${MLAAS_DEMO_ENDPOINT:-1}
 # Workers first, so the demo's uploads flow through intake and dispatch as soon as they land.
-.venv/bin/honcho -f Procfile start &
+# MLAAS_BUILD_WORKERS build worker processes (default 1): each runs one build at a time.
+.venv/bin/honcho -f Procfile start -c "builds=${MLAAS_BUILD_WORKERS:-1}" &
 PIDS+=($!)
 sleep 2
 .venv/bin/python manage.py seed_demo

@@ -110,7 +110,23 @@ def evaluate(policies: dict[str, dict], action: str, resource: str, context: dic
 
 
 def role_policies(iam_client: Any, role_name: str) -> dict[str, dict]:
-    """The identity policies of a role, inline and attached, by name (read as the platform)."""
+    """The identity policies of a role, inline and attached, by name (read as the platform).
+
+    botocore errors leave as domain errors (core.aws.errors): IAM throttling past botocore's own retries is an
+    AwsRetryableError, so a build requeues with backoff instead of failing with an internal error
+    (bench/faults.py's throttling found one).
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from core.aws.errors import translate
+
+    try:
+        return _role_policies(iam_client, role_name)
+    except (BotoCoreError, ClientError) as exc:
+        raise translate(exc, getattr(exc, "operation_name", "")) from exc
+
+
+def _role_policies(iam_client: Any, role_name: str) -> dict[str, dict]:
     documents: dict[str, dict] = {}
     for name in iam_client.list_role_policies(RoleName=role_name).get("PolicyNames", []):
         document = iam_client.get_role_policy(RoleName=role_name, PolicyName=name)["PolicyDocument"]

@@ -7,7 +7,9 @@ rows staff add at any time), and QUEUEs named here are served after them.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import time
 
 from django.core.management.base import CommandError
 from django_rq.management.commands.rqworker import Command as RQWorkerCommand
@@ -23,6 +25,7 @@ from builds.worker import BuildWorker
 
 class Command(RQWorkerCommand):
     help = "Run a build worker: every plan's queue, highest tier first, plans created later included."
+    max_reconnect_delay = 30.0
 
     def handle(self, *args, **options):
         if options.get("pid"):
@@ -33,13 +36,30 @@ class Command(RQWorkerCommand):
         worker_class = get_worker_class(options["worker_class"] or BuildWorker)
         if not issubclass(worker_class, BuildWorker):
             raise CommandError(f"--worker-class must be a subclass of {BuildWorker.__module__}.BuildWorker")
-        try:
-            worker = worker_class(get_queues(*args) if args else [], connection=connection(),
-                                  exception_handlers=get_exception_handlers() or None, name=options["name"],
-                                  worker_ttl=options["worker_ttl"], serializer=options["serializer"])
-            reset_db_connections()  # before any fork
-            worker.work(burst=options["burst"], with_scheduler=options["with_scheduler"], logging_level=level,
-                        max_jobs=options["max_jobs"], max_idle_time=options["max_idle_time"])
-        except RedisConnectionError as exc:
-            self.stderr.write(str(exc))
-            sys.exit(1)
+        # Redis going away (a restart, a failover) must not end the worker: under honcho (`make run`) one
+        # process exiting stops them all, and elsewhere builds would wait for someone to restart it. The
+        # database is the truth about builds; the reconciler puts back the jobs a restarted Redis lost.
+        delay = 1.0
+        while True:
+            started = time.monotonic()
+            try:
+                worker = worker_class(get_queues(*args) if args else [], connection=connection(),
+                                      exception_handlers=get_exception_handlers() or None, name=options["name"],
+                                      worker_ttl=options["worker_ttl"], serializer=options["serializer"])
+                reset_db_connections()  # before any fork
+                worker.work(burst=options["burst"], with_scheduler=options["with_scheduler"],
+                            logging_level=level, max_jobs=options["max_jobs"],
+                            max_idle_time=options["max_idle_time"])
+                return
+            except RedisConnectionError as exc:
+                if options["burst"]:
+                    self.stderr.write(str(exc))
+                    sys.exit(1)
+                if time.monotonic() - started > 60:  # it had been working: a new outage starts the backoff over
+                    delay = 1.0
+                # RQ's handlers would raise StopRequested into the sleep: a stop now simply ends the process.
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                self.stderr.write(f"Redis unreachable ({exc}); starting the worker again in {delay:.0f} s")
+                time.sleep(delay)
+                delay = min(delay * 2, self.max_reconnect_delay)

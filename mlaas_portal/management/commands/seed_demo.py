@@ -31,6 +31,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--no-tenants", action="store_true", help="Only reference data and the admin.")
         parser.add_argument("--admin-password", default="admin")
+        parser.add_argument("--no-samples", action="store_true",
+                            help="Tenants and their logins without uploading the sample data (no demo builds): "
+                                 "bench/load.py and bench/faults.py measure only the builds they upload.")
 
     def handle(self, *args, **options):
         demo.seed_reference_data()
@@ -60,12 +63,12 @@ class Command(BaseCommand):
                     access_request = (demo.seed_marketplace_registration(plan=spec[2])
                                       if spec[0] == MARKETPLACE_TENANT else None)
                     self._seed_tenant(*spec, sample_paths={s: Path(samples[s]) for s in spec[-1]},
-                                      access_request=access_request)
+                                      access_request=access_request, upload_samples=not options["no_samples"])
                 except AwsError as exc:  # the rest of the demo still comes up
                     self.stderr.write(f"{spec[0]}: not ready: {exc}")
 
     def _seed_tenant(self, slug, name, plan, isolation, algorithm, target, sample_names, *,
-                     sample_paths: dict[str, Path], access_request=None):
+                     sample_paths: dict[str, Path], access_request=None, upload_samples: bool = True):
         from builds.models import Algorithm, Build
         from core.aws import gateways
         from tenants.credentials import tenant_assume
@@ -91,6 +94,9 @@ class Command(BaseCommand):
                 self.stderr.write(f"{slug}: provisioning failed at {failed.name}: {failed.error}")
                 return
         tenant.refresh_from_db()
+        if not upload_samples:
+            self.stdout.write(f"{slug}: ready (no sample data uploaded); login owner@{slug}.example / {slug}-demo")
+            return
         s3 = gateways.tenant_s3(tenant_assume(tenant, purpose="seed"))
         if Build.objects.filter(tenant=tenant).exists() or s3.list_keys(tenant.bucket, tenant.upload_prefix):
             self.stdout.write(f"{slug}: ready (sample data already uploaded)")
