@@ -207,4 +207,4 @@ def test_api_build_list_never_shows_another_tenant(two_tenants, make_member, api
 
     answers = [client.get("/api/v1/builds"), client.get(f"/api/v1/builds?tenant={b.slug}")]
 
-    assert [(r.status_code, r.json()) for r in answers] == [(200, {"items": [], "count": 0})] * 2
+    assert [(r.status_code, r.json()) for r in answers] == [(200, {"items": [], "count": 0, "next_cursor": None})] * 2
