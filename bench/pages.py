@@ -10,7 +10,10 @@ AWS (the upload page lists the bucket) are left out.
         --large postgres://postgres@127.0.0.1:5432/mlaas_scale \
         --small postgres://postgres@127.0.0.1:5432/mlaas_scale_small [--runs 20] [--only billing]
 
-Redis (the staff home counts plan workers) is BENCH_REDIS_URL, default redis://127.0.0.1:6379/6.
+Redis (the staff home counts plan workers) is BENCH_REDIS_URL, default redis://127.0.0.1:6379/6. The API's
+rate limit buckets (tenants.api_limits) are emptied before each page so that every request is answered by the
+endpoint, not refused with a 429 (a run makes more requests a minute than a plan allows); the limiter's own
+check still runs, and is timed, in every API request.
 """
 
 from __future__ import annotations
@@ -59,12 +62,17 @@ def last_page_url(client, url: str) -> str | None:
     return href if href.startswith("/") else url.split("?")[0] + href
 
 
+def _next_cursor_url(client, url: str, headers: dict) -> str | None:
+    cursor = client.get(url, **headers).json().get("next_cursor")
+    return f"{url}?cursor={cursor}" if cursor else None
+
+
 def targets(staff_client, tenant_client) -> list[tuple[str, object, str, dict]]:
     """(name, client, url, headers) of every page and endpoint measured."""
     from django.contrib.auth.models import User
     from django.db.models import Count
 
-    from builds.models import Build
+    from builds.models import Build, ModelVersion
     from tenants.models import Membership, Tenant
 
     # The busiest tenant (most builds): its pages are the slowest a tenant sees.
@@ -78,7 +86,10 @@ def targets(staff_client, tenant_client) -> list[tuple[str, object, str, dict]]:
     tenant_api = {"HTTP_AUTHORIZATION": f"Bearer {_raw_token(owner)}"}
     build = Build.objects.filter(tenant=tenant, status=Build.Status.SUCCEEDED).order_by("-created_at").first()
     slug = tenant.slug
+    version = ModelVersion.objects.filter(tenant=tenant).order_by("-version").values_list(
+        "version", flat=True).first()
     today = date.today()
+    month = today.strftime("%Y-%m")
     month_ago = today - timedelta(days=30)
     s, t = staff_client, tenant_client
     rows = [
@@ -103,6 +114,10 @@ def targets(staff_client, tenant_client) -> list[tuple[str, object, str, dict]]:
         ("staff: prices", s, "/billing/prices/", {}),
         ("staff: tenant billing", s, f"/billing/tenants/{slug}/", {}),
         ("staff: tenant autocomplete", s, "/tenants/autocomplete/?q=tenant-004", {}),
+        ("staff: queue", s, "/builds/queue/", {}),
+        ("staff: scheduling policy", s, "/tenants/scheduling/", {}),
+        ("staff: billing setup", s, "/billing/setup/", {}),
+        ("staff: marketplace", s, "/billing/marketplace/", {}),
         ("tenant: home", t, "/", {}),
         ("tenant: builds list", t, "/builds/", {}),
         ("tenant: builds last page", t, last_page_url(t, "/builds/"), {}),
@@ -114,6 +129,10 @@ def targets(staff_client, tenant_client) -> list[tuple[str, object, str, dict]]:
         ("tenant: costs CSV", t, f"/billing/tenants/{slug}/costs.csv", {}),
         ("tenant: statement CSV", t, f"/billing/tenants/{slug}/statement.csv", {}),
         ("tenant: tokens", t, "/tokens/", {}),
+        ("tenant: model version", t, f"/builds/models/{slug}/{version}/" if version else None, {}),
+        ("tenant: test endpoints", t, f"/builds/endpoints/{slug}/", {}),
+        ("tenant: batch scoring", t, f"/builds/batch/{slug}/", {}),
+        ("tenant: webhooks", t, f"/tenants/{slug}/webhooks/", {}),
         ("api staff: GET /tenants", s, "/api/v1/tenants", staff_api),
         ("api staff: GET /builds", s, "/api/v1/builds", staff_api),
         ("api staff: GET /builds?page=1000", s, "/api/v1/builds?page=1000", staff_api),
@@ -124,6 +143,16 @@ def targets(staff_client, tenant_client) -> list[tuple[str, object, str, dict]]:
         ("api tenant: GET /tenants/{slug}/rejections", t, f"/api/v1/tenants/{slug}/rejections", tenant_api),
         ("api tenant: GET /tenants/{slug}/costs", t, f"/api/v1/tenants/{slug}/costs?start={month_ago}&end={today}",
          tenant_api),
+        ("api tenant: GET /builds?cursor (page 2)", t, _next_cursor_url(t, "/api/v1/builds", tenant_api), tenant_api),
+        ("api tenant: GET /tenants/{slug}/statements", t, f"/api/v1/tenants/{slug}/statements?month={month}",
+         tenant_api),
+        ("api tenant: GET /tenants/{slug}/models/{v}", t,
+         f"/api/v1/tenants/{slug}/models/{version}" if version else None, tenant_api),
+        ("api tenant: GET /tenants/{slug}/endpoints", t, f"/api/v1/tenants/{slug}/endpoints", tenant_api),
+        ("api tenant: GET /tenants/{slug}/batch-jobs", t, f"/api/v1/tenants/{slug}/batch-jobs", tenant_api),
+        ("api tenant: GET /tenants/{slug}/webhooks", t, f"/api/v1/tenants/{slug}/webhooks", tenant_api),
+        ("api public: GET /plans", t, "/api/v1/plans", {}),
+        ("api public: GET /algorithms", t, "/api/v1/algorithms", {}),
     ]
     return [row for row in rows if row[2]]
 
@@ -135,13 +164,19 @@ def measure(database_url: str, runs: int, only: str) -> dict:
     from django.test.utils import CaptureQueriesContext, setup_test_environment
 
     setup_test_environment()  # the test client's response.templates etc.; DEBUG stays as configured
+    from django.conf import settings
+
     from builds.models import Build
+    from core.ratebudget import redis_for
     from tenants.models import Tenant
 
+    redis = redis_for(settings.REDIS_URL)
     results = {"tenants": Tenant.objects.count(), "builds": Build.objects.count(), "pages": {}}
     for name, client, url, headers in targets(Client(), Client()):
         if only and only not in name:
             continue
+        for key in redis.scan_iter(match="mlaas:rate:api:*"):  # the rate limit's buckets: see the module docstring
+            redis.delete(key)
         times, queries, status, size = [], 0, None, 0
         for attempt in range(runs + 2):  # two warm-ups: templates compiled, connection open
             with CaptureQueriesContext(connection) as captured:
