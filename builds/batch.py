@@ -416,7 +416,7 @@ def transform_output_prefix(job: BatchJob) -> str:
 
 
 def transform_job_name(job: BatchJob) -> str:
-    return f"mlaas-batch-{job.code.hex[:20]}"
+    return f"{settings.MLAAS_RESOURCE_PREFIX}-batch-{job.code.hex[:20]}"
 
 
 def _sagemaker_start(job: BatchJob) -> str:

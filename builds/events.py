@@ -5,9 +5,10 @@ line where the thing happens, inside the transaction that records it (the delive
 from __future__ import annotations
 
 from builds.models import Build, Endpoint, ModelVersion
-from tenants.webhooks import webhook_event_emit, webhook_event_wanted
+from tenants.models import Webhook
+from tenants.webhooks import webhook_event_emit
 
-BUILD_EVENTS = {Build.Status.SUCCEEDED: "build.succeeded", Build.Status.FAILED: "build.failed"}
+BUILD_EVENTS = {Build.Status.SUCCEEDED: Webhook.Event.BUILD_SUCCEEDED, Build.Status.FAILED: Webhook.Event.BUILD_FAILED}
 
 
 def _when(value) -> str | None:
@@ -16,10 +17,9 @@ def _when(value) -> str | None:
 
 def build_finished(build: Build) -> None:
     """build.succeeded / build.failed (a cancelled build is the tenant's own doing: no event)."""
-    if build.status not in BUILD_EVENTS or not webhook_event_wanted(tenant_id=build.tenant_id,
-                                                                    event=BUILD_EVENTS[build.status]):
+    if build.status not in BUILD_EVENTS:
         return
-    webhook_event_emit(tenant=build.tenant, event=BUILD_EVENTS[build.status], data={
+    webhook_event_emit(tenant=build.tenant_id, event=BUILD_EVENTS[build.status], data=lambda: {
         "tenant": build.tenant.slug,
         "build": {"id": str(build.code), "status": build.status, "algorithm": build.algorithm.slug,
                   "dataset_key": build.dataset_key, "target": build.target, "metrics": build.metrics or {},
@@ -34,20 +34,19 @@ def _version_data(version: ModelVersion) -> dict:
 
 
 def model_version_registered(version: ModelVersion) -> None:
-    if not webhook_event_wanted(tenant_id=version.tenant_id, event="model.registered"):
-        return
-    webhook_event_emit(tenant=version.tenant, event="model.registered", data=_version_data(version))
+    webhook_event_emit(tenant=version.tenant_id, event=Webhook.Event.MODEL_REGISTERED,
+                       data=lambda: _version_data(version))
 
 
 def model_version_decided(version: ModelVersion) -> None:
-    event = "model.approved" if version.approval_status == ModelVersion.Approval.APPROVED else "model.rejected"
-    if webhook_event_wanted(tenant_id=version.tenant_id, event=event):
-        webhook_event_emit(tenant=version.tenant, event=event, data=_version_data(version))
+    approved = version.approval_status == ModelVersion.Approval.APPROVED
+    webhook_event_emit(tenant=version.tenant_id, data=lambda: _version_data(version),
+                       event=Webhook.Event.MODEL_APPROVED if approved else Webhook.Event.MODEL_REJECTED)
 
 
 def endpoint_in_service(endpoint_id: int) -> None:
     endpoint = Endpoint.objects.select_related("tenant", "model_version").get(pk=endpoint_id)
-    webhook_event_emit(tenant=endpoint.tenant, event="endpoint.in_service", data={
+    webhook_event_emit(tenant=endpoint.tenant, event=Webhook.Event.ENDPOINT_IN_SERVICE, data={
         "tenant": endpoint.tenant.slug,
         "endpoint": {"name": endpoint.name, "model_version": endpoint.model_version.version,
                      "status": endpoint.status, "in_service_at": _when(endpoint.in_service_at),

@@ -26,6 +26,7 @@ import logging
 import random
 import secrets
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -187,18 +188,18 @@ def _subscribed(tenant_id: int, event: str) -> list[Webhook]:
     return [h for h in Webhook.objects.filter(tenant_id=tenant_id, status=Webhook.Status.ACTIVE) if event in h.events]
 
 
-def webhook_event_wanted(*, tenant_id: int, event: str) -> bool:
-    """Whether any active webhook of the tenant takes `event` (so an emitter need not build the data)."""
-    return bool(_subscribed(tenant_id, event))
+def webhook_event_emit(*, tenant: Tenant | int, event: str,
+                       data: dict | Callable[[], dict]) -> list[WebhookDelivery]:
+    """A delivery per active webhook of the tenant (or tenant id) subscribed to `event`, sent after the commit.
 
-
-def webhook_event_emit(*, tenant: Tenant, event: str, data: dict) -> list[WebhookDelivery]:
-    """A delivery per active webhook of the tenant subscribed to `event`, sent after the commit."""
-    hooks = _subscribed(tenant.pk, event)
+    `data` may be a function: it is called only when some webhook takes the event, so an emitter builds (and
+    queries for) the message only then.
+    """
+    hooks = _subscribed(tenant if isinstance(tenant, int) else tenant.pk, event)
     if not hooks:
         return []
     now = timezone.now()
-    payload = _message(event, data, now)
+    payload = _message(event, data() if callable(data) else data, now)
     return _deliveries_create(hooks, event=event, payload=payload, now=now)
 
 
