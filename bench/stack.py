@@ -118,6 +118,8 @@ class Stack:
             self._spawn(name, [PY, "manage.py", "rqworker_builds", "--with-scheduler"])
         elif name == "ops":
             self._spawn("ops", [PY, "manage.py", "rqworker", "provisioning", "default", "billing"])
+        elif name in ("batch", "webhooks"):  # their own queues and workers, as the Procfile
+            self._spawn(name, [PY, "manage.py", "rqworker", name])
         elif name == "intake":
             self._spawn("intake", [PY, "manage.py", "run_intake"])
         elif name == "scheduler":
@@ -176,7 +178,7 @@ class Stack:
         self.manage("platform_bootstrap")
         # As scripts/run.sh: without the deployed definition every build fails at start ("not deployed").
         self.manage("deploy_pipeline")
-        for name in [*self.workers, "ops", "intake", "scheduler", "web"]:
+        for name in [*self.workers, "ops", "batch", "webhooks", "intake", "scheduler", "web"]:
             self.start(name)
         if seed:
             self.manage("seed_demo", "--no-samples")  # only the builds the bench uploads

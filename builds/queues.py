@@ -164,7 +164,7 @@ def enqueue_endpoint(kind: str, endpoint_id: int) -> None:
 def enqueue_batch_job(job_id: int) -> None:
     """Run a batch scoring job (builds.jobs.batch_job_run); the scheduler requeues lost ones."""
     try:
-        build_queue("default").enqueue("builds.jobs.batch_job_run", job_id, job_timeout=3600, result_ttl=600,
+        build_queue("batch").enqueue("builds.jobs.batch_job_run", job_id, job_timeout=3600, result_ttl=600,
                                        failure_ttl=86400)
     except Exception:  # noqa: BLE001 - Redis down: builds.batch.batch_jobs_tick enqueues it again
         logger.warning("could not enqueue batch job %s; the scheduler will retry", job_id, exc_info=True)

@@ -110,7 +110,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix"))
 # Plan queues are not listed: plans are rows, and builds.queues names their queues (QueueSettings answers for them).
 RQ_QUEUES = QueueSettings(
-    (name, {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600}) for name in ("default", "intake", "provisioning", "billing")
+    (name, {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600})
+    for name in ("default", "intake", "provisioning", "billing", "batch", "webhooks")
 )
 RQ_SHOW_ADMIN_LINK = True
 

@@ -234,13 +234,14 @@ def webhook_delivery_resend(*, delivery: WebhookDelivery) -> WebhookDelivery:
 
 
 def _enqueue(delivery_id: int, attempt: int) -> None:
-    """Straight onto the default queue (not django-rq's commit-aware enqueue): callers that write enqueue
-    from `transaction.on_commit` themselves, and the sweep has already committed its lease."""
+    """Straight onto the `webhooks` queue (not django-rq's commit-aware enqueue): callers that write enqueue
+    from `transaction.on_commit` themselves, and the sweep has already committed its lease. A queue and worker
+    of their own: a receiver that answers slowly delays other deliveries, never dispatch or a build."""
     import django_rq
     from rq import Queue
 
     try:
-        Queue("default", connection=django_rq.get_connection("default")).enqueue(
+        Queue("webhooks", connection=django_rq.get_connection("webhooks")).enqueue(
             "tenants.jobs.webhook_deliver", delivery_id, attempt, job_timeout=60, result_ttl=300, failure_ttl=86400)
     except Exception:  # noqa: BLE001 - Redis down: the sweep sends it once the lease has passed
         logger.warning("could not enqueue webhook delivery %s; the scheduler will", delivery_id, exc_info=True)

@@ -55,7 +55,7 @@ def _version_with_artifact(tenant, trained, approval: str = "Approved") -> Model
 
 
 def drain() -> None:
-    django_rq.get_worker("default", worker_class=SimpleWorker).work(burst=True)
+    django_rq.get_worker("batch", worker_class=SimpleWorker).work(burst=True)
 
 
 def _input_csv(trained, *, drop: tuple[str, ...] = ("diagnosis",)) -> bytes:
@@ -201,7 +201,7 @@ def test_the_page_uploads_through_the_portal_and_reports_a_bad_header(make_tenan
     listed = page.get(reverse("builds:batch_jobs", args=[tenant.slug]))
 
     first, second = BatchJob.objects.order_by("created_at", "id")
-    queued = django_rq.get_queue("default").get_jobs()
+    queued = django_rq.get_queue("batch").get_jobs()
     assert (first.status, second.status) == ("queued", "awaiting_input")
     assert [(j.func_name, j.args) for j in queued] == [("builds.jobs.batch_job_run", (first.pk,))]  # after commit
     assert "Scoring rows.csv with model version 1." in text_of(good)

@@ -29,7 +29,7 @@ def test_build_events_reach_the_tenants_receiver_signed(make_tenant, make_member
 
     key = upload_csv(tenant, samples["breast_cancer"])
     build = intake_until(key)
-    drain_queues("default", "plan-basic")  # the build, then the deliveries its commits enqueued
+    drain_queues("default", "plan-basic", "webhooks")  # the build, then the deliveries its commits enqueued
 
     build.refresh_from_db()
     assert build.status == Build.Status.SUCCEEDED, build.failure_reason
@@ -43,7 +43,7 @@ def test_build_events_reach_the_tenants_receiver_signed(make_tenant, make_member
 
     approved = owner.post(f"/api/v1/tenants/{tenant.slug}/models/1/approve")
     assert approved.status_code == 200, approved.content
-    drain_queues("default")
+    drain_queues("default", "webhooks")
     last = StandardWebhook(secret).verify(receiver.requests[-1].body, receiver.requests[-1].headers)
     assert (last["type"], last["data"]["model_version"]["approval_status"]) == ("model.approved", "Approved")
     assert ModelVersion.objects.get(build=build).approval_status == "Approved"
@@ -66,9 +66,9 @@ def test_endpoint_in_service_and_rejection_reach_the_receiver(deployed_tenant, a
 
     assert api.post(f"/api/v1/tenants/{tenant.slug}/endpoints", {"model_version": 1},
                     content_type="application/json").status_code == 202
-    drain_queues("default")  # provision (serve starts, InService), then the delivery
+    drain_queues("default", "webhooks")  # provision (serve starts, InService), then the delivery
     assert api.post(f"/api/v1/tenants/{tenant.slug}/models/1/reject").status_code == 200
-    drain_queues("default")  # teardown, then the delivery
+    drain_queues("default", "webhooks")  # teardown, then the delivery
 
     messages = [StandardWebhook(secret).verify(r.body, r.headers) for r in receiver.requests]
     assert [m["type"] for m in messages] == ["endpoint.in_service", "model.rejected"]

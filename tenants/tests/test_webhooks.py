@@ -269,7 +269,7 @@ def test_the_scheduler_sweep_sends_a_delivery_whose_job_was_lost(tenant, receive
 
     assert webhooks.webhooks_tick()["webhook_attempts_enqueued"] == 1
     assert webhooks.webhooks_tick()["webhook_attempts_enqueued"] == 0  # leased again: not enqueued twice
-    django_rq.get_worker("default", worker_class=SimpleWorker).work(burst=True)
+    django_rq.get_worker("webhooks", worker_class=SimpleWorker).work(burst=True)
 
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == ("succeeded", 1)
